@@ -1,0 +1,96 @@
+//! The `orchard` binary end to end: real processes, real files, exit codes and messages.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn orchard(args: &[&str]) -> Output {
+    // No LD_LIBRARY_PATH: the binary must find libtorch through its rpath.
+    Command::new(env!("CARGO_BIN_EXE_orchard")).args(args).env_remove("LD_LIBRARY_PATH").output().expect("orchard runs")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn synth(dir: &Path, train: usize) {
+    let out = orchard(&["data", "synth", "--out", dir.to_str().unwrap(), "--train", &train.to_string(), "--test", "5", "--size", "96x64", "--seed", "3"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn synth_then_check_then_folds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth(&data, 40);
+    for file in ["train.csv", "test.csv", "sample_submission.csv", "images/Train_0.jpg", "images/Test_4.jpg"] {
+        assert!(data.join(file).exists(), "{file}");
+    }
+    let out = orchard(&["data", "check", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = text(&out);
+    for class in ["healthy", "multiple_diseases", "rust", "scab"] {
+        assert!(report.contains(class), "{report}");
+    }
+    assert!(report.contains("96"), "image sizes are described: {report}");
+    let out = orchard(&["data", "check", data.to_str().unwrap(), "--split", "test"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let folds = tmp.path().join("folds.csv");
+    let out = orchard(&["data", "folds", data.to_str().unwrap(), "--k", "4", "--seed", "1", "--out", folds.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let csv = std::fs::read_to_string(&folds).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("image_id,fold"));
+    let mut per_fold = [0usize; 4];
+    for line in lines {
+        per_fold[line.rsplit(',').next().unwrap().parse::<usize>().unwrap()] += 1;
+    }
+    assert_eq!(per_fold, [10, 10, 10, 10]);
+}
+
+#[test]
+fn bad_data_exits_with_code_2_naming_file_row_and_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth(&data, 12);
+    let csv_path = data.join("train.csv");
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    let mut lines: Vec<String> = csv.lines().map(String::from).collect();
+    lines[2] = format!("{},1,1,0,0", lines[2].split(',').next().unwrap()); // line 3: two classes set
+    std::fs::remove_file(data.join("images/Train_5.jpg")).unwrap(); // line 7: image missing
+    std::fs::write(&csv_path, lines.join("\n") + "\n").unwrap();
+
+    let out = orchard(&["data", "check", data.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = text(&out);
+    assert!(err.contains("train.csv:3"), "{err}");
+    assert!(err.contains("Train_5.jpg"), "{err}");
+
+    let out = orchard(&["data", "check", data.to_str().unwrap(), "--skip-bad"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("skipped 2"), "{}", text(&out));
+}
+
+#[test]
+fn nonsense_arguments_exit_with_code_2() {
+    let out = orchard(&["data", "synth", "--out", "/nonexistent/x", "--size", "0x5"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("0x5"), "{}", text(&out));
+    let out = orchard(&["data", "check", "/nonexistent/dataset"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out).contains("/nonexistent/dataset"), "{}", text(&out));
+}
+
+#[test]
+fn input_bench_reports_rates_and_peak_memory_for_files_and_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth(&data, 20);
+    let out = orchard(&["bench", "input", data.to_str().unwrap(), "--size", "32", "--batch", "4", "--epochs", "1", "--cache"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = text(&out);
+    assert!(report.lines().any(|l| l.starts_with("files") && l.contains("20 images") && l.contains("images/s")), "{report}");
+    assert!(report.lines().any(|l| l.starts_with("cache (copy") && l.contains("20 images")), "{report}");
+    assert!(report.contains("peak memory") && report.contains("MiB"), "{report}");
+    assert!(data.join(".orchard-cache/bench-32x32.cache").exists());
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# All set-up on a fresh Debian machine with Rust and Python 3: system packages, the Python environment
+# with libtorch, and the build. Safe to rerun; fast when everything is present.
+# Usage: source scripts/setup.sh   (exports what cargo and the tests need, and builds)
+set -euo pipefail
+ORCHARD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+missing=""
+for tool in cmake nasm; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
+if [ -n "$missing" ]; then
+  echo "orchard: installing$missing (libjpeg-turbo is built from source with SIMD)" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+
+VENV="$("$ORCHARD_ROOT/scripts/python-env.sh" base | tail -n 1)"
+# torch-sys reads libtorch's location from this Python (LIBTORCH_USE_PYTORCH); VIRTUAL_ENV makes it
+# call `python` from PATH, which is the environment's.
+export VIRTUAL_ENV="$VENV"
+export PATH="$VENV/bin:$PATH"
+export LIBTORCH_USE_PYTORCH=1
+export ORCHARD_PYTHON="$VENV/bin/python"
+ORCHARD_ELPV_DIR="$("$ORCHARD_PYTHON" -c 'import elpv_dataset, os; print(os.path.join(os.path.dirname(elpv_dataset.__file__), "data"))')"
+export ORCHARD_ELPV_DIR
+cd "$ORCHARD_ROOT"
+cargo build --release --locked -p orchard-cli >&2
+export ORCHARD_BIN="$ORCHARD_ROOT/target/release/orchard"
