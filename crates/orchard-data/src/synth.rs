@@ -12,9 +12,10 @@
 //! to be a fair test of a training pipeline rather than a trivial one: the lesions are small local
 //! textures placed anywhere on the leaf, in colours that overlap the natural variation of leaves and
 //! backgrounds, under global lighting changes that swamp an image's mean colour, so averaging the image
-//! down to 16×16 pixels destroys the signal (a logistic regression on such thumbnails stays well below a
-//! mean ROC AUC of 0.8), while a convolutional network at 128×128 pixels sees them clearly and reaches a
-//! mean AUC above 0.95. Harmless look-alikes (water drops, yellowed margins, mottling) appear in every
+//! down to 16×16 pixels destroys the signal (a logistic regression on such thumbnails scores a mean
+//! one-vs-rest ROC AUC of about 0.55, and `tests/synth_needs_a_model.rs` holds it below 0.8), while a
+//! convolutional network at 128×128 pixels sees them clearly: a six-layer CNN trained from scratch on
+//! 1000 images for two minutes on two CPU cores reaches a validation mean AUC above 0.99. Harmless look-alikes (water drops, yellowed margins, mottling) appear in every
 //! class with the same frequency, so a model cannot shortcut on them.
 //!
 //! Everything is deterministic for a seed: every image draws from its own ChaCha8 stream derived from
@@ -30,8 +31,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use tiny_skia::{
-    Color, FillRule, GradientStop, LineCap, LinearGradient, Mask, Paint, Path as SkPath, PathBuilder, Pixmap, Point,
-    RadialGradient, Rect, Shader, SpreadMode, Stroke, Transform,
+    Color, FillRule, GradientStop, LineCap, LinearGradient, Mask, Paint, Path as SkPath, PathBuilder, Pixmap, Point, RadialGradient, Rect,
+    Shader, SpreadMode, Stroke, Transform,
 };
 
 use crate::decode::{encode_jpeg, DecodeError, MAX_PIXELS};
@@ -72,15 +73,7 @@ impl Default for SynthConfig {
     /// 400 training and 100 test images of 512×341 pixels (the reference's 3:2 aspect ratio at a quarter
     /// of its 2048×1365 size), seed 0, JPEG quality 90, written to `synth-plant-pathology`.
     fn default() -> Self {
-        Self {
-            out: PathBuf::from("synth-plant-pathology"),
-            train: 400,
-            test: 100,
-            width: 512,
-            height: 341,
-            seed: 0,
-            quality: 90,
-        }
+        Self { out: PathBuf::from("synth-plant-pathology"), train: 400, test: 100, width: 512, height: 341, seed: 0, quality: 90 }
     }
 }
 
@@ -178,6 +171,10 @@ fn split_labels(n: usize, seed: u64, split: Split) -> Vec<usize> {
 ///
 /// Images are rendered in parallel on rayon's pool; the CSV files are written after every image is in
 /// place, so a folder with a `train.csv` has all its images.
+///
+/// # Errors
+/// [`SynthError::Config`] for a size below 8×8 or above [`MAX_PIXELS`], or a quality outside 1–100;
+/// otherwise the first file that could not be created or written, by path.
 pub fn generate(config: &SynthConfig) -> Result<SynthSummary, SynthError> {
     validate(config)?;
     let images = config.out.join("images");
@@ -185,7 +182,10 @@ pub fn generate(config: &SynthConfig) -> Result<SynthSummary, SynthError> {
 
     let train = split_labels(config.train, config.seed, Split::Train);
     let test = split_labels(config.test, config.seed, Split::Test);
-    let jobs: Vec<(Split, usize, usize)> = (train.iter().enumerate().map(|(i, &c)| (Split::Train, i, c)))
+    let jobs: Vec<(Split, usize, usize)> = train
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| (Split::Train, i, c))
         .chain(test.iter().enumerate().map(|(i, &c)| (Split::Test, i, c)))
         .collect();
     jobs.par_iter().try_for_each(|&(split, index, class)| {
@@ -271,21 +271,23 @@ fn mix(a: u64, b: u64) -> u64 {
 /// Draws one picture of class `class` (an index into [`CLASSES`]) as `width` × `height` RGB pixels.
 ///
 /// The picture is a function of its arguments alone: `seed` and `index` select its random stream
-/// ([`generate`] passes a seed derived from its own seed and the split, and the image's index).
-/// Rendering is single-threaded and takes about 5 ms at 512×341.
+/// ([`generate`] passes a seed derived from its own seed and the split, and the image's index). The
+/// class only decides the lesions, which draw from a stream of their own: the same `seed` and `index`
+/// give the same leaf, background, lighting and noise in every class. Rendering is single-threaded and
+/// takes about 12 ms at 512×341 and 0.15 s at 2048×1365 (one core of a 2-core cloud Xeon).
 ///
 /// # Panics
-/// If `class > 3` or a size is zero.
+/// If `class > 3`, or a size is zero or beyond what tiny-skia can allocate.
 pub fn render(class: usize, width: usize, height: usize, seed: u64, index: u64) -> RgbImage {
     assert!(class < CLASSES.len(), "synth::render: class {class} is not one of the {} classes", CLASSES.len());
     let mut main_rng = ChaCha8Rng::seed_from_u64(mix(seed, index));
     let rng = &mut main_rng;
-    let mut pixmap = Pixmap::new(width as u32, height as u32)
-        .unwrap_or_else(|| panic!("synth::render: cannot draw a {width}x{height} picture"));
+    let size = u32::try_from(width).ok().zip(u32::try_from(height).ok());
+    let mut pixmap =
+        size.and_then(|(w, h)| Pixmap::new(w, h)).unwrap_or_else(|| panic!("synth::render: cannot draw a {width}x{height} picture"));
     let scene = Scene { w: width as f32, h: height as f32, s: width.min(height) as f32 };
 
-    // Lesions draw from their own stream, so the class changes nothing else: the same seed and index
-    // give the same scene, lighting and noise in every class.
+    // Lesions draw from their own stream, so the class changes nothing else.
     let mut lesion_rng = ChaCha8Rng::seed_from_u64(mix(rng.random(), 0x1E5));
     scene.background(&mut pixmap, rng);
     let leaf = scene.main_leaf(&mut pixmap, rng);
@@ -294,7 +296,7 @@ pub fn render(class: usize, width: usize, height: usize, seed: u64, index: u64) 
         HEALTHY => (0, 0),
         RUST => (rng.random_range(5..=24), 0),
         SCAB => (0, rng.random_range(3..=10)),
-        MULTIPLE => (rng.random_range(4..=12), rng.random_range(3..=6)),
+        MULTIPLE => (rng.random_range(4..=10), rng.random_range(4..=8)),
         _ => unreachable!(),
     };
     // Interleave the kinds so neither is always drawn over the other.
@@ -735,7 +737,8 @@ impl Scene {
         let r = self.s * uniform(rng, 0.008, 0.022);
         let ts = placed(at, uniform(rng, 0.0, 180.0), uniform(rng, 0.7, 1.0));
         let rim = leaf.scale(0.55);
-        let body = radial(Point::zero(), r, &[(0.0, leaf.scale(1.15), 0.35), (0.7, leaf.scale(1.05), 0.2), (0.9, rim, 0.5), (1.0, rim, 0.0)]);
+        let body =
+            radial(Point::zero(), r, &[(0.0, leaf.scale(1.15), 0.35), (0.7, leaf.scale(1.05), 0.2), (0.9, rim, 0.5), (1.0, rim, 0.0)]);
         if let Some(path) = circle(r) {
             pixmap.fill_path(&path, &body, FillRule::Winding, ts, None);
         }
@@ -747,7 +750,7 @@ impl Scene {
     }
 
     /// Cedar apple rust: a round orange-yellow spot in a paler (chlorotic) halo, sometimes ringed in
-    /// red-brown, sometimes with dark specks (pycnidia) in the middle.
+    /// red, sometimes with dark specks (pycnidia) in the middle.
     fn rust_spot(&self, pixmap: &mut Pixmap, mask: &Mask, rng: &mut impl Rng, at: Point) {
         let r = self.s * uniform(rng, 0.018, 0.032);
         let core = Rgb::hsv(uniform(rng, 22.0, 42.0), uniform(rng, 0.8, 1.0), uniform(rng, 0.85, 1.0));
@@ -756,7 +759,7 @@ impl Scene {
         let k = r / outer;
         let mut stops = vec![(0.0, core.scale(1.05), 1.0), (0.75 * k, core, 1.0)];
         if rng.random_bool(0.35) {
-            let ring = Rgb::hsv(uniform(rng, 5.0, 20.0), uniform(rng, 0.7, 0.9), uniform(rng, 0.4, 0.6));
+            let ring = Rgb::hsv(uniform(rng, 8.0, 22.0), uniform(rng, 0.8, 1.0), uniform(rng, 0.6, 0.8));
             stops.extend([(0.95 * k, ring, 1.0), (1.15 * k, halo, 0.85)]);
         } else {
             stops.push((1.05 * k, halo, 0.85));
@@ -833,7 +836,8 @@ impl Scene {
         if rng.random_bool(0.3) {
             let centre = Point::from_xy(self.w / 2.0, self.h / 2.0);
             let reach = (self.w * self.w + self.h * self.h).sqrt() / 2.0;
-            let vignette = radial(centre, reach, &[(0.0, BLACK, 0.0), (uniform(rng, 0.4, 0.7), BLACK, 0.0), (1.0, BLACK, uniform(rng, 0.2, 0.45))]);
+            let vignette =
+                radial(centre, reach, &[(0.0, BLACK, 0.0), (uniform(rng, 0.4, 0.7), BLACK, 0.0), (1.0, BLACK, uniform(rng, 0.2, 0.45))]);
             pixmap.fill_rect(rect, &vignette, Transform::identity(), None);
         }
     }
@@ -894,10 +898,8 @@ fn finish(pixmap: &Pixmap, rng: &mut impl Rng) -> RgbImage {
     let chroma_noise = uniform(rng, 0.5, 3.5);
     let mut noise = WyRand(rng.random());
     // Contrast and gain per channel as a table of the 256 input levels.
-    let table: Vec<[f32; 256]> = gain
-        .iter()
-        .map(|&g| std::array::from_fn(|v| ((v as f32 / 255.0 - 0.5) * contrast + 0.5) * g * 255.0))
-        .collect();
+    let table: Vec<[f32; 256]> =
+        gain.iter().map(|&g| std::array::from_fn(|v| ((v as f32 / 255.0 - 0.5) * contrast + 0.5) * g * 255.0)).collect();
 
     let mut data = Vec::with_capacity(pixmap.width() as usize * pixmap.height() as usize * 3);
     for px in pixmap.data().chunks_exact(4) {
