@@ -3,13 +3,12 @@
 # Usage: bench/input.sh [DATASET_DIR]   (default: 300 synthetic 2048x1365 JPEGs in bench-data/pp2048)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/setup.sh"
-VENV="$("$ORCHARD_ROOT/scripts/python-env.sh" tf | tail -n 1)"
 DIR="${1:-$ORCHARD_ROOT/bench-data/pp2048}"
 if [ ! -f "$DIR/train.csv" ]; then
   "$ORCHARD_BIN" data synth --out "$DIR" --train 300 --test 0 --size 2048x1365 --seed 7
 fi
 "$ORCHARD_BIN" bench input "$DIR" --size 224 --cache --epochs 2 | tee /tmp/orchard-bench-input.txt
-"$VENV/bin/python" "$ORCHARD_ROOT/bench/tfdata_input.py" "$DIR" --size 224 --epochs 2 | tee /tmp/tfdata-bench-input.txt
+"$ORCHARD_PYTHON" "$ORCHARD_ROOT/bench/tfdata_input.py" "$DIR" --size 224 --epochs 2 | tee /tmp/tfdata-bench-input.txt
 python3 - <<'PY'
 import re
 def best(path, pattern):

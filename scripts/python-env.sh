@@ -2,7 +2,7 @@
 # Creates (once) the Python environment that provides libtorch, the data packages the tests read, and on
 # request the reference frameworks. It lives outside the clone in a versioned cache
 # (${ORCHARD_CACHE:-~/.cache/orchard}), so fresh CI clones reuse it; a changed package list adds to it.
-# Usage: scripts/python-env.sh [base|tf]   (prints the environment's folder on the last line)
+# Usage: scripts/python-env.sh [base|tf]   (tf: base plus tensorflow-cpu and Keras 3)   (prints the environment's folder on the last line)
 set -euo pipefail
 TORCH_VERSION=2.13.0
 CACHE="${ORCHARD_CACHE:-$HOME/.cache/orchard}"

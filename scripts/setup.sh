@@ -13,7 +13,8 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
-VENV="$("$ORCHARD_ROOT/scripts/python-env.sh" base | tail -n 1)"
+# "tf" adds tensorflow-cpu + Keras, which the backbone parity tests run to make their fixtures.
+VENV="$("$ORCHARD_ROOT/scripts/python-env.sh" tf | tail -n 1)"
 # torch-sys reads libtorch's location from this Python (LIBTORCH_USE_PYTORCH); VIRTUAL_ENV makes it
 # call `python` from PATH, which is the environment's.
 export VIRTUAL_ENV="$VENV"

@@ -1,0 +1,157 @@
+//! The interface every architecture implements, and the classifier that puts a head on any of them.
+//!
+//! A [`Backbone`] turns normalised images into a feature map; a [`Classifier`] pools that map, applies
+//! dropout and a dense layer, the head every reference model here ends with (Keras' `avg_pool` →
+//! `top_dropout` → `predictions`; timm's `forward_head`). Training, ensembling and serving hold a
+//! `Classifier` and never ask which architecture is inside.
+
+use std::fmt;
+
+use orchard_data::normalize::Normalization;
+use tch::{nn, Tensor};
+
+use crate::init::Initializer;
+use crate::layers::{global_avg_pool, Dense};
+use crate::registry::ModelError;
+
+/// What the rest of Orchard needs to know about an architecture without building it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSpec {
+    /// Registry name, e.g. `efficientnet_b0`.
+    pub name: String,
+    /// Input size `(height, width)` the architecture was designed and pre-trained at.
+    pub default_size: (i64, i64),
+    /// How 0–255 pixels must be scaled before [`Backbone::forward_features`].
+    pub normalization: Normalization,
+    /// Channels of the feature map, hence the width of the pooled embedding.
+    pub num_features: i64,
+    /// The reference framework's head on top of this backbone.
+    pub head: HeadSpec,
+}
+
+/// The head of an architecture in its reference framework: global average pooling, dropout, dense.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeadSpec {
+    /// Dropout rate before the dense layer, active only in training.
+    pub dropout: f64,
+    /// Name of the dense layer, under which its `weight` and `bias` are stored (Keras `predictions`).
+    pub layer: String,
+    /// Initialiser of the dense kernel (its bias starts at zero).
+    pub init: Initializer,
+}
+
+/// A named set of layers trained together: the unit of freezing and of discriminative learning rates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerGroup {
+    /// e.g. `stem`, `block3`, `top`, `head`.
+    pub name: String,
+    /// Var-store name prefixes of the group's variables, including the path the model was built under.
+    pub prefixes: Vec<String>,
+}
+
+impl LayerGroup {
+    /// Whether the variable called `name` in the var store belongs to this group.
+    pub fn contains(&self, name: &str) -> bool {
+        self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
+    }
+}
+
+/// A feature extractor: one for every architecture.
+pub trait Backbone: Send + fmt::Debug {
+    /// The architecture's name, input size, preprocessing and width.
+    fn spec(&self) -> &ModelSpec;
+
+    /// The feature map before pooling. `train` switches batch norm (batch statistics, which it also folds
+    /// into the moving averages, vs the moving averages), dropout and stochastic depth.
+    ///
+    /// # Shapes
+    /// N×3×H×W, normalised per [`ModelSpec::normalization`] → N×[`ModelSpec::num_features`]×h×w.
+    fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor;
+
+    /// The backbone's layer groups in order from the input to the top, together covering all its variables.
+    fn layer_groups(&self) -> Vec<LayerGroup>;
+}
+
+/// A classification head: global average pooling → dropout → dense.
+#[derive(Debug)]
+struct Head {
+    dense: Dense,
+    dropout: f64,
+    num_classes: i64,
+    group: LayerGroup,
+}
+
+/// A backbone with an optional head: the model that training and inference use.
+#[derive(Debug)]
+pub struct Classifier {
+    backbone: Box<dyn Backbone>,
+    head: Option<Head>,
+}
+
+impl Classifier {
+    /// Puts the backbone's reference head with `num_classes` outputs on `backbone`, its variables under
+    /// `path` (the path the backbone was built under); `None` builds no head, like Keras' `include_top=False,
+    /// pooling="avg"`.
+    pub fn new(backbone: Box<dyn Backbone>, path: &nn::Path, num_classes: Option<i64>) -> Result<Self, ModelError> {
+        let head = match num_classes {
+            None => None,
+            Some(n) if n < 1 => return Err(ModelError::InvalidNumClasses(n)),
+            Some(num_classes) => {
+                let spec = backbone.spec();
+                let layer = &spec.head.layer;
+                let dense = Dense::new(&path.sub(layer), spec.num_features, num_classes, spec.head.init);
+                let group = LayerGroup { name: "head".into(), prefixes: vec![format!("{}.", path.path(layer))] };
+                Some(Head { dense, dropout: spec.head.dropout, num_classes, group })
+            }
+        };
+        Ok(Classifier { backbone, head })
+    }
+
+    /// The backbone's spec.
+    pub fn spec(&self) -> &ModelSpec {
+        self.backbone.spec()
+    }
+
+    /// The feature extractor under the head.
+    pub fn backbone(&self) -> &dyn Backbone {
+        self.backbone.as_ref()
+    }
+
+    /// Number of outputs of the head, `None` without one.
+    pub fn num_classes(&self) -> Option<i64> {
+        self.head.as_ref().map(|h| h.num_classes)
+    }
+
+    /// Pooled features: the input of the head's dropout.
+    ///
+    /// # Shapes
+    /// N×3×H×W → N×[`ModelSpec::num_features`].
+    pub fn embedding(&self, xs: &Tensor, train: bool) -> Tensor {
+        global_avg_pool(&self.backbone.forward_features(xs, train), false)
+    }
+
+    /// Logits (no softmax), or the pooled features without a head.
+    ///
+    /// # Shapes
+    /// N×3×H×W → N×num_classes (N×num_features without a head).
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let features = self.embedding(xs, train);
+        match &self.head {
+            None => features,
+            Some(head) => head.dense.forward(&features.dropout(head.dropout, train)),
+        }
+    }
+
+    /// The backbone's layer groups followed by `head` when there is one.
+    pub fn layer_groups(&self) -> Vec<LayerGroup> {
+        let mut groups = self.backbone.layer_groups();
+        groups.extend(self.head.as_ref().map(|h| h.group.clone()));
+        groups
+    }
+}
+
+impl nn::ModuleT for Classifier {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        Classifier::forward_t(self, xs, train)
+    }
+}

@@ -1,0 +1,290 @@
+//! Keras weights onto Orchard's variables: the one place that knows Keras' weight names and layouts.
+//!
+//! Keras names a weight by its layer and its own name: Keras 3's `Variable.path` is `<layer>/<weight>`
+//! (`block1a_dwconv/kernel`), Keras 2 HDF5 files hold `<layer>/<layer>/<weight>:0`
+//! (`block1a_dwconv/block1a_dwconv/depthwise_kernel:0`). Orchard keeps the layer name and uses PyTorch's
+//! variable names and layouts:
+//!
+//! | Keras weight | Orchard variable | layout |
+//! |---|---|---|
+//! | Conv2D `kernel`, kh×kw×in×out | `weight` | out×in×kh×kw |
+//! | DepthwiseConv2D `kernel` / `depthwise_kernel`, kh×kw×C×M | `weight` | C·M×1×kh×kw |
+//! | Dense `kernel`, in×out | `weight` | out×in |
+//! | `bias` | `bias` | as is |
+//! | BatchNormalization `gamma`, `beta`, `moving_mean`, `moving_variance` | `weight`, `bias`, `running_mean`, `running_var` | as is |
+//! | Normalization `mean`, `variance`, `count` | the same | as is |
+//!
+//! Keras 3 calls a depthwise kernel plain `kernel`; a 4-D kernel is read as depthwise when its target variable
+//! is shaped C·M×1×kh×kw and a regular convolution's layout does not fit it (the two coincide when they both
+//! fit). Keras numbers auto-named layers per session, so `normalization_1` is read as `normalization`.
+//!
+//! [`load`] is all or nothing: it either copies every variable of the model or reports every missing,
+//! unexpected and mis-shaped tensor by name and changes nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use tch::{nn, Tensor};
+
+/// A Keras tensor whose shape does not fit its Orchard variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MisShaped {
+    /// The Keras weight's name as given.
+    pub keras: String,
+    /// The Orchard variable it maps to.
+    pub orchard: String,
+    /// The variable's shape.
+    pub expected: Vec<i64>,
+    /// The Keras tensor's shape, in Keras' layout.
+    pub found: Vec<i64>,
+}
+
+/// Everything that keeps a set of Keras weights from loading into a model, every entry by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mismatch {
+    /// Orchard variables that no Keras weight provides.
+    pub missing: Vec<String>,
+    /// Keras weights with no Orchard variable (or a second one for the same variable), with the reason.
+    pub unexpected: Vec<String>,
+    /// Keras weights of the wrong shape.
+    pub mis_shaped: Vec<MisShaped>,
+}
+
+impl Mismatch {
+    fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty() && self.mis_shaped.is_empty()
+    }
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} missing, {} unexpected, {} mis-shaped tensors",
+            self.missing.len(),
+            self.unexpected.len(),
+            self.mis_shaped.len()
+        )?;
+        for name in &self.missing {
+            write!(f, "\n  missing: {name}")?;
+        }
+        for name in &self.unexpected {
+            write!(f, "\n  unexpected: {name}")?;
+        }
+        for m in &self.mis_shaped {
+            write!(
+                f,
+                "\n  mis-shaped: {} (Keras {:?}) for {} (expects {:?})",
+                m.keras, m.found, m.orchard, m.expected
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Errors of loading Keras weights.
+#[derive(Debug, thiserror::Error)]
+pub enum KerasError {
+    #[error("Keras weights do not fit the model, nothing was loaded: {0}")]
+    Mismatch(Mismatch),
+}
+
+/// A Keras weight's layer and weight names, from either naming scheme.
+///
+/// `"block1a_dwconv/kernel"` and `"block1a_dwconv/block1a_dwconv/kernel:0"` both give
+/// `("block1a_dwconv", "kernel")`; `None` for a name without a `/`.
+pub fn split_name(keras: &str) -> Option<(&str, &str)> {
+    let (layer, rest) = keras.split_once('/')?;
+    let weight = rest.rsplit('/').next().unwrap_or(rest);
+    let weight = match weight.rsplit_once(':') {
+        Some((w, index)) if !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()) => w,
+        _ => weight,
+    };
+    Some((canonical_layer(layer), weight))
+}
+
+/// Strips the session counter off Keras' auto-named layers that Orchard's architectures keep by name.
+fn canonical_layer(layer: &str) -> &str {
+    match layer.strip_prefix("normalization_") {
+        Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => "normalization",
+        _ => layer,
+    }
+}
+
+/// The Orchard variable name (relative to the model's path) of a Keras weight, `None` for a weight name
+/// Orchard has no counterpart for.
+pub fn orchard_name(keras: &str) -> Option<String> {
+    let (layer, weight) = split_name(keras)?;
+    let name = match weight {
+        "kernel" | "depthwise_kernel" | "gamma" => "weight",
+        "bias" | "beta" => "bias",
+        "moving_mean" => "running_mean",
+        "moving_variance" => "running_var",
+        "mean" | "variance" | "count" => weight,
+        _ => return None,
+    };
+    Some(format!("{layer}.{name}"))
+}
+
+/// A Keras tensor in Orchard's layout for a variable shaped `target` (see the module table). The result may
+/// still not have the target's shape; the caller compares.
+pub fn to_orchard_layout(keras: &str, tensor: &Tensor, target: &[i64]) -> Tensor {
+    let weight = split_name(keras).map_or("", |(_, w)| w);
+    let depthwise = |t: &Tensor| {
+        let s = t.size();
+        t.permute([2, 3, 0, 1]).reshape([s[2] * s[3], 1, s[0], s[1]])
+    };
+    match (weight, tensor.dim()) {
+        ("depthwise_kernel", 4) => depthwise(tensor),
+        ("kernel", 4) => {
+            let conv = tensor.permute([3, 2, 0, 1]);
+            if conv.size() != target && depthwise(tensor).size() == target {
+                depthwise(tensor)
+            } else {
+                conv
+            }
+        }
+        ("kernel", 2) => tensor.tr(),
+        _ => tensor.shallow_clone(),
+    }
+}
+
+/// Loads Keras weights, named as Keras names them, into the variables of `vs` whose names start with
+/// `prefix` (the path the model was built under, with its trailing `.`; empty for the root). Returns the
+/// number of variables loaded; loads nothing on a [`Mismatch`].
+pub fn load(
+    vs: &nn::VarStore,
+    prefix: &str,
+    weights: impl IntoIterator<Item = (String, Tensor)>,
+) -> Result<usize, KerasError> {
+    let targets: BTreeMap<String, Tensor> = vs
+        .variables()
+        .into_iter()
+        .filter_map(|(name, t)| name.strip_prefix(prefix).map(|n| (n.to_string(), t)))
+        .collect();
+    let mut mismatch = Mismatch::default();
+    let mut sources: HashMap<String, (String, Tensor)> = HashMap::new();
+    let mut claimed: HashMap<String, String> = HashMap::new();
+    for (keras, tensor) in weights {
+        let Some(orchard) = orchard_name(&keras) else {
+            mismatch.unexpected.push(format!("{keras} (no Orchard counterpart for this weight name)"));
+            continue;
+        };
+        let Some(target) = targets.get(&orchard) else {
+            mismatch.unexpected.push(format!("{keras} (the model has no variable {prefix}{orchard})"));
+            continue;
+        };
+        if let Some(first) = claimed.get(&orchard) {
+            mismatch.unexpected.push(format!("{keras} ({prefix}{orchard} is already given by {first})"));
+            continue;
+        }
+        claimed.insert(orchard.clone(), keras.clone());
+        let converted = to_orchard_layout(&keras, &tensor, &target.size());
+        if converted.size() != target.size() {
+            mismatch.mis_shaped.push(MisShaped {
+                keras,
+                orchard: format!("{prefix}{orchard}"),
+                expected: target.size(),
+                found: tensor.size(),
+            });
+            continue;
+        }
+        sources.insert(orchard, (keras, converted));
+    }
+    mismatch.missing =
+        targets.keys().filter(|name| !claimed.contains_key(*name)).map(|name| format!("{prefix}{name}")).collect();
+    if !mismatch.is_empty() {
+        mismatch.unexpected.sort();
+        return Err(KerasError::Mismatch(mismatch));
+    }
+    tch::no_grad(|| {
+        for (orchard, (_, tensor)) in &sources {
+            targets[orchard].shallow_clone().copy_(tensor);
+        }
+    });
+    Ok(sources.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn names_map_from_both_keras_schemes() {
+        assert_eq!(orchard_name("block1a_dwconv/kernel").unwrap(), "block1a_dwconv.weight");
+        assert_eq!(orchard_name("block1a_dwconv/block1a_dwconv/depthwise_kernel:0").unwrap(), "block1a_dwconv.weight");
+        assert_eq!(orchard_name("stem_bn/moving_variance").unwrap(), "stem_bn.running_var");
+        assert_eq!(orchard_name("top_bn/top_bn/gamma:0").unwrap(), "top_bn.weight");
+        assert_eq!(orchard_name("normalization_3/count").unwrap(), "normalization.count");
+        assert_eq!(orchard_name("predictions/bias").unwrap(), "predictions.bias");
+        assert_eq!(orchard_name("optimizer/iterations"), None);
+        assert_eq!(orchard_name("kernel"), None);
+    }
+
+    /// Convolving with the converted kernel gives, at one output position, the sum Keras defines:
+    /// `y[o] = Σ_{h,w,i} x[h,w,i] · kernel[h,w,i,o]` (regular) or `y[c·M+m] = Σ_{h,w} x[h,w,c] · kernel[h,w,c,m]`.
+    #[test]
+    fn kernels_convert_to_layouts_that_compute_what_keras_computes() {
+        tch::manual_seed(3);
+        let opts = (Kind::Double, Device::Cpu);
+        let x_hwc = Tensor::randn([3, 3, 4], opts);
+        let x = x_hwc.permute([2, 0, 1]).unsqueeze(0);
+
+        let kernel = Tensor::randn([3, 3, 4, 5], opts);
+        let weight = to_orchard_layout("c/kernel", &kernel, &[5, 4, 3, 3]);
+        let y = x.conv2d(&weight, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1).view([5]);
+        let expected = (x_hwc.unsqueeze(-1) * &kernel).sum_dim_intlist([0i64, 1, 2].as_slice(), false, None::<Kind>);
+        assert!(y.allclose(&expected, 1e-10, 1e-10, false));
+
+        let (c, m) = (4, 2);
+        let kernel = Tensor::randn([3, 3, c, m], opts);
+        for name in ["d/kernel", "d/d/depthwise_kernel:0"] {
+            let weight = to_orchard_layout(name, &kernel, &[c * m, 1, 3, 3]);
+            let y = x.conv2d(&weight, None::<Tensor>, [1, 1], [0, 0], [1, 1], c).view([c * m]);
+            let expected = (x_hwc.unsqueeze(-1) * &kernel).sum_dim_intlist([0i64, 1].as_slice(), false, None::<Kind>);
+            assert!(y.allclose(&expected.reshape([c * m]), 1e-10, 1e-10, false), "{name}");
+        }
+
+        let dense = Tensor::randn([4, 7], opts);
+        assert!(to_orchard_layout("predictions/kernel", &dense, &[7, 4]).equal(&dense.tr()));
+    }
+
+    #[test]
+    fn a_mismatch_names_every_problem_and_loads_nothing() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let root = vs.root().sub("m");
+        let a = root.sub("dense").add("weight", Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)), true);
+        let _ = root.sub("dense").add("bias", Tensor::zeros([2], (Kind::Float, Device::Cpu)), true);
+        let _ = root.sub("bn").add("running_mean", Tensor::zeros([2], (Kind::Float, Device::Cpu)), false);
+        let ones = |shape: &[i64]| Tensor::ones(shape, (Kind::Float, Device::Cpu));
+        let weights = vec![
+            ("dense/kernel".to_string(), ones(&[3, 2])),
+            ("dense/bias".to_string(), ones(&[5])),
+            ("extra/kernel".to_string(), ones(&[1])),
+            ("dense/dense/kernel:0".to_string(), ones(&[3, 2])),
+        ];
+        let KerasError::Mismatch(m) = load(&vs, "m.", weights).unwrap_err();
+        assert_eq!(m.missing, ["m.bn.running_mean"]);
+        assert_eq!(m.unexpected.len(), 2, "{m}");
+        assert!(m.unexpected[0].starts_with("dense/dense/kernel:0") && m.unexpected[1].starts_with("extra/kernel"));
+        assert_eq!(
+            m.mis_shaped,
+            [MisShaped {
+                keras: "dense/bias".into(),
+                orchard: "m.dense.bias".into(),
+                expected: vec![2],
+                found: vec![5]
+            }]
+        );
+        assert_eq!(a.abs().sum(Kind::Float).double_value(&[]), 0.0, "a failed load changed a variable");
+
+        let weights = vec![
+            ("dense/kernel".to_string(), ones(&[3, 2])),
+            ("dense/bias".to_string(), ones(&[2])),
+            ("bn/moving_mean".to_string(), ones(&[2])),
+        ];
+        assert_eq!(load(&vs, "m.", weights).unwrap(), 3);
+        assert!(a.equal(&ones(&[2, 3])));
+    }
+}

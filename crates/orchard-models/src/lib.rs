@@ -1,0 +1,35 @@
+//! Orchard's backbones: image-classification architectures on libtorch, built exactly as the reference
+//! frameworks build them, behind one interface.
+//!
+//! This crate owns
+//! - the [`Backbone`] trait that every architecture implements (features, layer groups, a [`ModelSpec`] with
+//!   the default input size and preprocessing preset), and the [`Classifier`] that puts a head (global average
+//!   pooling, dropout, dense) on any backbone, so that training, ensembling and serving never match on the
+//!   architecture;
+//! - the [`registry`] of architectures by name (`efficientnet_b0` … `efficientnet_b7` so far);
+//! - one module per architecture family ([`efficientnet`]), each exact to its reference implementation: same
+//!   layers, same padding, same batch-norm constants, same initialisers, same variable names;
+//! - [`keras`]: the one place where Keras weight names and layouts are mapped onto Orchard's variables.
+//!
+//! Variables live in a [`tch::nn::VarStore`]. Each layer's variables sit under the layer's name in the
+//! reference framework (Keras layer names such as `block1a_dwconv`), with PyTorch's names for the tensors
+//! themselves (`weight`, `bias`, `running_mean`, `running_var`) in PyTorch's layouts (OIHW kernels).
+//!
+//! ```no_run
+//! use tch::{nn, Device, Kind, Tensor};
+//!
+//! let vs = nn::VarStore::new(Device::Cpu);
+//! let model = orchard_models::build("efficientnet_b0", &vs.root(), Some(4)).unwrap();
+//! let images = Tensor::rand([2, 3, 224, 224], (Kind::Float, Device::Cpu)) * 255.0; // Normalization::Raw
+//! let logits = model.forward_t(&images, false); // 2×4
+//! ```
+
+pub mod backbone;
+pub mod efficientnet;
+pub mod init;
+pub mod keras;
+mod layers;
+pub mod registry;
+
+pub use backbone::{Backbone, Classifier, HeadSpec, LayerGroup, ModelSpec};
+pub use registry::{build, build_backbone, names, spec, ModelError};

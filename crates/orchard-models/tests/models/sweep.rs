@@ -1,0 +1,69 @@
+//! A sweep over every registered model: parameter counts exactly as Keras counts them, and one training
+//! step's forward and backward pass at a small input.
+
+use orchard_models::{build, names};
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::all_finite;
+
+/// REFERENCE.md's parameter counts of the Keras applications (`weights=None`): with a 1000-class top, and with
+/// `include_top=False, pooling="avg"`. Counted the Keras way: trainable weights, batch-norm moving means and
+/// variances, and EfficientNet's input Normalization (3 means, 3 variances, 1 count).
+const REFERENCE_COUNTS: &[(&str, i64, i64)] = &[
+    ("efficientnet_b0", 5_330_571, 4_049_571),
+    ("efficientnet_b1", 7_856_239, 6_575_239),
+    ("efficientnet_b2", 9_177_569, 7_768_569),
+    ("efficientnet_b3", 12_320_535, 10_783_535),
+    ("efficientnet_b4", 19_466_823, 17_673_823),
+    ("efficientnet_b5", 30_562_527, 28_513_527),
+    ("efficientnet_b6", 43_265_143, 40_960_143),
+    ("efficientnet_b7", 66_658_687, 64_097_687),
+];
+
+/// Every number a var store holds: Keras' `count_params()` on the same model.
+fn keras_count(vs: &nn::VarStore) -> i64 {
+    vs.variables().values().map(|t| t.numel() as i64).sum()
+}
+
+/// One sweep, so that each model is built only twice: without a head (its count), and with a 1000-class head
+/// (its count, then a training step's forward and backward pass and two evaluation passes at 2×3×64×64).
+#[test]
+fn every_registered_model_has_the_reference_parameter_counts_and_trains() {
+    tch::manual_seed(0);
+    let (batch, size) = (2, 64);
+    for name in names() {
+        let &(_, with_top, without_top) = REFERENCE_COUNTS
+            .iter()
+            .find(|(n, ..)| *n == name)
+            .unwrap_or_else(|| panic!("{name} is registered but has no reference parameter count here"));
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = build(name, &vs.root(), None).unwrap();
+        assert_eq!(keras_count(&vs), without_top, "{name} without top");
+        assert_eq!(model.num_classes(), None);
+        drop(model);
+
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = build(name, &vs.root(), Some(1000)).unwrap();
+        assert_eq!(keras_count(&vs), with_top, "{name} with a 1000-class top");
+        let spec = model.spec();
+        let xs = Tensor::rand([batch, 3, size, size], (Kind::Float, Device::Cpu)) * 255.0;
+
+        let logits = model.forward_t(&xs, true);
+        assert_eq!(logits.size(), [batch, 1000], "{name}");
+        logits.cross_entropy_for_logits(&Tensor::from_slice(&[0i64, 999])).backward();
+        for (var, t) in vs.variables() {
+            if t.requires_grad() {
+                let grad = t.grad();
+                assert!(grad.defined(), "{name}: no gradient for {var}");
+                assert!(all_finite(&grad), "{name}: non-finite gradient for {var}");
+            }
+        }
+
+        // Evaluation: the feature map at stride 32, and no randomness (nor batch-norm updates) between passes.
+        let features = tch::no_grad(|| model.backbone().forward_features(&xs, false));
+        assert_eq!(features.size(), [batch, spec.num_features, size / 32, size / 32], "{name}");
+        let (a, b) = tch::no_grad(|| (model.forward_t(&xs, false), model.forward_t(&xs, false)));
+        assert!(a.equal(&b), "{name}: evaluation is not deterministic");
+        assert!(all_finite(&a), "{name}: non-finite logits");
+    }
+}
