@@ -1,11 +1,12 @@
 //! `orchard`: train, evaluate, combine and serve ensembles of CNN image classifiers.
 //!
 //! This binary is thin: it parses arguments (`cli`), turns them into the libraries' configurations and
-//! calls them (`data_cmd`, `bench_cmd`). Exit codes: 0 success, 1 failure, 2 bad input data or usage.
+//! calls them (`data_cmd`, `bench_cmd`, `schedule_cmd`). Exit codes: 0 success, 1 failure, 2 bad input data or usage.
 
 mod bench_cmd;
 mod cli;
 mod data_cmd;
+mod schedule_cmd;
 
 use std::process::ExitCode;
 
@@ -16,6 +17,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         cli::Command::Data(cmd) => data_cmd::run(cmd),
         cli::Command::Bench(cmd) => bench_cmd::run(cmd),
+        cli::Command::Schedule(args) => schedule_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -94,3 +94,43 @@ fn input_bench_reports_rates_and_peak_memory_for_files_and_cache() {
     assert!(report.contains("peak memory") && report.contains("MiB"), "{report}");
     assert!(data.join(".orchard-cache/bench-32x32.cache").exists());
 }
+
+/// `orchard schedule` against the reference formula, computed here independently of the library.
+#[test]
+fn schedule_prints_the_reference_formula() {
+    fn lrfn(epoch: f64, start: f64, max: f64, min: f64, rampup: f64, sustain: f64, decay: f64) -> f64 {
+        if epoch < rampup {
+            (max - start) / rampup * epoch + start
+        } else if epoch < rampup + sustain {
+            max
+        } else {
+            (max - min) * decay.powf(epoch - rampup - sustain) + min
+        }
+    }
+    let cases: [(&[&str], [f64; 6]); 3] = [
+        (&[], [1e-5, 1e-4, 1e-5, 15.0, 3.0, 0.8]),
+        (&["--replicas", "8"], [1e-5, 8e-4, 1e-5, 15.0, 3.0, 0.8]),
+        (
+            &["--replicas", "8", "--lr-start", "2e-6", "--lr-max", "3e-4", "--lr-min", "1e-6", "--rampup", "4", "--sustain", "0", "--decay", "0.5"],
+            [2e-6, 3e-4, 1e-6, 4.0, 0.0, 0.5],
+        ),
+    ];
+    for (extra, [start, max, min, rampup, sustain, decay]) in cases {
+        let mut args = vec!["schedule", "--epochs", "25"];
+        args.extend_from_slice(extra);
+        let out = orchard(&args);
+        assert!(out.status.success(), "{}", text(&out));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 25, "{stdout}");
+        for (i, line) in lines.iter().enumerate() {
+            let (epoch, lr) = line.split_once(' ').unwrap_or_else(|| panic!("line {line:?}"));
+            assert_eq!(epoch.parse::<usize>().unwrap(), i);
+            let want = lrfn(i as f64, start, max, min, rampup, sustain, decay);
+            let got: f64 = lr.parse().unwrap();
+            assert!((got - want).abs() <= 1e-15 * want, "{extra:?} epoch {i}: printed {got:e}, formula {want:e}");
+        }
+    }
+    let out = orchard(&["schedule", "--epochs", "3", "--replicas", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
