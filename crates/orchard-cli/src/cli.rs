@@ -20,6 +20,9 @@ pub enum Command {
     /// Measure speed (images/second) and peak memory.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// List the registered architectures.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Print the reference learning-rate schedule, one `EPOCH LR` line per epoch (epochs from 0).
     Schedule(ScheduleArgs),
 }
@@ -131,6 +134,20 @@ pub struct FoldsArgs {
     /// Drop bad rows (and count them) instead of failing.
     #[arg(long)]
     pub skip_bad: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ModelsCommand {
+    /// Name, default input size (WxH) and parameter counts with a 1000-class top and without (Keras' count:
+    /// trainable weights plus batch-norm moving statistics).
+    List(ModelsListArgs),
+}
+
+#[derive(Args)]
+pub struct ModelsListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand)]

@@ -6,6 +6,7 @@
 mod bench_cmd;
 mod cli;
 mod data_cmd;
+mod models_cmd;
 mod schedule_cmd;
 
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         cli::Command::Data(cmd) => data_cmd::run(cmd),
         cli::Command::Bench(cmd) => bench_cmd::run(cmd),
+        cli::Command::Models(cmd) => models_cmd::run(cmd),
         cli::Command::Schedule(args) => schedule_cmd::run(args),
     };
     match result {

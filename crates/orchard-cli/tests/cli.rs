@@ -134,3 +134,23 @@ fn schedule_prints_the_reference_formula() {
     let out = orchard(&["schedule", "--epochs", "3", "--replicas", "0"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+#[test]
+fn models_list_reports_every_architecture_with_keras_parameter_counts() {
+    let out = orchard(&["models", "list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rows = rows.as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    for b in 0..8 {
+        assert!(names.contains(&format!("efficientnet_b{b}").as_str()), "{names:?}");
+    }
+    // REFERENCE.md: Keras EfficientNetB0 and B7, with a 1000-class top and with include_top=False.
+    let row = |name: &str| rows.iter().find(|r| r["name"] == name).unwrap().clone();
+    assert_eq!(row("efficientnet_b0")["params_with_top"], 5_330_571);
+    assert_eq!(row("efficientnet_b0")["params_without_top"], 4_049_571);
+    assert_eq!(row("efficientnet_b7")["params_with_top"], 66_658_687);
+    assert_eq!(row("efficientnet_b7")["input_size"], serde_json::json!([600, 600]));
+    let table = orchard(&["models", "list"]);
+    assert!(text(&table).lines().any(|l| l.starts_with("efficientnet_b6") && l.contains("43265143")), "{}", text(&table));
+}
