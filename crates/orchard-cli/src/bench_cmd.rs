@@ -29,8 +29,14 @@ fn bench_input(args: BenchInputArgs) -> Result<()> {
         "none" => AugmentConfig::default(),
         other => return Err(UsageError(format!("augment {other:?}: expected flips or none")).into()),
     };
+    if args.batch == 0 {
+        return Err(UsageError("--batch must be at least 1".into()).into());
+    }
     let (data, _) = dataset::load(&args.dir, Split::Train, &LoadOptions::default())?;
     let n = args.limit.unwrap_or(data.len()).min(data.len());
+    if n == 0 {
+        return Err(UsageError(format!("--limit {n}: nothing to time")).into());
+    }
     let paths: Arc<Vec<PathBuf>> = Arc::new(data.samples[..n].iter().map(|s| s.path.clone()).collect());
     let targets: Arc<Vec<Vec<f32>>> = Arc::new(data.samples[..n].iter().map(|s| s.target.clone()).collect());
     let config = PipelineConfig { size, augment, ..Default::default() };

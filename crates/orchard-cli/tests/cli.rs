@@ -76,6 +76,9 @@ fn nonsense_arguments_exit_with_code_2() {
     let out = orchard(&["data", "synth", "--out", "/nonexistent/x", "--size", "0x5"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("0x5"), "{}", text(&out));
+    let out = orchard(&["bench", "input", "/nonexistent/dataset", "--batch", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--batch"), "{}", text(&out));
     let out = orchard(&["data", "check", "/nonexistent/dataset"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(text(&out).contains("/nonexistent/dataset"), "{}", text(&out));
