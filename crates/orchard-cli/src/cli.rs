@@ -25,6 +25,8 @@ pub enum Command {
     Models(ModelsCommand),
     /// Print the reference learning-rate schedule, one `EPOCH LR` line per epoch (epochs from 0).
     Schedule(ScheduleArgs),
+    /// Train one ensemble member on one fold.
+    Train(Box<crate::train_cmd::TrainArgs>),
 }
 
 /// The reference notebook's learning-rate function; defaults are its constants.

@@ -135,10 +135,20 @@ impl Classifier {
     /// # Shapes
     /// N×3×H×W → N×num_classes (N×num_features without a head).
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let features = self.embedding(xs, train);
+        self.forward_modes(xs, train, train)
+    }
+
+    /// Logits with the backbone and the head in separate modes: fine-tuning with frozen batch-norm
+    /// statistics runs the backbone in inference mode (`backbone_train = false`, Keras'
+    /// `base_model(x, training=False)`) while the head's dropout trains.
+    ///
+    /// # Shapes
+    /// N×3×H×W → N×num_classes (N×num_features without a head).
+    pub fn forward_modes(&self, xs: &Tensor, backbone_train: bool, head_train: bool) -> Tensor {
+        let features = self.embedding(xs, backbone_train);
         match &self.head {
             None => features,
-            Some(head) => head.dense.forward(&features.dropout(head.dropout, train)),
+            Some(head) => head.dense.forward(&features.dropout(head.dropout, head_train)),
         }
     }
 

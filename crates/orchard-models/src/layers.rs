@@ -139,6 +139,20 @@ impl Conv2d {
     }
 }
 
+thread_local! {
+    static MOMENTUM_OVERRIDE: std::cell::Cell<Option<f64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Overrides, on the calling thread, the momentum with which every batch-norm layer moves its running
+/// statistics in training (Keras' convention: the weight of the old value); `None` restores each layer's own.
+///
+/// A training option, not part of an architecture: Keras' 0.99 suits fine-tuning from pretrained statistics,
+/// but a model trained from scratch for a few hundred steps keeps running statistics still close to their
+/// initial values, which ruins its evaluation; PyTorch's default corresponds to 0.9.
+pub fn set_batch_norm_momentum(momentum: Option<f64>) {
+    MOMENTUM_OVERRIDE.with(|o| o.set(momentum));
+}
+
 /// Batch normalisation with Keras' semantics (`keras.layers.BatchNormalization`).
 ///
 /// In training it normalises by the batch's mean and biased variance and moves the running statistics as
@@ -198,7 +212,7 @@ impl BatchNorm {
         tch::no_grad(|| {
             // `invstd = 1 / sqrt(var + eps)` with the biased batch variance.
             let var = invstd.pow_tensor_scalar(-2.0) - self.epsilon;
-            let m = self.momentum;
+            let m = MOMENTUM_OVERRIDE.with(|o| o.get()).unwrap_or(self.momentum);
             for (stat, batch) in [(&self.running_mean, mean), (&self.running_var, var)] {
                 let moved = stat * m + batch.to_kind(stat.kind()) * (1.0 - m);
                 stat.shallow_clone().copy_(&moved);

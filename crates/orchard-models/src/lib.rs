@@ -31,5 +31,6 @@ pub mod keras;
 mod layers;
 pub mod registry;
 
+pub use layers::set_batch_norm_momentum;
 pub use backbone::{Backbone, Classifier, HeadSpec, LayerGroup, ModelSpec};
 pub use registry::{build, build_backbone, names, spec, ModelError};
