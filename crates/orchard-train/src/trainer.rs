@@ -162,6 +162,7 @@ impl Run {
             check_resumable(&saved.state.config, &config).map_err(|message| TrainError::ResumeMismatch { path: out.to_path_buf(), message })?;
         }
         std::fs::create_dir_all(out).map_err(io_error(out))?;
+        remove_stale_temporaries(out);
 
         let (dataset, _) = dataset::load(&config.data.dir, Split::Train, &LoadOptions::default())?;
         let softmax = match config.loss.kind {
@@ -474,6 +475,18 @@ impl Run {
         let jsonl = self.dir.join("metrics.jsonl");
         history::write_atomic(&jsonl, history::to_jsonl(&self.state.history).as_bytes()).map_err(io_error(&jsonl))?;
         Ok(())
+    }
+}
+
+/// Deletes temporary files that a killed run left behind (their names start with `.ckpt-` or `.orchard-`).
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if (name.starts_with(".ckpt-") || name.starts_with(".orchard-")) && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

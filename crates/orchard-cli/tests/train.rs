@@ -1,0 +1,118 @@
+//! `orchard train` as a process: configuration file and flags, the run directory's files, exit codes, and a
+//! run killed again and again that never leaves a truncated `last.ckpt` and resumes to the end.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use orchard_train::{checkpoint, RunState};
+
+fn orchard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_orchard")).args(args).env_remove("LD_LIBRARY_PATH").output().expect("orchard runs")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn synth(dir: &Path, train: usize) -> String {
+    let d = dir.to_str().unwrap().to_string();
+    let out = orchard(&["data", "synth", "--out", &d, "--train", &train.to_string(), "--test", "0", "--size", "64x48", "--seed", "9"]);
+    assert!(out.status.success(), "{}", text(&out));
+    d
+}
+
+#[test]
+fn flags_override_the_config_file_and_the_run_directory_has_every_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("data"), 18);
+    let config = tmp.path().join("run.toml");
+    std::fs::write(
+        &config,
+        format!("epochs = 5\nbatch = 4\nema = 0.5\n[data]\ndir = {data:?}\nfolds = 3\nsize = [32, 32]\n[schedule.function]\nkind = \"constant\"\nlr = 0.001\n"),
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    let out = orchard(&["train", "--config", config.to_str().unwrap(), "--epochs", "2", "--fold", "1", "--out", run.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let resolved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    for line in ["epochs = 2", "batch = 4", "ema = 0.5", "fold = 1", "folds = 3"] {
+        assert!(resolved.lines().any(|l| l.trim() == line), "{line} missing from\n{resolved}");
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 3, "{metrics}");
+    let oof = std::fs::read_to_string(run.join("oof.csv")).unwrap();
+    assert_eq!(oof.lines().next(), Some("image_id,healthy,multiple_diseases,rust,scab"));
+    assert_eq!(oof.lines().count(), 1 + 6, "a third of 18 images validate");
+    for row in oof.lines().skip(1) {
+        let p: Vec<f64> = row.split(',').skip(1).map(|v| v.parse().unwrap()).collect();
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-5, "{row}");
+    }
+    assert!(run.join("best.ckpt").exists() && run.join("metrics.jsonl").exists());
+
+    // The same directory again without --resume: refused with exit code 2, nothing touched.
+    let before = std::fs::read(run.join("last.ckpt")).unwrap();
+    let out = orchard(&["train", "--config", config.to_str().unwrap(), "--out", run.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--resume"), "{}", text(&out));
+    assert_eq!(std::fs::read(run.join("last.ckpt")).unwrap(), before);
+
+    // Bad input: a missing data folder and an unknown architecture, each exit code 2 with the culprit named.
+    let out = orchard(&["train", "--data", "/nonexistent/data", "--epochs", "1", "--out", tmp.path().join("x").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("/nonexistent/data"), "{}", text(&out));
+    let out = orchard(&["train", "--data", &data, "--arch", "resnet9000", "--out", tmp.path().join("y").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("resnet9000"), "{}", text(&out));
+}
+
+#[test]
+fn a_run_killed_at_random_moments_always_leaves_a_loadable_last_checkpoint_and_resumes_to_the_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("data"), 8);
+    let run = tmp.path().join("run");
+    let epochs = 12;
+    let args = [
+        "train", "--data", &data, "--size", "32", "--batch", "8", "--epochs", &epochs.to_string(), "--ema", "0.9",
+        "--schedule", "constant", "--lr", "0.001", "--workers", "1", "--quiet", "--out", run.to_str().unwrap(),
+    ];
+    let last = run.join("last.ckpt");
+    let mut kills = 0;
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while kills < 6 && Instant::now() < deadline {
+        let mut resume_args = args.to_vec();
+        if last.exists() {
+            resume_args.push("--resume");
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_orchard")).args(&resume_args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        // Kill once the run has written at least one checkpoint, at a pseudo-random moment afterwards.
+        while !last.exists() && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(rng % 1500));
+        if child.try_wait().unwrap().is_some() {
+            break; // finished before the kill
+        }
+        child.kill().unwrap(); // SIGKILL: no chance to clean up
+        child.wait().unwrap();
+        kills += 1;
+        let loaded = checkpoint::load::<RunState>(&last).unwrap_or_else(|e| panic!("after kill {kills}: {e}"));
+        assert!(loaded.state.epochs_done >= 1 && loaded.state.epochs_done <= epochs);
+        assert_eq!(loaded.state.history.len() as u32, loaded.state.epochs_done);
+    }
+    assert!(kills >= 1, "the run was never killed");
+    let mut final_args = args.to_vec();
+    final_args.push("--resume");
+    let out = orchard(&final_args);
+    assert!(out.status.success(), "{}", text(&out));
+    let loaded = checkpoint::load::<RunState>(&last).unwrap();
+    assert_eq!(loaded.state.epochs_done, epochs);
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count() as u32, 1 + epochs, "{metrics}");
+    let leftovers: Vec<_> = std::fs::read_dir(&run).unwrap().flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().ends_with(".tmp")).collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
