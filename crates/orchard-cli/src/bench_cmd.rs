@@ -19,6 +19,7 @@ use crate::cli::{parse_size, BenchCommand, BenchInputArgs, UsageError};
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Input(args) => bench_input(args),
+        BenchCommand::Model(args) => crate::bench_model::run(args),
     }
 }
 
@@ -87,12 +88,12 @@ fn time_epochs(label: &str, pipeline: &Pipeline, targets: &Arc<Vec<Vec<f32>>>, c
 }
 
 /// Resets the kernel's peak-RSS counter (Linux ≥ 4.0), so each phase reports its own peak.
-fn reset_peak_memory() {
+pub fn reset_peak_memory() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// The process's peak resident memory (VmHWM), human-readable.
-fn peak_memory() -> String {
+pub fn peak_memory() -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))

@@ -156,6 +156,41 @@ pub struct ModelsListArgs {
 pub enum BenchCommand {
     /// The input pipeline: decode + resize + flips, handed to libtorch as normalised f32 batches.
     Input(BenchInputArgs),
+    /// A registered architecture on random inputs: forward (inference), or with --train forward + backward +
+    /// Adam step.
+    Model(BenchModelArgs),
+}
+
+#[derive(Args)]
+pub struct BenchModelArgs {
+    /// Architecture (`orchard models list`).
+    #[arg(long)]
+    pub arch: String,
+    /// Input size, N or WxH.
+    #[arg(long, default_value = "224")]
+    pub size: String,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Time training steps (forward + backward + optimizer step) instead of inference.
+    #[arg(long)]
+    pub train: bool,
+    /// Timed iterations, after --warmup untimed ones.
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Number of classes of the head.
+    #[arg(long, default_value_t = 1000)]
+    pub classes: i64,
+    /// channels-last (default) or contiguous.
+    #[arg(long, default_value = "channels-last", value_parser = ["channels-last", "contiguous"])]
+    pub layout: String,
+    /// f32, bf16 or f16 (autocast).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
+    pub precision: String,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 #[derive(Args)]

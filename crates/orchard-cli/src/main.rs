@@ -4,6 +4,7 @@
 //! calls them (`data_cmd`, `bench_cmd`, `schedule_cmd`). Exit codes: 0 success, 1 failure, 2 bad input data or usage.
 
 mod bench_cmd;
+mod bench_model;
 mod cli;
 mod data_cmd;
 mod models_cmd;

@@ -116,3 +116,19 @@ fn a_run_killed_at_random_moments_always_leaves_a_loadable_last_checkpoint_and_r
     let leftovers: Vec<_> = std::fs::read_dir(&run).unwrap().flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().ends_with(".tmp")).collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
+
+#[test]
+fn bench_model_prints_images_per_second_and_peak_memory_for_inference_and_training() {
+    for extra in [&[][..], &["--train", "--precision", "bf16"][..], &["--train", "--layout", "contiguous"][..]] {
+        let mut args = vec!["bench", "model", "--arch", "efficientnet_b0", "--size", "32", "--batch", "2", "--steps", "1", "--classes", "4"];
+        args.extend_from_slice(extra);
+        let out = orchard(&args);
+        assert!(out.status.success(), "{extra:?}: {}", text(&out));
+        let line = text(&out);
+        let rate: f64 = line.split(" images/s").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(rate > 0.0 && line.contains("peak memory") && line.contains("MiB"), "{line}");
+        assert!(line.contains(if extra.contains(&"--train") { "train" } else { "inference" }), "{line}");
+    }
+    let out = orchard(&["bench", "model", "--arch", "nope", "--batch", "1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}

@@ -6,6 +6,8 @@
 //! result keeps the NHWC memory order underneath its NCHW shape, which is exactly PyTorch's channels-last
 //! format; `Layout::Contiguous` asks for the classic NCHW order instead.
 
+pub mod autocast;
+
 use orchard_data::loader::Batch;
 use orchard_data::normalize::Normalization;
 use tch::{Device, Kind, Tensor};

@@ -18,6 +18,7 @@
 //! println!("best val AUC {:?} at epoch {:?}", summary.best, summary.best_epoch);
 //! ```
 
+pub mod amp;
 pub mod checkpoint;
 pub mod config;
 pub mod ema;

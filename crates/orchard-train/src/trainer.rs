@@ -21,10 +21,12 @@ use orchard_data::loader::{Loader, LoaderConfig};
 use orchard_data::normalize::Normalization;
 use orchard_data::pipeline::{Pipeline, PipelineConfig, Source};
 use orchard_models::Classifier;
+use orchard_torch::autocast::{Autocast, HalfType};
 use orchard_torch::Layout;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::amp::LossScaler;
 use crate::checkpoint::{self, CheckpointError};
 use crate::config::{BatchNormMode, ConfigError, LossKind, Precision, TrainConfig};
 use crate::ema::Ema;
@@ -90,6 +92,8 @@ pub struct RunState {
     pub stopped_early: bool,
     pub history: Vec<EpochRecord>,
     pub optimizer_steps: BTreeMap<String, u64>,
+    /// The f16 loss scaler's state.
+    pub loss_scaler: Option<LossScaler>,
     pub config: TrainConfig,
 }
 
@@ -147,9 +151,6 @@ fn epoch_seed(seed: u64, epoch: u32) -> i64 {
 
 impl Run {
     fn new(config: TrainConfig, out: &Path, resume: bool) -> Result<Self, TrainError> {
-        if config.precision != Precision::F32 {
-            return Err(ConfigError { field: "precision", message: "only f32 is available in this build".into() }.into());
-        }
         let last = out.join("last.ckpt");
         let saved: Option<checkpoint::Loaded<RunState>> = if resume && last.exists() {
             Some(checkpoint::load(&last)?)
@@ -182,6 +183,9 @@ impl Run {
             targets::apply_soft_targets(path, &dataset, &mut train_targets).map_err(TrainError::Input)?;
         }
         let device = orchard_torch::parse_device(&config.device).map_err(|m| ConfigError { field: "device", message: m })?;
+        if config.precision == Precision::Bf16 && device == Device::Cpu && !cpu_has_bf16() {
+            return Err(ConfigError { field: "precision", message: "bf16 needs a CPU with AVX-512 BF16 or AMX; this one has neither".into() }.into());
+        }
         let spec = orchard_models::spec(&config.model.arch)?;
         let size = config.data.size.unwrap_or((spec.default_size.0 as usize, spec.default_size.1 as usize));
 
@@ -254,6 +258,7 @@ impl Run {
             stopped_early: false,
             history: Vec::new(),
             optimizer_steps: BTreeMap::new(),
+            loss_scaler: (config.precision == Precision::F16).then(LossScaler::default),
             config: config.clone(),
         };
         let mut run = Run {
@@ -389,14 +394,18 @@ impl Run {
             let batch = batch?;
             let xs = orchard_torch::images(&batch, spec.normalization, self.device, self.layout);
             let ys = orchard_torch::targets(&batch, self.device);
-            let logits = self.model.forward_modes(&xs, backbone_train, true);
-            let loss = self.loss.forward(&logits, &ys);
+            let loss = {
+                let _autocast = self.autocast()?;
+                let logits = self.model.forward_modes(&xs, backbone_train, true);
+                self.loss.forward(&logits, &ys)
+            };
             let value = loss.double_value(&[]);
             if !value.is_finite() {
                 let last_good = if epoch == 0 { "none: no epoch finished".to_string() } else { (epoch - 1).to_string() };
                 return Err(TrainError::NonFiniteLoss { epoch, step: i, loss: value, last_good });
             }
-            (loss / accumulate as f64).backward();
+            let scale = self.state.loss_scaler.as_ref().map_or(1.0, |s| s.scale);
+            (loss * (scale / accumulate as f64)).backward();
             loss_sum += value * batch.len() as f64;
             images += batch.len();
             if (i + 1) % accumulate == 0 || i + 1 == total {
@@ -405,19 +414,35 @@ impl Run {
                 } else {
                     lr
                 };
-                if let Some(max) = self.config.clip_norm {
-                    self.optimizer.clip_grad_norm(max);
+                let finite = match &mut self.state.loss_scaler {
+                    Some(scaler) => scaler.unscale_and_update(self.optimizer.params().iter().map(|p| &p.tensor)),
+                    None => true,
+                };
+                if finite {
+                    if let Some(max) = self.config.clip_norm {
+                        self.optimizer.clip_grad_norm(max);
+                    }
+                    self.optimizer.step(step_lr);
+                    if let Some(ema) = &mut self.ema {
+                        ema.update();
+                    }
                 }
-                self.optimizer.step(step_lr);
                 self.optimizer.zero_grad();
-                if let Some(ema) = &mut self.ema {
-                    ema.update();
-                }
                 self.state.step += 1;
             }
             progress.batch(i + 1, batch.len(), value);
         }
         Ok((loss_sum / images.max(1) as f64, images))
+    }
+
+    /// An autocast region for the configured precision (none in f32).
+    fn autocast(&self) -> Result<Option<Autocast>, TrainError> {
+        let dtype = match self.config.precision {
+            Precision::F32 => return Ok(None),
+            Precision::Bf16 => HalfType::BFloat16,
+            Precision::F16 => HalfType::Float16,
+        };
+        Autocast::new(self.device, dtype).map(Some).map_err(|message| ConfigError { field: "precision", message }.into())
     }
 
     /// Freezes (no gradient) or unfreezes every parameter outside the head.
@@ -476,6 +501,12 @@ impl Run {
         history::write_atomic(&jsonl, history::to_jsonl(&self.state.history).as_bytes()).map_err(io_error(&jsonl))?;
         Ok(())
     }
+}
+
+/// Whether the CPU computes bf16 natively (AVX-512 BF16 or AMX), without which bf16 autocast is slower than
+/// f32.
+fn cpu_has_bf16() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains(" avx512_bf16") || c.contains(" amx_bf16"))
 }
 
 /// Deletes temporary files that a killed run left behind (their names start with `.ckpt-` or `.orchard-`).

@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use orchard_data::synth::{generate, SynthConfig};
 use orchard_metrics::schedule::{Reference, Schedule};
 use orchard_train::checkpoint;
-use orchard_train::config::{BatchNormMode, OptimizerKind, TrainConfig};
+use orchard_train::config::{BatchNormMode, OptimizerKind, Precision, TrainConfig};
 use orchard_train::progress::Silent;
 use orchard_train::{train, RunState, TrainError};
 use tch::Tensor;
@@ -121,4 +121,20 @@ fn a_non_finite_loss_stops_the_run_naming_epoch_and_step_and_keeps_the_last_good
     let last = checkpoint::load::<RunState>(&run.join("last.ckpt")).unwrap();
     assert_eq!(last.state.epochs_done, 1);
     assert!(last.group("model").values().all(|t| t.isfinite().all().int64_value(&[]) == 1));
+}
+
+#[test]
+fn mixed_precision_runs_train_with_finite_losses_and_f16_keeps_its_loss_scale_in_the_checkpoint() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), 12, 5);
+    for precision in [Precision::Bf16, Precision::F16] {
+        let config = TrainConfig { epochs: 1, precision, ema: None, ..quick(&data) };
+        let run = dir.path().join(format!("{precision:?}"));
+        let s = train(config, &run, false, &mut Silent).unwrap();
+        let r = &s.history[0];
+        assert!(r.train_loss.is_finite() && r.val_loss.unwrap().is_finite(), "{precision:?}: {r:?}");
+        let scaler = checkpoint::load::<RunState>(&run.join("last.ckpt")).unwrap().state.loss_scaler;
+        assert_eq!(scaler.is_some(), precision == Precision::F16);
+    }
 }
