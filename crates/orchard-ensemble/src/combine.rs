@@ -91,10 +91,11 @@ pub fn combine(members: &[&[f64]], n_classes: usize, method: Method, weights: Op
     Ok(out)
 }
 
-/// `Σ wₘ xₘ` element-wise (the weights are already normalised).
+/// `Σ wₘ xₘ` element-wise (the weights are already normalised); members with weight 0 take no part, so
+/// their infinities (a zero to a negative power) cannot turn into `0 · ∞ = NaN`.
 fn weighted_sum(members: impl Iterator<Item = Vec<f64>>, weights: &[f64], len: usize) -> Vec<f64> {
     let mut out = vec![0.0; len];
-    for (m, &w) in members.zip(weights) {
+    for (m, &w) in members.zip(weights).filter(|(_, &w)| w > 0.0) {
         for (o, x) in out.iter_mut().zip(m) {
             *o += w * x;
         }

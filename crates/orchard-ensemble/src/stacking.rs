@@ -104,7 +104,13 @@ impl Binary {
             None => vec![self.constant; rows],
             Some(model) => {
                 let x = Array2::from_shape_vec((rows, n_features), x.to_vec()).expect("rows × n_features");
-                model.predict_probabilities(&x).to_vec()
+                let p = model.predict_probabilities(&x);
+                // linfa's "positive" class is the more frequent one, not `true`.
+                if model.labels().pos.class {
+                    p.to_vec()
+                } else {
+                    p.iter().map(|p| 1.0 - p).collect()
+                }
             }
         }
     }
