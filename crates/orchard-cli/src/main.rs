@@ -6,6 +6,7 @@
 mod bench_cmd;
 mod cli;
 mod data_cmd;
+mod ensemble_cmd;
 mod models_cmd;
 mod schedule_cmd;
 
@@ -20,6 +21,9 @@ fn main() -> ExitCode {
         cli::Command::Bench(cmd) => bench_cmd::run(cmd),
         cli::Command::Models(cmd) => models_cmd::run(cmd),
         cli::Command::Schedule(args) => schedule_cmd::run(args),
+        cli::Command::Ensemble(args) => ensemble_cmd::run_ensemble(args),
+        cli::Command::Score(args) => ensemble_cmd::run_score(args),
+        cli::Command::Submission(cmd) => ensemble_cmd::run_submission(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -36,7 +40,8 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     let bad_data = err.chain().any(|e| {
         e.is::<DatasetError>() || e.is::<DecodeError>() || e.is::<FoldError>() || e.is::<ElpvError>() || e.is::<cli::UsageError>()
     });
-    if bad_data {
+    let bad_ensemble_input = err.chain().any(|e| e.downcast_ref::<orchard_ensemble::EnsembleError>().is_some_and(|e| e.is_bad_input()));
+    if bad_data || bad_ensemble_input {
         2
     } else {
         1
