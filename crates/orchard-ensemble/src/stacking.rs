@@ -17,6 +17,15 @@ use orchard_data::dataset::Task;
 use crate::cv::{self, CvScores};
 use crate::{EnsembleError, Result};
 
+/// The solver settings shared by the binary and multinomial models (linfa names their common builder type
+/// only through two aliases, hence a macro): linfa's `alpha` is scikit-learn's `1 / C`, and its objective is
+/// a sum over rows, so the gradient tolerance grows with them.
+macro_rules! solver {
+    ($params:expr, $config:expr, $rows:expr) => {
+        $params.alpha(1.0 / $config.c).max_iterations($config.max_iterations).gradient_tolerance($config.tolerance * $rows as f64)
+    };
+}
+
 /// Probabilities below this are clipped before the logarithm, so a member's hard 0 is a large but finite
 /// feature.
 pub const LOG_FLOOR: f64 = 1e-7;
@@ -77,15 +86,8 @@ pub fn fit_multinomial(x: &[f64], n_features: usize, labels: &[usize], n_classes
     if present.len() < 2 {
         return Ok(Multinomial { model: None, present, n_classes });
     }
-    let records = Array2::from_shape_vec((labels.len(), n_features), x.to_vec())
-        .map_err(|e| EnsembleError::Stacking(e.to_string()))?;
-    let data = Dataset::new(records, Array1::from_vec(labels.to_vec()));
-    let model = MultiLogisticRegression::default()
-        .alpha(1.0 / config.c)
-        .max_iterations(config.max_iterations)
-        .gradient_tolerance(config.tolerance * labels.len() as f64)
-        .fit(&data)
-        .map_err(|e| EnsembleError::Stacking(e.to_string()))?;
+    let data = dataset(x, n_features, labels)?;
+    let model = solver!(MultiLogisticRegression::default(), config, labels.len()).fit(&data).map_err(stacking_error)?;
     Ok(Multinomial { model: Some(model), present, n_classes })
 }
 
@@ -123,16 +125,19 @@ pub fn fit_binary(x: &[f64], n_features: usize, labels: &[bool], config: &Stacki
     if positives == 0 || positives == labels.len() {
         return Ok(Binary { model: None, constant: if positives == 0 { 0.0 } else { 1.0 } });
     }
-    let records = Array2::from_shape_vec((labels.len(), n_features), x.to_vec())
-        .map_err(|e| EnsembleError::Stacking(e.to_string()))?;
-    let data = Dataset::new(records, Array1::from_vec(labels.to_vec()));
-    let model = LogisticRegression::default()
-        .alpha(1.0 / config.c)
-        .max_iterations(config.max_iterations)
-        .gradient_tolerance(config.tolerance * labels.len() as f64)
-        .fit(&data)
-        .map_err(|e| EnsembleError::Stacking(e.to_string()))?;
+    let data = dataset(x, n_features, labels)?;
+    let model = solver!(LogisticRegression::default(), config, labels.len()).fit(&data).map_err(stacking_error)?;
     Ok(Binary { model: Some(model), constant: 0.0 })
+}
+
+/// Features and targets as linfa wants them.
+fn dataset<T: Clone>(x: &[f64], n_features: usize, labels: &[T]) -> Result<Dataset<f64, T, ndarray::Ix1>> {
+    let records = Array2::from_shape_vec((labels.len(), n_features), x.to_vec()).map_err(stacking_error)?;
+    Ok(Dataset::new(records, Array1::from_vec(labels.to_vec())))
+}
+
+fn stacking_error(e: impl std::fmt::Display) -> EnsembleError {
+    EnsembleError::Stacking(e.to_string())
 }
 
 fn check_config(config: &Stacking) -> Result<()> {

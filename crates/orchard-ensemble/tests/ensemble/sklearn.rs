@@ -42,10 +42,10 @@ fn logistic_regression_equals_scikit_learn() {
         let levels = [0, 4, 10][i % 3];
         let y: Vec<f64> = (0..n).map(|_| if rng.random_bool(0.3) { 1.0 } else { 0.0 }).collect();
         let s: Vec<f64> = y.iter().map(|t| {
-            let v = (0.3 * t + rng.random_range(0.0..0.7)) as f64;
+            let v = 0.3 * t + rng.random_range(0.0..0.7);
             if levels == 0 { v } else { (v * levels as f64).round() / levels as f64 }
         }).collect();
-        if y.iter().any(|&t| t == 1.0) {
+        if y.contains(&1.0) {
             f1_cases.push((y, s));
         }
     }
