@@ -92,12 +92,14 @@ fn auc_text(v: Option<f64>) -> String {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let width = self.members.iter().map(|m| m.file.len()).max().unwrap_or(6).max(8);
+        let width = self.members.iter().map(|m| m.file.len()).max().unwrap_or(0).max(26);
+        let widths: Vec<usize> = self.classes.iter().map(|c| c.len().max(6)).collect();
         if !self.members.is_empty() {
-            writeln!(f, "members, out-of-fold AUC: {:<width$}  mean    {}", "", self.classes.join("  "))?;
+            let header: Vec<String> = self.classes.iter().zip(&widths).map(|(c, w)| format!("{c:>w$}")).collect();
+            writeln!(f, "{:<width$}  {:>6}  {}", "member (out-of-fold AUC)", "mean", header.join("  "))?;
             for m in &self.members {
-                let per: Vec<String> = m.oof.per_class.iter().zip(&self.classes).map(|(v, c)| format!("{:>w$}", auc_text(*v), w = c.len())).collect();
-                writeln!(f, "  {:<w$}  {}  {}", m.file, auc_text(m.oof.mean), per.join("  "), w = width + 24)?;
+                let per: Vec<String> = m.oof.per_class.iter().zip(&widths).map(|(v, w)| format!("{:>w$}", auc_text(*v))).collect();
+                writeln!(f, "{:<width$}  {:>6}  {}", m.file, auc_text(m.oof.mean), per.join("  "))?;
             }
         }
         writeln!(f, "ensemble: {}", self.method)?;

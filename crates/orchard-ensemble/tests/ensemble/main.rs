@@ -5,6 +5,7 @@
 //! - `search`: weight searches on constructed cases whose best answer is known, and the cross-validated
 //!   estimate against the in-sample one.
 //! - `sklearn`: the stacking meta-model and the per-label thresholds against scikit-learn.
+//! - `stacking`: the meta-model, held out, on a case where it must beat every member.
 //!
 //! The reference computations run through the Python named by `ORCHARD_PYTHON` (numpy, scipy,
 //! scikit-learn), with the scripts in `tests/fixtures/`.
@@ -12,6 +13,7 @@
 mod combiners;
 mod search;
 mod sklearn;
+mod stacking;
 
 use std::path::PathBuf;
 use std::process::Command;
