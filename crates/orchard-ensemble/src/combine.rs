@@ -17,6 +17,18 @@
 //! a little from before; [`combine`] with [`Task::MultiLabel`] leaves columns as they are.
 //! Rank averaging is the AUC-friendly choice: AUC only sees the order within a column, and ranks put members
 //! with differently calibrated probabilities on one scale.
+//!
+//! ```
+//! use orchard_ensemble::combine::{combine, Method};
+//! use orchard_ensemble::Task;
+//! // Two members' predictions for two images and two classes, row-major.
+//! let a = [0.9, 0.1, 0.2, 0.8];
+//! let b = [0.7, 0.3, 0.4, 0.6];
+//! let blend = combine(&[&a, &b], 2, Method::Mean, Some(&[3.0, 1.0]), Task::MultiClass).unwrap();
+//! assert!((blend[0] - 0.85).abs() < 1e-12);
+//! let ranks = combine(&[&a, &b], 2, Method::Rank, None, Task::MultiLabel).unwrap();
+//! assert_eq!(ranks, [1.0, 0.0, 0.0, 1.0]);
+//! ```
 
 use orchard_data::dataset::Task;
 

@@ -105,6 +105,7 @@ pub fn run(combiner: &Combiner, label: &str, test: &Aligned, oof: Option<&Oof>, 
     let summary = Summary {
         method: label.to_string(),
         classes: test.classes.clone(),
+        files: test.files.iter().map(|f| f.display().to_string()).collect(),
         members,
         weights,
         ensemble_oof,

@@ -30,6 +30,8 @@ pub struct Summary {
     pub method: String,
     /// Class names, in column order.
     pub classes: Vec<String>,
+    /// The members' test prediction files, in member order.
+    pub files: Vec<String>,
     /// Members' out-of-fold scores, when out-of-fold predictions and the truth were given.
     pub members: Vec<MemberScore>,
     /// Weight of each member (summing to 1), for the weighted combiners.
@@ -105,8 +107,7 @@ impl fmt::Display for Summary {
         writeln!(f, "ensemble: {}", self.method)?;
         if let Some(weights) = &self.weights {
             for (i, w) in weights.iter().enumerate() {
-                let name = self.members.get(i).map_or_else(|| format!("member {i}"), |m| m.file.clone());
-                writeln!(f, "  weight {w:.4}  {name}")?;
+                writeln!(f, "  weight {w:.4}  {}", self.files.get(i).map_or("", String::as_str))?;
             }
         }
         if let Some(oof) = &self.ensemble_oof {
@@ -134,7 +135,7 @@ impl fmt::Display for Summary {
             writeln!(f, "correlation of members' {} predictions (Pearson per class, averaged over classes):", self.correlation_of)?;
             for (i, row) in self.correlation.iter().enumerate() {
                 let cells: Vec<String> = row.iter().map(|v| v.map_or_else(|| "   -  ".into(), |v| format!("{v:6.3}"))).collect();
-                writeln!(f, "  {i:>3}  {}", cells.join(" "))?;
+                writeln!(f, "  {i:>3}  {}  {}", cells.join(" "), self.files.get(i).map_or("", String::as_str))?;
             }
         }
         Ok(())
