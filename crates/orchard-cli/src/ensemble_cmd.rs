@@ -46,6 +46,9 @@ pub struct EnsembleArgs {
     /// Search algorithm: greedy (Caruana's forward selection) or simplex (pattern search).
     #[arg(long, default_value = "greedy")]
     pub search: String,
+    /// What the search blends: probabilities (weighted mean) or ranks (weighted per-class rank average).
+    #[arg(long, default_value = "probabilities")]
+    pub search_space: String,
     /// Greedy search: selection steps.
     #[arg(long, default_value_t = 50)]
     pub iterations: usize,
@@ -134,15 +137,22 @@ fn combiner(args: &EnsembleArgs) -> Result<Combiner, UsageError> {
             Some(p) => return Err(UsageError(format!("--power {p}: the exponent must be finite and non-zero (use --method geometric for 0)"))),
             None => return Err(UsageError("--method power needs --power P".into())),
         },
-        "search" => Combiner::Search(match args.search.as_str() {
-            "greedy" => Search::Greedy(Greedy { iterations: args.iterations, bags: args.bags, seed: args.seed, ..Greedy::default() }),
-            "simplex" => Search::Simplex(Simplex { seed: args.seed, ..Simplex::default() }),
-            other => return Err(UsageError(format!("--search {other:?}: expected greedy or simplex"))),
-        }),
+        "search" => Combiner::Search {
+            search: match args.search.as_str() {
+                "greedy" => Search::Greedy(Greedy { iterations: args.iterations, bags: args.bags, seed: args.seed, ..Greedy::default() }),
+                "simplex" => Search::Simplex(Simplex { seed: args.seed, ..Simplex::default() }),
+                other => return Err(UsageError(format!("--search {other:?}: expected greedy or simplex"))),
+            },
+            ranks: match args.search_space.as_str() {
+                "probabilities" => false,
+                "ranks" => true,
+                other => return Err(UsageError(format!("--search-space {other:?}: expected probabilities or ranks"))),
+            },
+        },
         "stack" => Combiner::Stack(Stacking { c: args.c, ..Stacking::default() }),
         other => return Err(UsageError(format!("--method {other:?}: expected mean, weighted, rank, geometric, power, search or stack"))),
     };
-    if args.weights.is_some() && matches!(combiner, Combiner::Search(_) | Combiner::Stack(_)) {
+    if args.weights.is_some() && matches!(combiner, Combiner::Search { .. } | Combiner::Stack(_)) {
         return Err(UsageError(format!("--weights cannot be given with --method {}: it chooses its own", args.method)));
     }
     Ok(combiner)
@@ -151,7 +161,7 @@ fn combiner(args: &EnsembleArgs) -> Result<Combiner, UsageError> {
 pub fn run_ensemble(args: EnsembleArgs) -> Result<()> {
     let combiner = combiner(&args)?;
     let label = match &combiner {
-        Combiner::Search(_) => format!("search ({})", args.search),
+        Combiner::Search { .. } => format!("search ({}, {})", args.search, args.search_space),
         _ => args.method.clone(),
     };
     if !args.oofs.is_empty() && args.truth.is_none() {

@@ -179,7 +179,8 @@ fn searched_ensemble_writes_a_valid_submission_and_an_honest_summary() {
     let e = experiment();
     let sample = e.data.join("sample_submission.csv");
     let test_csv = e.data.join("test.csv");
-    for (method, name) in [(&["--method", "search"][..], "greedy"), (&["--method", "search", "--search", "simplex", "--seed", "3"], "simplex"), (&["--method", "stack"], "stack")] {
+    for (method, name) in [(&["--method", "search"][..], "greedy"), (&["--method", "search", "--search", "simplex", "--seed", "3"], "simplex"),
+        (&["--method", "search", "--search-space", "ranks"], "greedy_ranks"), (&["--method", "stack"], "stack")] {
         let (out, summary) = (e.dir.join(format!("sub_{name}.csv")), e.dir.join(format!("summary_{name}.json")));
         let mut args = ensemble_args(&e, method, &out, &summary);
         args.extend(["--sample-submission", path_str(&sample), "--test", path_str(&test_csv)]);

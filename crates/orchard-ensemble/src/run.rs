@@ -20,8 +20,9 @@ use crate::{EnsembleError, Result};
 pub enum Combiner {
     /// A fixed combiner with optional weights (equal when `None`).
     Fixed { method: Method, weights: Option<Vec<f64>> },
-    /// Weights searched on the out-of-fold predictions, then the weighted mean.
-    Search(Search),
+    /// Weights searched on the out-of-fold predictions, then the weighted mean — of the probabilities, or with
+    /// `ranks` of each member's per-class scaled ranks (the weighted rank average, searched as such).
+    Search { search: Search, ranks: bool },
     /// A logistic-regression meta-model fitted on the out-of-fold predictions.
     Stack(Stacking),
 }
@@ -69,12 +70,18 @@ pub fn run(combiner: &Combiner, label: &str, test: &Aligned, oof: Option<&Oof>, 
             let oof_values = oof_members.as_ref().map(|m| combine::combine(m, k, *method, Some(&w), task)).transpose()?;
             (values, oof_values, Some(w), None)
         }
-        Combiner::Search(search) => {
+        Combiner::Search { search, ranks } => {
             let (o, folds) = needs_folds("a weight search")?;
             let members = o.members.member_slices();
-            let report = search::cross_validate(&members, &o.truth, k, folds, search)?;
-            let values = combine::combine(&test_members, k, Method::Mean, Some(&report.weights), task)?;
-            let oof_values = combine::combine(&members, k, Method::Mean, Some(&report.weights), task)?;
+            let (method, report) = if *ranks {
+                let ranked: Vec<Vec<f64>> = members.iter().map(|m| combine::rank_columns(m, k)).collect();
+                let ranked: Vec<&[f64]> = ranked.iter().map(Vec::as_slice).collect();
+                (Method::Rank, search::cross_validate(&ranked, &o.truth, k, folds, search)?)
+            } else {
+                (Method::Mean, search::cross_validate(&members, &o.truth, k, folds, search)?)
+            };
+            let values = combine::combine(&test_members, k, method, Some(&report.weights), task)?;
+            let oof_values = combine::combine(&members, k, method, Some(&report.weights), task)?;
             (values, Some(oof_values), Some(report.weights), Some(report.cv))
         }
         Combiner::Stack(config) => {

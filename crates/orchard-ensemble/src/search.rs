@@ -1,6 +1,7 @@
 //! Blend weights chosen on out-of-fold predictions to maximise the mean column-wise ROC AUC.
 //!
-//! The blend is the weighted arithmetic mean of the members' probabilities. AUC only sees the order of the
+//! The blend is the weighted arithmetic mean of the members' values: their probabilities, or their per-class
+//! scaled ranks when the caller passes those (a searched rank average, see `run::Combiner::Search`). AUC only sees the order of the
 //! blended scores within each class column, so it is a piecewise-constant function of the weights: gradients
 //! are zero almost everywhere, and both searches here only compare scores.
 //!
