@@ -76,9 +76,9 @@ pub fn run(combiner: &Combiner, label: &str, test: &Aligned, oof: Option<&Oof>, 
             let (method, report) = if *ranks {
                 let ranked: Vec<Vec<f64>> = members.iter().map(|m| combine::rank_columns(m, k)).collect();
                 let ranked: Vec<&[f64]> = ranked.iter().map(Vec::as_slice).collect();
-                (Method::Rank, search::cross_validate(&ranked, &o.truth, k, folds, search)?)
+                (Method::Rank, search::cross_validate(&ranked, &o.truth, k, folds, search, task)?)
             } else {
-                (Method::Mean, search::cross_validate(&members, &o.truth, k, folds, search)?)
+                (Method::Mean, search::cross_validate(&members, &o.truth, k, folds, search, task)?)
             };
             let values = combine::combine(&test_members, k, method, Some(&report.weights), task)?;
             let oof_values = combine::combine(&members, k, method, Some(&report.weights), task)?;

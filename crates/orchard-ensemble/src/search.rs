@@ -22,6 +22,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use orchard_data::dataset::Task;
+
+use crate::combine::{self, Method};
 use crate::cv::{self, CvScores};
 use crate::{EnsembleError, Result};
 
@@ -289,26 +292,32 @@ impl Search {
 pub struct SearchReport {
     /// Weights found on all out-of-fold rows: the ones to apply to test predictions.
     pub weights: Vec<f64>,
-    /// Their mean AUC on the rows they were chosen on (optimistic).
-    pub in_sample_auc: f64,
+    /// Mean AUC of the final predictions on the rows the weights were chosen on (optimistic).
+    pub in_sample_auc: Option<f64>,
     /// Weights found on each fold's complement.
     pub fold_weights: Vec<Vec<f64>>,
     /// Held-out scores of those weights: the honest estimate.
     pub cv: CvScores,
 }
 
-/// Runs `search` on all rows and cross-validated over `folds` (the fold of every row).
-pub fn cross_validate(members: &[&[f64]], truth: &[f64], n_classes: usize, folds: &[usize], search: &Search) -> Result<SearchReport> {
-    let all: Vec<usize> = (0..folds.len()).collect();
-    let scorer = Scorer::new(members, truth, n_classes, &all)?;
-    let weights = search.run(&scorer);
-    let in_sample_auc = scorer.score(&weights);
-    let fit = |rows: &[usize]| Ok(search.run(&Scorer::new(members, truth, n_classes, rows)?));
-    let predict = |w: &Vec<f64>, rows: &[usize]| {
+/// Runs `search` on all rows and cross-validated over `folds` (the fold of every row). Both scores are of
+/// the predictions as they will be written: for a multi-class `task` the blended rows are renormalised to
+/// sum to 1, which leaves a probability blend as it is but can reorder a rank blend's columns a little.
+pub fn cross_validate(members: &[&[f64]], truth: &[f64], n_classes: usize, folds: &[usize], search: &Search, task: Task) -> Result<SearchReport> {
+    let blend = |w: &[f64], rows: &[usize]| {
         let parts: Vec<Vec<f64>> = members.iter().map(|m| cv::take_rows(m, n_classes, rows)).collect();
         let slices: Vec<&[f64]> = parts.iter().map(Vec::as_slice).collect();
-        crate::combine::combine(&slices, n_classes, crate::combine::Method::Mean, Some(w), orchard_data::dataset::Task::MultiLabel)
+        let mut out = combine::combine(&slices, n_classes, Method::Mean, Some(w), Task::MultiLabel)?;
+        if task == Task::MultiClass {
+            combine::normalise_rows(&mut out, n_classes);
+        }
+        Ok(out)
     };
+    let all: Vec<usize> = (0..folds.len()).collect();
+    let weights = search.run(&Scorer::new(members, truth, n_classes, &all)?);
+    let in_sample_auc = orchard_metrics::mean_column_auc(truth, &blend(&weights, &all)?, n_classes)?.mean;
+    let fit = |rows: &[usize]| Ok(search.run(&Scorer::new(members, truth, n_classes, rows)?));
+    let predict = |w: &Vec<f64>, rows: &[usize]| blend(w, rows);
     let (cv, _, fold_weights) = cv::cross_validate(truth, n_classes, folds, fit, predict)?;
     Ok(SearchReport { weights, in_sample_auc, fold_weights, cv })
 }

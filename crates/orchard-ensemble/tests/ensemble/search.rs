@@ -2,6 +2,7 @@
 //! estimate against the optimistic in-sample one.
 
 use orchard_ensemble::search::{cross_validate, Greedy, Scorer, Search, Simplex};
+use orchard_ensemble::Task;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -34,14 +35,14 @@ fn a_perfect_member_among_noise_gets_all_the_weight() {
     let (n0, n1, n2) = (noise(&mut rng), noise(&mut rng), noise(&mut rng));
     let members: Vec<&[f64]> = vec![&n0, &n1, &perfect, &n2];
     for search in searches(3) {
-        let report = cross_validate(&members, &truth, 2, &folds(rows, 5), &search).unwrap();
+        let report = cross_validate(&members, &truth, 2, &folds(rows, 5), &search, Task::MultiClass).unwrap();
         if matches!(&search, Search::Greedy(g) if g.bags > 0) {
             // Bags drawn without the perfect member can only pick noise, so it keeps most, not all, weight.
             assert!(report.weights[2] >= 0.5, "{search:?}: {:?}", report.weights);
             continue;
         }
         assert_eq!(report.weights, [0.0, 0.0, 1.0, 0.0], "{search:?}");
-        assert_eq!(report.in_sample_auc, 1.0);
+        assert_eq!(report.in_sample_auc, Some(1.0));
         assert_eq!(report.cv.pooled.mean, Some(1.0), "{search:?}");
         for w in &report.fold_weights {
             assert_eq!(w, &[0.0, 0.0, 1.0, 0.0], "{search:?}");
@@ -67,9 +68,9 @@ fn two_complementary_members_mix_to_beat_both() {
     let best_single = (0..3).map(|m| scorer.single(m)).fold(0.0, f64::max);
     assert!(best_single < 0.9, "{best_single}");
     for search in searches(1) {
-        let report = cross_validate(&members, &truth, 2, &folds(rows, 4), &search).unwrap();
+        let report = cross_validate(&members, &truth, 2, &folds(rows, 4), &search, Task::MultiClass).unwrap();
         let w = &report.weights;
-        assert!(report.in_sample_auc > 0.99, "{search:?}: {}", report.in_sample_auc);
+        assert!(report.in_sample_auc.unwrap() > 0.99, "{search:?}: {:?}", report.in_sample_auc);
         assert!(report.cv.mean_of_folds.unwrap() > best_single + 0.1, "{search:?}: {:?}", report.cv.mean_of_folds);
         assert!(w[0] > 0.3 && w[2] > 0.3 && w[1] < 0.1, "{search:?}: {w:?}");
     }
@@ -90,11 +91,11 @@ fn the_cross_validated_estimate_is_below_the_in_sample_one_on_noise() {
     }).collect();
     let slices: Vec<&[f64]> = members.iter().map(Vec::as_slice).collect();
     for search in searches(2) {
-        let report = cross_validate(&slices, &truth, k, &folds(rows, 5), &search).unwrap();
-        let cv = report.cv.mean_of_folds.unwrap();
-        assert!(report.in_sample_auc > 0.53, "{search:?}: the search overfits noise in-sample: {}", report.in_sample_auc);
-        assert!(cv < report.in_sample_auc, "{search:?}: cv {cv} vs in-sample {}", report.in_sample_auc);
-        assert!(report.cv.pooled.mean.unwrap() < report.in_sample_auc, "{search:?}");
+        let report = cross_validate(&slices, &truth, k, &folds(rows, 5), &search, Task::MultiClass).unwrap();
+        let (cv, in_sample) = (report.cv.mean_of_folds.unwrap(), report.in_sample_auc.unwrap());
+        assert!(in_sample > 0.53, "{search:?}: the search overfits noise in-sample: {in_sample}");
+        assert!(cv < in_sample, "{search:?}: cv {cv} vs in-sample {in_sample}");
+        assert!(report.cv.pooled.mean.unwrap() < in_sample, "{search:?}");
         assert!((cv - 0.5).abs() < 0.06, "{search:?}: noise members are worth about 0.5 held out: {cv}");
     }
 }
