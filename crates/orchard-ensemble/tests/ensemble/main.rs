@@ -4,7 +4,8 @@
 //!   cases whose answer is known.
 //! - `search`: weight searches on constructed cases whose best answer is known, and the cross-validated
 //!   estimate against the in-sample one.
-//! - `sklearn`: the stacking meta-model and the per-label thresholds against scikit-learn.
+//! - `sklearn`: the stacking meta-model and the per-label thresholds against scikit-learn, the summary's
+//!   correlation against numpy.
 //! - `stacking`: the meta-model, held out, on a case where it must beat every member.
 //!
 //! The reference computations run through the Python named by `ORCHARD_PYTHON` (numpy, scipy,

@@ -1,7 +1,9 @@
-//! The stacking meta-model and per-label thresholds against scikit-learn.
+//! The stacking meta-model and per-label thresholds against scikit-learn, the summary's correlation against
+//! numpy.
 
 use orchard_ensemble::stacking::{fit_binary, fit_multinomial, Stacking};
 use orchard_ensemble::submission::choose_thresholds;
+use orchard_ensemble::summary::correlation;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -49,9 +51,13 @@ fn logistic_regression_equals_scikit_learn() {
             f1_cases.push((y, s));
         }
     }
+    let pearson_cases: Vec<Vec<Vec<f64>>> = (0..5)
+        .map(|_| (0..rng.random_range(2..=5)).map(|_| (0..40 * 3).map(|_| rng.random_range(0.0..1.0)).collect()).collect())
+        .collect();
     let thresholds: Vec<f64> = f1_cases.iter().map(|(y, s)| choose_thresholds(s, y, 1)[0].value).collect();
     let input = json!({
         "logistic": cases.iter().map(|c| json!({"x": as_rows(&c.x, c.features), "y": c.y, "x_test": as_rows(&c.x_test, c.features), "c": c.c})).collect::<Vec<_>>(),
+        "pearson": pearson_cases.iter().map(|m| json!({"members": m.iter().map(|x| as_rows(x, 3)).collect::<Vec<_>>()})).collect::<Vec<_>>(),
         "f1": f1_cases.iter().zip(&thresholds).map(|((y, s), t)| json!({"y": y, "scores": s, "threshold": t})).collect::<Vec<_>>(),
     });
     let expected = run_python("sklearn_models.py", &input);
@@ -84,6 +90,14 @@ fn logistic_regression_equals_scikit_learn() {
         let best = want["best"].as_f64().unwrap();
         assert!((ours - best).abs() < 1e-12, "case {i}: our F1 {ours}, sklearn's best {best} (threshold {t})");
         assert!((want["at_threshold"].as_f64().unwrap() - best).abs() < 1e-12, "case {i}: sklearn's F1 at our threshold {t}");
+    }
+    for (i, (members, want)) in pearson_cases.iter().zip(expected["pearson"].as_array().unwrap()).enumerate() {
+        let slices: Vec<&[f64]> = members.iter().map(Vec::as_slice).collect();
+        let ours = correlation(&slices, 3);
+        let theirs = from_rows(want);
+        for (o, t) in ours.iter().flatten().zip(&theirs) {
+            assert!((o.unwrap() - t).abs() < 1e-12, "case {i}: ours {o:?} numpy {t}");
+        }
     }
     eprintln!("worst |ours - sklearn| probability: {worst:e}");
 }
