@@ -27,6 +27,13 @@ pub enum Command {
     Schedule(ScheduleArgs),
     /// Train one ensemble member on one fold.
     Train(Box<crate::train_cmd::TrainArgs>),
+    /// Combine members' prediction CSVs (mean, weighted, rank, geometric, power, searched weights, stacking).
+    Ensemble(crate::ensemble_cmd::EnsembleArgs),
+    /// Print mean column-wise ROC AUC, per-class AUC, accuracy and log loss of a prediction CSV.
+    Score(crate::ensemble_cmd::ScoreArgs),
+    /// Check a submission CSV.
+    #[command(subcommand)]
+    Submission(crate::ensemble_cmd::SubmissionCommand),
 }
 
 /// The reference notebook's learning-rate function; defaults are its constants.

@@ -7,6 +7,7 @@ mod bench_cmd;
 mod bench_model;
 mod cli;
 mod data_cmd;
+mod ensemble_cmd;
 mod models_cmd;
 mod schedule_cmd;
 mod train_cmd;
@@ -24,6 +25,9 @@ fn main() -> ExitCode {
         cli::Command::Models(cmd) => models_cmd::run(cmd),
         cli::Command::Schedule(args) => schedule_cmd::run(args),
         cli::Command::Train(args) => train_cmd::run(*args),
+        cli::Command::Ensemble(args) => ensemble_cmd::run_ensemble(args),
+        cli::Command::Score(args) => ensemble_cmd::run_score(args),
+        cli::Command::Submission(cmd) => ensemble_cmd::run_submission(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -60,7 +64,8 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<cli::UsageError>()
             || e.downcast_ref::<orchard_train::TrainError>().is_some_and(orchard_train::TrainError::is_bad_input)
     });
-    if bad_data {
+    let bad_ensemble_input = err.chain().any(|e| e.downcast_ref::<orchard_ensemble::EnsembleError>().is_some_and(|e| e.is_bad_input()));
+    if bad_data || bad_ensemble_input {
         2
     } else {
         1

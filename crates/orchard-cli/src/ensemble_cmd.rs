@@ -1,0 +1,250 @@
+//! `orchard ensemble`, `orchard score` and `orchard submission check`: combining members' prediction CSVs,
+//! scoring a prediction CSV against the truth, and checking a submission before upload. The work is in
+//! `orchard-ensemble`; this file turns flags into its configurations and prints results.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use orchard_data::dataset::Task;
+use orchard_ensemble::combine::Method;
+use orchard_ensemble::predictions::{self, Predictions};
+use orchard_ensemble::run::{self, Combiner, Oof};
+use orchard_ensemble::search::{Greedy, Search, Simplex};
+use orchard_ensemble::stacking::Stacking;
+use orchard_ensemble::submission::{self, Format, Sample, TestIds};
+use orchard_ensemble::truth::Truth;
+
+use crate::cli::UsageError;
+
+/// Combine members' prediction CSVs into one prediction or submission.
+#[derive(Args)]
+pub struct EnsembleArgs {
+    /// A member's test predictions (`image_id` + one probability column per class); repeat per member.
+    #[arg(long = "pred", required = true)]
+    pub preds: Vec<PathBuf>,
+    /// mean, weighted, rank, geometric, power, search (weights chosen on out-of-fold AUC) or stack
+    /// (logistic-regression meta-model).
+    #[arg(long, default_value = "mean")]
+    pub method: String,
+    /// One weight per member, comma-separated (required by weighted; optional for rank, geometric, power).
+    #[arg(long, value_delimiter = ',')]
+    pub weights: Option<Vec<f64>>,
+    /// Exponent of the power mean.
+    #[arg(long)]
+    pub power: Option<f64>,
+    /// A member's out-of-fold predictions, in the same member order as --pred; repeat per member.
+    #[arg(long = "oof")]
+    pub oofs: Vec<PathBuf>,
+    /// The labels: a Kaggle one-hot train CSV, an image,label(s) CSV, or a dataset folder.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// Folds CSV (`image_id,fold`, as `orchard data folds` writes); search and stack need it.
+    #[arg(long)]
+    pub folds: Option<PathBuf>,
+    /// Search algorithm: greedy (Caruana's forward selection) or simplex (pattern search).
+    #[arg(long, default_value = "greedy")]
+    pub search: String,
+    /// What the search blends: probabilities (weighted mean) or ranks (weighted per-class rank average).
+    #[arg(long, default_value = "probabilities")]
+    pub search_space: String,
+    /// Greedy search: selection steps.
+    #[arg(long, default_value_t = 50)]
+    pub iterations: usize,
+    /// Greedy search: bags of random member subsets (0: no bagging).
+    #[arg(long, default_value_t = 0)]
+    pub bags: usize,
+    /// Seed of the search.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stacking: inverse strength of the L2 penalty (scikit-learn's C).
+    #[arg(long, default_value_t = 1.0)]
+    pub c: f64,
+    /// multi-class or multi-label (default: the truth's task, else label-list sample submissions are
+    /// multi-label, else multi-class when every prediction row sums to 1).
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Output CSV: the combined predictions, or the submission with --sample-submission.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Write a submission in this sample submission's column order (and id order, unless --test is given).
+    #[arg(long)]
+    pub sample_submission: Option<PathBuf>,
+    /// Test table whose id order the submission follows.
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// Write the summary here as JSON, and as text beside it (.txt).
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+}
+
+/// Score a prediction CSV against the truth.
+#[derive(Args)]
+pub struct ScoreArgs {
+    /// The labels: a Kaggle one-hot train CSV, an image,label(s) CSV, or a dataset folder.
+    #[arg(long)]
+    pub truth: PathBuf,
+    /// Predictions (`image_id` + one probability column per class) for the same ids.
+    #[arg(long)]
+    pub pred: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum SubmissionCommand {
+    /// Check a submission against the sample submission and the test ids; exit 2 listing every problem.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// The competition's sample_submission.csv.
+    #[arg(long)]
+    pub sample: PathBuf,
+    /// The test table (test.csv); default: the sample submission's ids.
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// The submission to check.
+    #[arg(long)]
+    pub pred: PathBuf,
+    /// multi-class (rows must sum to 1; the default) or multi-label.
+    #[arg(long, default_value = "multi-class")]
+    pub task: String,
+    /// Allowed labels of a label-list submission, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Option<Vec<String>>,
+}
+
+fn parse_task(text: &str) -> Result<Task, UsageError> {
+    match text {
+        "multi-class" => Ok(Task::MultiClass),
+        "multi-label" => Ok(Task::MultiLabel),
+        other => Err(UsageError(format!("task {other:?}: expected multi-class or multi-label"))),
+    }
+}
+
+/// The combiner the flags describe.
+fn combiner(args: &EnsembleArgs) -> Result<Combiner, UsageError> {
+    let fixed = |method| Combiner::Fixed { method, weights: args.weights.clone() };
+    let combiner = match args.method.as_str() {
+        "mean" => fixed(Method::Mean),
+        "weighted" if args.weights.is_none() => return Err(UsageError("--method weighted needs --weights, e.g. --weights 2,1,1,1".into())),
+        "weighted" => fixed(Method::Mean),
+        "rank" => fixed(Method::Rank),
+        "geometric" => fixed(Method::Geometric),
+        "power" => match args.power {
+            Some(p) if p.is_finite() && p != 0.0 => fixed(Method::Power(p)),
+            Some(p) => return Err(UsageError(format!("--power {p}: the exponent must be finite and non-zero (use --method geometric for 0)"))),
+            None => return Err(UsageError("--method power needs --power P".into())),
+        },
+        "search" => Combiner::Search {
+            search: match args.search.as_str() {
+                "greedy" => Search::Greedy(Greedy { iterations: args.iterations, bags: args.bags, seed: args.seed, ..Greedy::default() }),
+                "simplex" => Search::Simplex(Simplex { seed: args.seed, ..Simplex::default() }),
+                other => return Err(UsageError(format!("--search {other:?}: expected greedy or simplex"))),
+            },
+            ranks: match args.search_space.as_str() {
+                "probabilities" => false,
+                "ranks" => true,
+                other => return Err(UsageError(format!("--search-space {other:?}: expected probabilities or ranks"))),
+            },
+        },
+        "stack" => Combiner::Stack(Stacking { c: args.c, ..Stacking::default() }),
+        other => return Err(UsageError(format!("--method {other:?}: expected mean, weighted, rank, geometric, power, search or stack"))),
+    };
+    if args.weights.is_some() && matches!(combiner, Combiner::Search { .. } | Combiner::Stack(_)) {
+        return Err(UsageError(format!("--weights cannot be given with --method {}: it chooses its own", args.method)));
+    }
+    Ok(combiner)
+}
+
+pub fn run_ensemble(args: EnsembleArgs) -> Result<()> {
+    let combiner = combiner(&args)?;
+    let label = match &combiner {
+        Combiner::Search { .. } => format!("search ({}, {})", args.search, args.search_space),
+        _ => args.method.clone(),
+    };
+    if !args.oofs.is_empty() && args.truth.is_none() {
+        return Err(UsageError("--oof needs --truth to score against".into()).into());
+    }
+    let test = predictions::read_aligned(&args.preds)?;
+    let truth = args.truth.as_deref().map(Truth::read).transpose()?;
+    let oof = match &truth {
+        Some(truth) if !args.oofs.is_empty() => {
+            let members = predictions::read_aligned(&args.oofs)?;
+            let aligned_truth = truth.aligned(&args.oofs[0], &members.ids, &members.classes)?;
+            let folds = args.folds.as_deref().map(|f| truth.folds(f, &members.ids)).transpose()?;
+            Some(Oof { members, truth: aligned_truth, folds })
+        }
+        _ => None,
+    };
+    let sample = args.sample_submission.as_deref().map(Sample::read).transpose()?;
+    let task = match (&args.task, &truth, &sample) {
+        (Some(t), _, _) => parse_task(t)?,
+        (None, Some(truth), _) => truth.task,
+        (None, None, Some(Sample { format: Format::Labels { .. }, .. })) => Task::MultiLabel,
+        (None, None, _) => {
+            let sums_to_one = test.members.iter().all(|m| m.chunks_exact(test.n_classes()).all(|r| (r.iter().sum::<f64>() - 1.0).abs() <= 1e-4));
+            if sums_to_one { Task::MultiClass } else { Task::MultiLabel }
+        }
+    };
+
+    let mut outcome = run::run(&combiner, &label, &test, oof.as_ref(), task)?;
+    match &sample {
+        Some(sample) => {
+            let test_ids = match &args.test {
+                Some(path) => TestIds::read(path)?,
+                None => TestIds::of_sample(sample),
+            };
+            let thresholds = match (&sample.format, &oof, &outcome.oof_predictions) {
+                (Format::Labels { .. }, Some(o), Some(v)) => Some(submission::choose_thresholds(v, &o.truth, test.n_classes())),
+                (Format::Labels { .. }, ..) => {
+                    return Err(UsageError(format!("{} asks for label lists: give --oof and --truth to choose the thresholds", sample.file.display())).into())
+                }
+                _ => None,
+            };
+            submission::write(&args.out, sample, &test_ids, &outcome.predictions, &args.preds[0], task, thresholds.as_deref())?;
+            outcome.summary.thresholds = thresholds;
+        }
+        None => outcome.predictions.write(&args.out)?,
+    }
+    if let Some(path) = &args.summary {
+        outcome.summary.write(path).with_context(|| format!("writing the summary {}", path.display()))?;
+    }
+    let mut out = std::io::stdout().lock();
+    write!(out, "{}", outcome.summary)?;
+    writeln!(out, "wrote {} ({} rows)", args.out.display(), outcome.predictions.rows())?;
+    Ok(())
+}
+
+pub fn run_score(args: ScoreArgs) -> Result<()> {
+    let truth = Truth::read(&args.truth)?;
+    let pred = Predictions::read(&args.pred)?;
+    let targets = truth.aligned(&args.pred, &pred.ids, &pred.classes)?;
+    let k = pred.classes.len();
+    let auc = orchard_metrics::mean_column_auc(&targets, &pred.values, k)?;
+    let text = |v: Option<f64>| v.map_or_else(|| "undefined".to_string(), |v| v.to_string());
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "mean_auc: {}", text(auc.mean))?;
+    for (class, v) in pred.classes.iter().zip(&auc.per_class) {
+        writeln!(out, "auc_{class}: {}", text(*v))?;
+    }
+    if truth.task == Task::MultiClass {
+        writeln!(out, "accuracy: {}", orchard_metrics::accuracy(&targets, &pred.values, k)?)?;
+        writeln!(out, "log_loss: {}", orchard_metrics::log_loss(&targets, &pred.values, k)?)?;
+    }
+    Ok(())
+}
+
+pub fn run_submission(command: SubmissionCommand) -> Result<()> {
+    let SubmissionCommand::Check(args) = command;
+    let task = parse_task(&args.task)?;
+    let sample = Sample::read(&args.sample)?;
+    let test = match &args.test {
+        Some(path) => TestIds::read(path)?,
+        None => TestIds::of_sample(&sample),
+    };
+    let report = submission::check(&sample, &test, &args.pred, task, args.classes.as_deref())?;
+    writeln!(std::io::stdout().lock(), "{}: ok, {} rows, columns {}", args.pred.display(), report.rows, report.columns.join(","))?;
+    Ok(())
+}
