@@ -25,7 +25,7 @@ struct Family {
 }
 
 /// A family's table of variants: what a family module provides so that the registry can list, describe and
-/// build its members ([`Family::of`] derives the registry's entry points from it).
+/// build its members: its names, specs and constructors all derive from the table.
 pub trait Variants: Sized + Sync + 'static {
     /// Every variant, smallest first.
     const ALL: &'static [Self];
