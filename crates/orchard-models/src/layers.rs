@@ -355,6 +355,29 @@ mod tests {
     }
 
     #[test]
+    fn same_average_pooling_averages_only_inside_the_input() {
+        let xs = Tensor::arange(9, (Kind::Float, Device::Cpu)).view([1, 1, 3, 3]);
+        let y = avg_pool_same(&xs, 3);
+        // Corner: mean of 0, 1, 3, 4; centre: mean of all nine.
+        assert_eq!(y.double_value(&[0, 0, 0, 0]), 2.0);
+        assert_eq!(y.double_value(&[0, 0, 1, 1]), 4.0);
+    }
+
+    #[test]
+    fn batch_norm_without_scale_has_no_weight_and_only_shifts() {
+        tch::manual_seed(4);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = BatchNorm::without_scale(&vs.root().sub("bn"), 2, 1e-3, 0.99);
+        let names: Vec<String> = vs.variables().into_keys().collect();
+        assert!(!names.contains(&"bn.weight".to_string()) && names.len() == 3, "{names:?}");
+        let vars = vs.variables();
+        tch::no_grad(|| vars["bn.bias"].shallow_clone().copy_(&Tensor::from_slice(&[0.5f32, -2.0])));
+        let xs = Tensor::randn([3, 2, 4, 4], (Kind::Float, Device::Cpu));
+        let expected = &xs / (1.0 + 1e-3f64).sqrt() + Tensor::from_slice(&[0.5f32, -2.0]).view([1, 2, 1, 1]);
+        assert!(bn.forward_t(&xs, false).allclose(&expected, 1e-5, 1e-5, false));
+    }
+
+    #[test]
     fn drop_path_drops_whole_samples_only_in_training() {
         tch::manual_seed(2);
         let xs = Tensor::ones([1000, 2, 3, 3], (Kind::Float, Device::Cpu));
