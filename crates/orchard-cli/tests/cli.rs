@@ -154,6 +154,11 @@ fn models_list_reports_every_architecture_with_keras_parameter_counts() {
     assert_eq!(row("efficientnet_b0")["params_without_top"], 4_049_571);
     assert_eq!(row("efficientnet_b7")["params_with_top"], 66_658_687);
     assert_eq!(row("efficientnet_b7")["input_size"], serde_json::json!([600, 600]));
+    // The reference ensemble's other two backbones.
+    assert_eq!(row("resnet152_v2")["params_with_top"], 60_380_648);
+    assert_eq!(row("resnet152_v2")["input_size"], serde_json::json!([224, 224]));
+    assert_eq!(row("inception_resnet_v2")["params_without_top"], 54_336_736);
+    assert_eq!(row("inception_resnet_v2")["input_size"], serde_json::json!([299, 299]));
     let table = orchard(&["models", "list"]);
     assert!(text(&table).lines().any(|l| l.starts_with("efficientnet_b6") && l.contains("43265143")), "{}", text(&table));
 }

@@ -16,7 +16,13 @@
 //!
 //! Keras 3 calls a depthwise kernel plain `kernel`; a 4-D kernel is read as depthwise when its target variable
 //! is shaped C·M×1×kh×kw and a regular convolution's layout does not fit it (the two coincide when they both
-//! fit). Keras numbers auto-named layers per session, so `normalization_1` is read as `normalization`.
+//! fit).
+//!
+//! Keras numbers the layers it names itself per session and per class: a fresh Keras 3 session names
+//! Inception-ResNet-v2's convolutions `conv2d`, `conv2d_1`, …, one that built another model first continues the
+//! count, and Keras 2 started at `conv2d_1`. Orchard's variables carry a fresh Keras 3 session's names, and [`load`]
+//! renumbers the auto-named layers of a weight set by order ([`canonical_layers`]); a lone `normalization_1` is
+//! read as `normalization` everywhere.
 //!
 //! [`load`] is all or nothing: it either copies every variable of the model or reports every missing,
 //! unexpected and mis-shaped tensor by name and changes nothing.
@@ -103,6 +109,46 @@ pub fn split_name(keras: &str) -> Option<(&str, &str)> {
     Some((canonical_layer(layer), weight))
 }
 
+/// Layer classes whose Keras auto-generated names (`conv2d`, `conv2d_1`, …) Orchard's architectures use.
+const AUTO_NAMED: [&str; 2] = ["conv2d", "batch_normalization"];
+
+/// `("conv2d", 12)` for `conv2d_12`, `("conv2d", 0)` for `conv2d`; `None` for a layer Keras did not auto-name.
+fn auto_name(layer: &str) -> Option<(&'static str, u64)> {
+    AUTO_NAMED.iter().find_map(|&class| match layer.strip_prefix(class)? {
+        "" => Some((class, 0)),
+        rest => rest
+            .strip_prefix('_')
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse().ok())
+            .map(|n| (class, n)),
+    })
+}
+
+/// The names a fresh Keras 3 session gives the auto-named layers among `layers` (as [`split_name`] returns
+/// them): per class, in the order of their numbers, `conv2d`, `conv2d_1`, `conv2d_2`, …. Only layers whose name
+/// changes are in the map.
+///
+/// Keras builds a model's layers in the same order in every session, so the order of the numbers identifies a
+/// layer whatever number the count started from (Keras' own loading of such files goes by order too).
+pub fn canonical_layers<'a>(layers: impl IntoIterator<Item = &'a str>) -> HashMap<String, String> {
+    let mut by_class: BTreeMap<&str, BTreeMap<u64, &str>> = BTreeMap::new();
+    for layer in layers {
+        if let Some((class, n)) = auto_name(layer) {
+            by_class.entry(class).or_default().insert(n, layer);
+        }
+    }
+    let mut renamed = HashMap::new();
+    for (class, layers) in by_class {
+        for (rank, layer) in layers.into_values().enumerate() {
+            let canonical = if rank == 0 { class.to_string() } else { format!("{class}_{rank}") };
+            if canonical != layer {
+                renamed.insert(layer.to_string(), canonical);
+            }
+        }
+    }
+    renamed
+}
+
 /// Strips the session counter off Keras' auto-named layers that Orchard's architectures keep by name.
 fn canonical_layer(layer: &str) -> &str {
     match layer.strip_prefix("normalization_") {
@@ -111,10 +157,16 @@ fn canonical_layer(layer: &str) -> &str {
     }
 }
 
-/// The Orchard variable name (relative to the model's path) of a Keras weight, `None` for a weight name
-/// Orchard has no counterpart for.
+/// The Orchard variable name (relative to the model's path) of a Keras weight taken on its own, `None` for a
+/// weight name Orchard has no counterpart for. [`load`] also renumbers auto-named layers across its weight set.
 pub fn orchard_name(keras: &str) -> Option<String> {
+    orchard_name_renamed(keras, &HashMap::new())
+}
+
+/// [`orchard_name`] with the layers in `renamed` (from [`canonical_layers`]) renamed.
+fn orchard_name_renamed(keras: &str, renamed: &HashMap<String, String>) -> Option<String> {
     let (layer, weight) = split_name(keras)?;
+    let layer = renamed.get(layer).map_or(layer, String::as_str);
     let name = match weight {
         "kernel" | "depthwise_kernel" | "gamma" => "weight",
         "bias" | "beta" => "bias",
@@ -165,8 +217,10 @@ pub fn load(
     let mut mismatch = Mismatch::default();
     let mut sources: HashMap<String, (String, Tensor)> = HashMap::new();
     let mut claimed: HashMap<String, String> = HashMap::new();
+    let weights: Vec<(String, Tensor)> = weights.into_iter().collect();
+    let renamed = canonical_layers(weights.iter().filter_map(|(keras, _)| split_name(keras).map(|(layer, _)| layer)));
     for (keras, tensor) in weights {
-        let Some(orchard) = orchard_name(&keras) else {
+        let Some(orchard) = orchard_name_renamed(&keras, &renamed) else {
             mismatch.unexpected.push(format!("{keras} (no Orchard counterpart for this weight name)"));
             continue;
         };
@@ -248,6 +302,37 @@ mod tests {
 
         let dense = Tensor::randn([4, 7], opts);
         assert!(to_orchard_layout("predictions/kernel", &dense, &[7, 4]).equal(&dense.tr()));
+    }
+
+    #[test]
+    fn auto_named_layers_are_renumbered_by_order_from_any_start() {
+        // Keras 2 counted from 1; numbers sort as numbers (10 after 9), and other layers keep their names.
+        let layers =
+            ["conv2d_1", "conv2d_10", "conv2d_9", "batch_normalization_1", "block35_1_conv", "conv2d_transpose"];
+        let renamed = canonical_layers(layers);
+        let expected: HashMap<String, String> = [
+            ("conv2d_1", "conv2d"),
+            ("conv2d_9", "conv2d_1"),
+            ("conv2d_10", "conv2d_2"),
+            ("batch_normalization_1", "batch_normalization"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(renamed, expected);
+        // A fresh session's names are already canonical.
+        assert!(canonical_layers(["conv2d", "conv2d_1", "batch_normalization"]).is_empty());
+
+        let vs = nn::VarStore::new(Device::Cpu);
+        let zeros = |shape: &[i64]| Tensor::zeros(shape, (Kind::Float, Device::Cpu));
+        let first = vs.root().sub("conv2d").add("weight", zeros(&[2, 1, 1, 1]), true);
+        let second = vs.root().sub("conv2d_1").add("weight", zeros(&[3, 2, 1, 1]), true);
+        let weights = vec![
+            ("conv2d_208/conv2d_208/kernel:0".to_string(), Tensor::full([1, 1, 2, 3], 2.0, (Kind::Float, Device::Cpu))),
+            ("conv2d_207/conv2d_207/kernel:0".to_string(), Tensor::full([1, 1, 1, 2], 1.0, (Kind::Float, Device::Cpu))),
+        ];
+        assert_eq!(load(&vs, "", weights).unwrap(), 2);
+        assert_eq!((first.mean(Kind::Float).double_value(&[]), second.mean(Kind::Float).double_value(&[])), (1.0, 2.0));
     }
 
     #[test]

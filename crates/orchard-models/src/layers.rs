@@ -54,8 +54,8 @@ pub(crate) enum Padding {
 /// A 2-D convolution's hyper-parameters.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConvConfig {
-    /// Square kernel size.
-    pub kernel: i64,
+    /// Kernel size `[height, width]`.
+    pub kernel: [i64; 2],
     /// Stride of both spatial dimensions; default 1.
     pub stride: i64,
     /// Default [`Padding::Same`].
@@ -67,8 +67,19 @@ pub(crate) struct ConvConfig {
 }
 
 impl ConvConfig {
+    /// A square `kernel`×`kernel` convolution.
     pub fn new(kernel: i64) -> Self {
-        ConvConfig { kernel, stride: 1, padding: Padding::Same, bias: false, init: Initializer::GLOROT_UNIFORM }
+        Self::rect(kernel, kernel)
+    }
+    /// A `height`×`width` kernel (Inception's factorised 1×7 and 7×1 convolutions).
+    pub fn rect(height: i64, width: i64) -> Self {
+        ConvConfig {
+            kernel: [height, width],
+            stride: 1,
+            padding: Padding::Same,
+            bias: false,
+            init: Initializer::GLOROT_UNIFORM,
+        }
     }
     pub fn stride(self, stride: i64) -> Self {
         ConvConfig { stride, ..self }
@@ -94,18 +105,18 @@ pub(crate) struct Conv2d {
 }
 
 impl Conv2d {
-    /// A regular convolution from `c_in` to `c_out` channels: `weight` is `c_out×c_in×k×k`.
+    /// A regular convolution from `c_in` to `c_out` channels: `weight` is `c_out×c_in×kh×kw`.
     pub fn new(path: &nn::Path, c_in: i64, c_out: i64, config: ConvConfig) -> Self {
-        let k = config.kernel;
-        let weight = config.init.sample(&[c_out, c_in, k, k], c_in * k * k, c_out * k * k, path.device());
+        let [kh, kw] = config.kernel;
+        let weight = config.init.sample(&[c_out, c_in, kh, kw], c_in * kh * kw, c_out * kh * kw, path.device());
         Self::with_weight(path, weight, c_out, config, 1)
     }
 
     /// A depthwise convolution over `channels` channels: `weight` is `channels×1×k×k`. Fans as Keras computes
     /// them from its `k×k×channels×1` kernel.
     pub fn depthwise(path: &nn::Path, channels: i64, config: ConvConfig) -> Self {
-        let k = config.kernel;
-        let weight = config.init.sample(&[channels, 1, k, k], channels * k * k, k * k, path.device());
+        let [kh, kw] = config.kernel;
+        let weight = config.init.sample(&[channels, 1, kh, kw], channels * kh * kw, kh * kw, path.device());
         Self::with_weight(path, weight, channels, config, channels)
     }
 
@@ -117,9 +128,9 @@ impl Conv2d {
 
     /// # Shapes
     /// N×C_in×H×W → N×C_out×H'×W', with `H' = ceil(H / stride)` for [`Padding::Same`] and
-    /// `H' = (H - k) / stride + 1` for [`Padding::Valid`].
+    /// `H' = (H - kh) / stride + 1` for [`Padding::Valid`].
     pub fn forward(&self, xs: &Tensor) -> Tensor {
-        let ConvConfig { kernel, stride, padding, .. } = self.config;
+        let ConvConfig { kernel: [kh, kw], stride, padding, .. } = self.config;
         let conv = |xs: &Tensor, pad: [i64; 2]| {
             xs.conv2d(&self.weight, self.bias.as_ref(), [stride, stride], pad, [1, 1], self.groups)
         };
@@ -127,8 +138,8 @@ impl Conv2d {
             Padding::Valid => conv(xs, [0, 0]),
             Padding::Same => {
                 let (h, w) = spatial(xs);
-                let (top, bottom) = same_pads(h, kernel, stride);
-                let (left, right) = same_pads(w, kernel, stride);
+                let (top, bottom) = same_pads(h, kh, stride);
+                let (left, right) = same_pads(w, kw, stride);
                 if top == bottom && left == right {
                     conv(xs, [top, left])
                 } else {
@@ -160,7 +171,8 @@ pub fn set_batch_norm_momentum(momentum: Option<f64>) {
 /// would store the unbiased one); in evaluation it uses the running statistics.
 #[derive(Debug)]
 pub(crate) struct BatchNorm {
-    weight: Tensor,
+    /// The scale `gamma`; `None` for Keras' `scale=False`, which multiplies by one.
+    weight: Option<Tensor>,
     bias: Tensor,
     running_mean: Tensor,
     running_var: Tensor,
@@ -180,9 +192,20 @@ impl BatchNorm {
 
     /// `momentum` is Keras' (the weight of the old running value).
     pub fn with_constants(path: &nn::Path, channels: i64, epsilon: f64, momentum: f64) -> Self {
+        Self::build(path, channels, epsilon, momentum, true)
+    }
+
+    /// Batch norm without a learnt scale (Keras `scale=False`): no `weight` variable, only the offset `bias`
+    /// and the running statistics. Inception-ResNet-v2 uses it before every ReLU, where a scale would be
+    /// redundant with the next convolution.
+    pub fn without_scale(path: &nn::Path, channels: i64, epsilon: f64, momentum: f64) -> Self {
+        Self::build(path, channels, epsilon, momentum, false)
+    }
+
+    fn build(path: &nn::Path, channels: i64, epsilon: f64, momentum: f64, scale: bool) -> Self {
         let options = (Kind::Float, path.device());
         BatchNorm {
-            weight: path.add("weight", Tensor::ones([channels], options), true),
+            weight: scale.then(|| path.add("weight", Tensor::ones([channels], options), true)),
             bias: path.add("bias", Tensor::zeros([channels], options), true),
             running_mean: path.add("running_mean", Tensor::zeros([channels], options), false),
             running_var: path.add("running_var", Tensor::ones([channels], options), false),
@@ -196,7 +219,7 @@ impl BatchNorm {
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         if !train {
             return xs.batch_norm(
-                Some(&self.weight),
+                self.weight.as_ref(),
                 Some(&self.bias),
                 Some(&self.running_mean),
                 Some(&self.running_var),
@@ -208,7 +231,7 @@ impl BatchNorm {
         }
         let none = None::<&Tensor>;
         let (out, mean, invstd) =
-            xs.native_batch_norm(Some(&self.weight), Some(&self.bias), none, none, true, 0.0, self.epsilon);
+            xs.native_batch_norm(self.weight.as_ref(), Some(&self.bias), none, none, true, 0.0, self.epsilon);
         tch::no_grad(|| {
             // `invstd = 1 / sqrt(var + eps)` with the biased batch variance.
             let var = invstd.pow_tensor_scalar(-2.0) - self.epsilon;
@@ -259,6 +282,25 @@ pub(crate) fn drop_path(xs: &Tensor, rate: f64, train: bool) -> Tensor {
     let mut mask = Tensor::empty(mask_shape.as_slice(), (xs.kind(), xs.device()));
     let _ = mask.bernoulli_float_(keep);
     xs * mask / keep
+}
+
+/// Max pooling with a square window and no padding (Keras `MaxPooling2D(kernel, stride)`, "valid").
+///
+/// # Shapes
+/// N×C×H×W → N×C×H'×W', `H' = (H - kernel) / stride + 1`.
+pub(crate) fn max_pool(xs: &Tensor, kernel: i64, stride: i64) -> Tensor {
+    xs.max_pool2d([kernel, kernel], [stride, stride], [0, 0], [1, 1], false)
+}
+
+/// Average pooling with a square odd window, stride 1 and "same" padding (Keras `AveragePooling2D(kernel,
+/// strides=1, padding="same")`): each output averages only the input positions its window covers, as
+/// TensorFlow does (PyTorch's `count_include_pad=False`).
+///
+/// # Shapes
+/// N×C×H×W → N×C×H×W.
+pub(crate) fn avg_pool_same(xs: &Tensor, kernel: i64) -> Tensor {
+    let pad = kernel / 2;
+    xs.avg_pool2d([kernel, kernel], [1, 1], [pad, pad], false, false, None)
 }
 
 /// Global average pooling of the spatial dimensions (Keras `GlobalAveragePooling2D`).
@@ -324,6 +366,29 @@ mod tests {
         let rv = vars["bn.running_var"].view([1, 3, 1, 1]);
         assert!(y.allclose(&((&xs - rm) / (rv + 1e-3).sqrt()), 1e-5, 1e-5, false));
         assert!(vars["bn.running_var"].equal(&before));
+    }
+
+    #[test]
+    fn same_average_pooling_averages_only_inside_the_input() {
+        let xs = Tensor::arange(9, (Kind::Float, Device::Cpu)).view([1, 1, 3, 3]);
+        let y = avg_pool_same(&xs, 3);
+        // Corner: mean of 0, 1, 3, 4; centre: mean of all nine.
+        assert_eq!(y.double_value(&[0, 0, 0, 0]), 2.0);
+        assert_eq!(y.double_value(&[0, 0, 1, 1]), 4.0);
+    }
+
+    #[test]
+    fn batch_norm_without_scale_has_no_weight_and_only_shifts() {
+        tch::manual_seed(4);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = BatchNorm::without_scale(&vs.root().sub("bn"), 2, 1e-3, 0.99);
+        let names: Vec<String> = vs.variables().into_keys().collect();
+        assert!(!names.contains(&"bn.weight".to_string()) && names.len() == 3, "{names:?}");
+        let vars = vs.variables();
+        tch::no_grad(|| vars["bn.bias"].shallow_clone().copy_(&Tensor::from_slice(&[0.5f32, -2.0])));
+        let xs = Tensor::randn([3, 2, 4, 4], (Kind::Float, Device::Cpu));
+        let expected = &xs / (1.0 + 1e-3f64).sqrt() + Tensor::from_slice(&[0.5f32, -2.0]).view([1, 2, 1, 1]);
+        assert!(bn.forward_t(&xs, false).allclose(&expected, 1e-5, 1e-5, false));
     }
 
     #[test]

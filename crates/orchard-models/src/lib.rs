@@ -6,9 +6,11 @@
 //!   the default input size and preprocessing preset), and the [`Classifier`] that puts a head (global average
 //!   pooling, dropout, dense) on any backbone, so that training, ensembling and serving never match on the
 //!   architecture;
-//! - the [`registry`] of architectures by name (`efficientnet_b0` … `efficientnet_b7` so far);
-//! - one module per architecture family ([`efficientnet`]), each exact to its reference implementation: same
-//!   layers, same padding, same batch-norm constants, same initialisers, same variable names;
+//! - the [`registry`] of architectures by name (`efficientnet_b0` … `efficientnet_b7`, `resnet50_v2`,
+//!   `resnet101_v2`, `resnet152_v2`, `inception_resnet_v2` so far);
+//! - one module per architecture family ([`efficientnet`], [`resnet_v2`], [`inception_resnet_v2`]), each exact
+//!   to its reference implementation: same layers, same padding, same batch-norm constants, same initialisers,
+//!   same variable names;
 //! - [`keras`]: the one place where Keras weight names and layouts are mapped onto Orchard's variables.
 //!
 //! Variables live in a [`tch::nn::VarStore`]. Each layer's variables sit under the layer's name in the
@@ -26,11 +28,13 @@
 
 pub mod backbone;
 pub mod efficientnet;
+pub mod inception_resnet_v2;
 pub mod init;
 pub mod keras;
 mod layers;
 pub mod registry;
+pub mod resnet_v2;
 
 pub use layers::set_batch_norm_momentum;
 pub use backbone::{Backbone, Classifier, HeadSpec, LayerGroup, ModelSpec};
-pub use registry::{build, build_backbone, names, spec, ModelError};
+pub use registry::{build, build_backbone, names, spec, ModelError, Variants};

@@ -6,7 +6,7 @@
 use tch::nn;
 
 use crate::backbone::{Backbone, Classifier, ModelSpec};
-use crate::efficientnet;
+use crate::{efficientnet, inception_resnet_v2, resnet_v2};
 
 /// Errors of building a model.
 #[derive(Debug, thiserror::Error)]
@@ -24,8 +24,40 @@ struct Family {
     build: fn(&str, &nn::Path) -> Option<Box<dyn Backbone>>,
 }
 
-const FAMILIES: &[Family] =
-    &[Family { names: efficientnet::names, spec: efficientnet::spec, build: efficientnet::build_backbone }];
+/// A family's table of variants: what a family module provides so that the registry can list, describe and
+/// build its members: its names, specs and constructors all derive from the table.
+pub trait Variants: Sized + Sync + 'static {
+    /// Every variant, smallest first.
+    const ALL: &'static [Self];
+    /// The variant's registry name.
+    fn name(&self) -> &'static str;
+    /// The variant's spec, without building it.
+    fn spec(&self) -> ModelSpec;
+    /// Builds the variant with fresh weights as its reference framework does (Keras `weights=None`).
+    fn build(&self, path: &nn::Path) -> Box<dyn Backbone>;
+
+    /// Looks a variant up by registry name.
+    fn by_name(name: &str) -> Option<&'static Self> {
+        Self::ALL.iter().find(|v| v.name() == name)
+    }
+}
+
+impl Family {
+    /// The entry points of the family whose variants are `V`.
+    const fn of<V: Variants>() -> Family {
+        Family {
+            names: || V::ALL.iter().map(V::name).collect(),
+            spec: |name| V::by_name(name).map(V::spec),
+            build: |name, path| V::by_name(name).map(|v| v.build(path)),
+        }
+    }
+}
+
+const FAMILIES: &[Family] = &[
+    Family::of::<efficientnet::Variant>(),
+    Family::of::<resnet_v2::Variant>(),
+    Family::of::<inception_resnet_v2::Variant>(),
+];
 
 /// Every registered architecture, family by family, smallest variant first.
 pub fn names() -> Vec<&'static str> {

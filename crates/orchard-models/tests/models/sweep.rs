@@ -18,7 +18,16 @@ const REFERENCE_COUNTS: &[(&str, i64, i64)] = &[
     ("efficientnet_b5", 30_562_527, 28_513_527),
     ("efficientnet_b6", 43_265_143, 40_960_143),
     ("efficientnet_b7", 66_658_687, 64_097_687),
+    ("resnet50_v2", 25_613_800, 23_564_800),
+    ("resnet101_v2", 44_675_560, 42_626_560),
+    ("resnet152_v2", 60_380_648, 58_331_648),
+    ("inception_resnet_v2", 55_873_736, 54_336_736),
 ];
+
+/// The sweep's input side and the side of the feature map it gives: 64 → 2 for the stride-32 networks;
+/// Inception-ResNet-v2 needs Keras' minimum of 75, where its valid convolutions and poolings leave 1×1.
+const SWEEP_SIZES: &[(&str, i64, i64)] = &[("inception_resnet_v2", 75, 1)];
+const DEFAULT_SWEEP_SIZE: (i64, i64) = (64, 2);
 
 /// Every number a var store holds: Keras' `count_params()` on the same model.
 fn keras_count(vs: &nn::VarStore) -> i64 {
@@ -26,12 +35,16 @@ fn keras_count(vs: &nn::VarStore) -> i64 {
 }
 
 /// One sweep, so that each model is built only twice: without a head (its count), and with a 1000-class head
-/// (its count, then a training step's forward and backward pass and two evaluation passes at 2×3×64×64).
+/// under a sub-path, as an ensemble member would be (its count, its layer groups, which must hold every
+/// variable exactly once, then a training step's forward and backward pass and two evaluation passes at 2×3×64×64, or
+/// the model's [`SWEEP_SIZES`] entry).
 #[test]
 fn every_registered_model_has_the_reference_parameter_counts_and_trains() {
     tch::manual_seed(0);
-    let (batch, size) = (2, 64);
+    let batch = 2;
     for name in names() {
+        let (size, feature_size) =
+            SWEEP_SIZES.iter().find(|(n, ..)| *n == name).map_or(DEFAULT_SWEEP_SIZE, |&(_, s, f)| (s, f));
         let &(_, with_top, without_top) = REFERENCE_COUNTS
             .iter()
             .find(|(n, ..)| *n == name)
@@ -43,8 +56,13 @@ fn every_registered_model_has_the_reference_parameter_counts_and_trains() {
         drop(model);
 
         let vs = nn::VarStore::new(Device::Cpu);
-        let model = build(name, &vs.root(), Some(1000)).unwrap();
+        let model = build(name, &vs.root().sub("member"), Some(1000)).unwrap();
         assert_eq!(keras_count(&vs), with_top, "{name} with a 1000-class top");
+        let groups = model.layer_groups();
+        for var in vs.variables().keys() {
+            let owners: Vec<&str> = groups.iter().filter(|g| g.contains(var)).map(|g| g.name.as_str()).collect();
+            assert_eq!(owners.len(), 1, "{name}: {var} is in layer groups {owners:?}");
+        }
         let spec = model.spec();
         let xs = Tensor::rand([batch, 3, size, size], (Kind::Float, Device::Cpu)) * 255.0;
 
@@ -59,9 +77,9 @@ fn every_registered_model_has_the_reference_parameter_counts_and_trains() {
             }
         }
 
-        // Evaluation: the feature map at stride 32, and no randomness (nor batch-norm updates) between passes.
+        // Evaluation: the feature map's size, and no randomness (nor batch-norm updates) between passes.
         let features = tch::no_grad(|| model.backbone().forward_features(&xs, false));
-        assert_eq!(features.size(), [batch, spec.num_features, size / 32, size / 32], "{name}");
+        assert_eq!(features.size(), [batch, spec.num_features, feature_size, feature_size], "{name}");
         let (a, b) = tch::no_grad(|| (model.forward_t(&xs, false), model.forward_t(&xs, false)));
         assert!(a.equal(&b), "{name}: evaluation is not deterministic");
         assert!(all_finite(&a), "{name}: non-finite logits");
