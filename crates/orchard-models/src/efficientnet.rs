@@ -27,6 +27,7 @@ use crate::init::{Distribution, FanMode, Initializer};
 use crate::layers::{
     correct_pad, drop_path, global_avg_pool, spatial, zero_pad, BatchNorm, Conv2d, ConvConfig, Padding,
 };
+use crate::registry::VariantTable;
 
 // ---------------------------------------------------------------------------------------------------------
 // Constants and initialisers
@@ -127,6 +128,23 @@ pub const VARIANTS: [Variant; 8] = [
     variant("efficientnet_b7", 2.0, 3.1, 600, 0.5),
 ];
 
+/// Keras' (and the TF reference's) `round_filters`: scales a channel count by the width coefficient and rounds
+/// it to a multiple of [`DEPTH_DIVISOR`], never more than 10% down.
+pub fn round_filters(filters: i64, width: f64) -> i64 {
+    let divisor = DEPTH_DIVISOR as f64;
+    let filters = filters as f64 * width;
+    let mut rounded = divisor.max(((filters + divisor / 2.0) as i64 / DEPTH_DIVISOR * DEPTH_DIVISOR) as f64);
+    if rounded < 0.9 * filters {
+        rounded += divisor;
+    }
+    rounded as i64
+}
+
+/// Keras' `round_repeats`: scales a stage's block count by the depth coefficient, rounding up.
+pub fn round_repeats(repeats: i64, depth: f64) -> i64 {
+    (depth * repeats as f64).ceil() as i64
+}
+
 /// One MBConv block as built: its stage's arguments after scaling, for one position in the stage.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BlockArgs {
@@ -168,21 +186,14 @@ impl Variant {
         VARIANTS.iter().find(|v| v.name == name)
     }
 
-    /// Keras' `round_filters`: scales a channel count by the width coefficient and rounds it to a multiple of
-    /// [`DEPTH_DIVISOR`], never more than 10% down.
+    /// Keras' `round_filters` with this variant's width coefficient: see [`round_filters`].
     pub fn round_filters(&self, filters: i64) -> i64 {
-        let divisor = DEPTH_DIVISOR as f64;
-        let filters = filters as f64 * self.width;
-        let mut rounded = divisor.max(((filters + divisor / 2.0) as i64 / DEPTH_DIVISOR * DEPTH_DIVISOR) as f64);
-        if rounded < 0.9 * filters {
-            rounded += divisor;
-        }
-        rounded as i64
+        round_filters(filters, self.width)
     }
 
-    /// Keras' `round_repeats`: scales a stage's block count by the depth coefficient, rounding up.
+    /// Keras' `round_repeats` with this variant's depth coefficient: see [`round_repeats`].
     pub fn round_repeats(&self, repeats: i64) -> i64 {
-        (self.depth * repeats as f64).ceil() as i64
+        round_repeats(repeats, self.depth)
     }
 
     /// Every block of the model in order, as Keras' loop over `blocks_args` builds them, with stochastic
@@ -447,21 +458,23 @@ impl Backbone for EfficientNet {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Registry entry points
+// Registry entry
 
-/// The variants' registry names, B0 first.
-pub fn names() -> Vec<&'static str> {
-    VARIANTS.iter().map(|v| v.name).collect()
-}
+impl VariantTable for Variant {
+    const VARIANTS: &'static [Variant] = &VARIANTS;
 
-/// The spec of a variant, `None` for a name outside the family.
-pub fn spec(name: &str) -> Option<ModelSpec> {
-    Variant::by_name(name).map(Variant::spec)
-}
+    fn name(&self) -> &'static str {
+        self.name
+    }
 
-/// Builds a variant as Keras does for `weights=None`, `None` for a name outside the family.
-pub fn build_backbone(name: &str, path: &nn::Path) -> Option<Box<dyn Backbone>> {
-    Variant::by_name(name).map(|v| Box::new(EfficientNet::new(path, v, Options::default())) as Box<dyn Backbone>)
+    fn model_spec(&self) -> ModelSpec {
+        self.spec()
+    }
+
+    /// The variant as Keras builds it for `weights=None`.
+    fn build_backbone(&self, path: &nn::Path) -> Box<dyn Backbone> {
+        Box::new(EfficientNet::new(path, self, Options::default()))
+    }
 }
 
 #[cfg(test)]
@@ -514,17 +527,9 @@ mod tests {
 
     #[test]
     fn layer_groups_cover_every_variable_once() {
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let model = crate::build("efficientnet_b0", &vs.root().sub("member0"), Some(4)).unwrap();
-        let groups = model.layer_groups();
-        let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
-        assert_eq!(
-            names,
-            ["stem", "block1", "block2", "block3", "block4", "block5", "block6", "block7", "top", "head"]
+        crate::backbone::assert_groups_partition(
+            "efficientnet_b0",
+            &["stem", "block1", "block2", "block3", "block4", "block5", "block6", "block7", "top", "head"],
         );
-        for name in vs.variables().keys() {
-            let owners: Vec<&str> = groups.iter().filter(|g| g.contains(name)).map(|g| g.name.as_str()).collect();
-            assert_eq!(owners.len(), 1, "{name} is in groups {owners:?}");
-        }
     }
 }

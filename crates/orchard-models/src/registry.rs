@@ -1,12 +1,12 @@
 //! Architectures by name: the only place that knows which families exist.
 //!
-//! Each family module offers its variant names, their specs, and a constructor; adding a family is one entry
-//! in `FAMILIES`.
+//! Each family module offers its variant names, their specs, and a constructor (most through a preset table,
+//! [`VariantTable`]); adding a family is one entry in `FAMILIES`.
 
 use tch::nn;
 
 use crate::backbone::{Backbone, Classifier, ModelSpec};
-use crate::efficientnet;
+use crate::{efficientnet, efficientnet_lite, mobilenet, resnet};
 
 /// Errors of building a model.
 #[derive(Debug, thiserror::Error)]
@@ -24,8 +24,51 @@ struct Family {
     build: fn(&str, &nn::Path) -> Option<Box<dyn Backbone>>,
 }
 
-const FAMILIES: &[Family] =
-    &[Family { names: efficientnet::names, spec: efficientnet::spec, build: efficientnet::build_backbone }];
+const FAMILIES: &[Family] = &[
+    Family::table::<efficientnet::Variant>(),
+    Family::table::<resnet::Variant>(),
+    Family::table::<mobilenet::Variant>(),
+    Family::table::<efficientnet_lite::Variant>(),
+];
+
+/// A family whose members are the rows of one preset table: its registry entry follows from the table.
+pub trait VariantTable: Sized + 'static {
+    /// Every member, smallest first.
+    const VARIANTS: &'static [Self];
+
+    /// The member's registry name.
+    fn name(&self) -> &'static str;
+
+    /// The member's spec, without building it.
+    fn model_spec(&self) -> ModelSpec;
+
+    /// Builds the member with fresh weights under `path`, as its reference framework does by default.
+    fn build_backbone(&self, path: &nn::Path) -> Box<dyn Backbone>;
+
+    /// Looks a member up by registry name.
+    fn by_name(name: &str) -> Option<&'static Self> {
+        Self::VARIANTS.iter().find(|v| v.name() == name)
+    }
+}
+
+impl Family {
+    /// The entry of a family defined by its [`VariantTable`].
+    const fn table<V: VariantTable>() -> Family {
+        Family { names: table_names::<V>, spec: table_spec::<V>, build: table_build::<V> }
+    }
+}
+
+fn table_names<V: VariantTable>() -> Vec<&'static str> {
+    V::VARIANTS.iter().map(V::name).collect()
+}
+
+fn table_spec<V: VariantTable>(name: &str) -> Option<ModelSpec> {
+    V::by_name(name).map(V::model_spec)
+}
+
+fn table_build<V: VariantTable>(name: &str, path: &nn::Path) -> Option<Box<dyn Backbone>> {
+    V::by_name(name).map(|v| v.build_backbone(path))
+}
 
 /// Every registered architecture, family by family, smallest variant first.
 pub fn names() -> Vec<&'static str> {

@@ -6,54 +6,22 @@
 //! float64) shows that what remains in f32 is rounding, not a difference in the computation.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::Command;
 
 use orchard_models::efficientnet::{EfficientNet, Options, Variant};
 use orchard_models::{build, keras, Classifier};
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::all_finite;
+use crate::{python_fixture, relative_error};
 
 /// Largest accepted `max |orchard - keras| / max |keras|` in f32 (the issue's bar).
 const F32_TOLERANCE: f64 = 1e-4;
 /// The same in f64, where only a difference in the computation itself could exceed it.
 const F64_TOLERANCE: f64 = 1e-9;
 
-/// Runs the fixture script for one case and returns its arrays; the files live in a temporary folder.
+/// Runs the fixture script for one case and returns its arrays.
 fn keras_fixture(model: &str, top: &str, size: i64, kind: Kind) -> HashMap<String, Tensor> {
-    let python = std::env::var("ORCHARD_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "ORCHARD_PYTHON is unset: the Keras parity tests need a Python with keras 3 and tensorflow, \
-             e.g. ORCHARD_PYTHON=$HOME/.cache/orchard/venv-torch-2.13.0/bin/python"
-        )
-    });
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keras_efficientnet.py");
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("fixture.npz");
-    let output = Command::new(&python)
-        .arg(&script)
-        .args(["--dtype", if kind == Kind::Double { "float64" } else { "float32" }])
-        .args(["--case", model, top, &size.to_string()])
-        .arg(&out)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run ORCHARD_PYTHON={python}: {e}"));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let hint = if stderr.contains("No module named") {
-        "\nORCHARD_PYTHON lacks the reference framework: `scripts/python-env.sh tf` installs tensorflow-cpu and keras"
-    } else {
-        ""
-    };
-    assert!(output.status.success(), "{} failed ({}):\n{stderr}{hint}", script.display(), output.status);
-    Tensor::read_npz(&out).unwrap().into_iter().collect()
-}
-
-/// `max |actual - expected| / max |expected|`.
-fn relative_error(actual: &Tensor, expected: &Tensor) -> f64 {
-    assert_eq!(actual.size(), expected.size());
-    let scale = expected.abs().max().double_value(&[]);
-    assert!(scale > 0.0 && all_finite(actual), "degenerate output");
-    (actual - expected).abs().max().double_value(&[]) / scale
+    let dtype = if kind == Kind::Double { "float64" } else { "float32" };
+    python_fixture("keras_efficientnet.py", &["--dtype", dtype, "--case", model, top, &size.to_string(), "{out}"])
 }
 
 /// The fixture's weights under their Keras names, and the input as N×3×H×W.
