@@ -268,6 +268,27 @@ pub(crate) struct ConvBn {
 }
 
 impl ConvBn {
+    /// torchvision's `nn.Conv2d(c_in, c_out, kernel, stride, padding=(kernel - 1) / 2, groups=groups,
+    /// bias=False)` with `kaiming_normal_(mode="fan_out")` kernels, then `nn.BatchNorm2d(c_out)` with PyTorch's
+    /// defaults: the convolution under `conv`, the batch norm under `bn`.
+    pub fn torchvision(
+        conv: &nn::Path,
+        bn: &nn::Path,
+        (c_in, c_out): (i64, i64),
+        kernel: i64,
+        stride: i64,
+        groups: i64,
+    ) -> Self {
+        let config = ConvConfig::new(kernel)
+            .stride(stride)
+            .padding(Padding::Symmetric((kernel - 1) / 2))
+            .init(Initializer::KAIMING_NORMAL_FAN_OUT);
+        ConvBn {
+            conv: Conv2d::grouped(conv, c_in, c_out, groups, config),
+            bn: BatchNorm::torch(bn, c_out, BatchNorm::TORCH_EPSILON, BatchNorm::TORCH_MOMENTUM),
+        }
+    }
+
     /// # Shapes
     /// N×C_in×H×W → N×C_out×H'×W', as [`Conv2d::forward`].
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {

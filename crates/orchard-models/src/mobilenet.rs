@@ -26,7 +26,7 @@ use tch::{nn, Tensor};
 use crate::backbone::{Backbone, HeadSpec, LayerGroup, ModelSpec};
 use crate::init::Initializer;
 use crate::inverted_residual::{InvertedResidual, Trunk};
-use crate::layers::{BatchNorm, Conv2d, ConvBn, ConvConfig, Padding};
+use crate::layers::ConvBn;
 use crate::registry::VariantTable;
 
 /// Channels out of `features.0`.
@@ -99,22 +99,10 @@ impl VariantTable for Variant {
     }
 }
 
-/// torchvision's `Conv2dNormActivation(c_in, c_out, k, stride, groups)` without its activation, or a bare
-/// convolution + batch norm pair: the convolution under `conv`, the batch norm under `bn`.
-fn conv_bn(conv: &nn::Path, bn: &nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, groups: i64) -> ConvBn {
-    let config = ConvConfig::new(kernel)
-        .stride(stride)
-        .padding(Padding::Symmetric((kernel - 1) / 2))
-        .init(Initializer::KAIMING_NORMAL_FAN_OUT);
-    ConvBn {
-        conv: Conv2d::grouped(conv, c_in, c_out, groups, config),
-        bn: BatchNorm::torch(bn, c_out, BatchNorm::TORCH_EPSILON, BatchNorm::TORCH_MOMENTUM),
-    }
-}
-
-/// A `Conv2dNormActivation` at `path`: its convolution is `path.0`, its batch norm `path.1`.
+/// A `Conv2dNormActivation` at `path`, without its activation: its convolution is `path.0`, its batch norm
+/// `path.1`.
 fn conv_norm(path: &nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, groups: i64) -> ConvBn {
-    conv_bn(&path.sub("0"), &path.sub("1"), c_in, c_out, kernel, stride, groups)
+    ConvBn::torchvision(&path.sub("0"), &path.sub("1"), (c_in, c_out), kernel, stride, groups)
 }
 
 /// torchvision's `InvertedResidual` at `path`, whose `conv` Sequential holds the expansion (absent when
@@ -130,7 +118,7 @@ fn inverted_residual(path: &nn::Path, c_in: i64, c_out: i64, stride: i64, expand
     InvertedResidual {
         expand: (expand_ratio != 1).then(|| conv_norm(&next(), c_in, hidden, 1, 1, 1)),
         depthwise: conv_norm(&next(), hidden, hidden, 3, stride, hidden),
-        project: conv_bn(&next(), &next(), hidden, c_out, 1, 1, 1),
+        project: ConvBn::torchvision(&next(), &next(), (hidden, c_out), 1, 1, 1),
         residual: stride == 1 && c_in == c_out,
         drop_rate: 0.0,
     }

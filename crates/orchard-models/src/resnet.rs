@@ -26,7 +26,7 @@ use tch::{nn, Tensor};
 
 use crate::backbone::{Backbone, HeadSpec, LayerGroup, ModelSpec};
 use crate::init::Initializer;
-use crate::layers::{BatchNorm, Conv2d, ConvBn, ConvConfig, Padding};
+use crate::layers::ConvBn;
 use crate::registry::VariantTable;
 
 /// Bottleneck output channels per input channel of its 3×3 convolution.
@@ -76,17 +76,9 @@ impl VariantTable for Variant {
     }
 }
 
-/// torchvision's `nn.Conv2d(c_in, c_out, k, stride, padding=k/2, bias=False)` + `nn.BatchNorm2d(c_out)`, under
-/// the two names given.
+/// A convolution and its batch norm as torchvision's ResNet builds them (no groups).
 fn conv_bn(conv: &nn::Path, bn: &nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64) -> ConvBn {
-    let config = ConvConfig::new(kernel)
-        .stride(stride)
-        .padding(Padding::Symmetric(kernel / 2))
-        .init(Initializer::KAIMING_NORMAL_FAN_OUT);
-    ConvBn {
-        conv: Conv2d::grouped(conv, c_in, c_out, 1, config),
-        bn: BatchNorm::torch(bn, c_out, BatchNorm::TORCH_EPSILON, BatchNorm::TORCH_MOMENTUM),
-    }
+    ConvBn::torchvision(conv, bn, (c_in, c_out), kernel, stride, 1)
 }
 
 /// torchvision's `Bottleneck`.
