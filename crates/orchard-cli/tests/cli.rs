@@ -159,6 +159,11 @@ fn models_list_reports_every_architecture_with_keras_parameter_counts() {
     assert_eq!(row("resnet152_v2")["input_size"], serde_json::json!([224, 224]));
     assert_eq!(row("inception_resnet_v2")["params_without_top"], 54_336_736);
     assert_eq!(row("inception_resnet_v2")["input_size"], serde_json::json!([299, 299]));
+    // The torch-layout families: torchvision's ResNet-152 and MobileNetV2, the Lite0 weight file's tensors.
+    assert_eq!(row("resnet152")["params_with_top"], 60_344_232);
+    assert_eq!(row("mobilenet_v2")["params_without_top"], 2_257_984);
+    assert_eq!(row("efficientnet_lite0")["params_with_top"], 4_694_024);
+    assert_eq!(row("efficientnet_lite4")["input_size"], serde_json::json!([300, 300]));
     let table = orchard(&["models", "list"]);
     assert!(text(&table).lines().any(|l| l.starts_with("efficientnet_b6") && l.contains("43265143")), "{}", text(&table));
 }

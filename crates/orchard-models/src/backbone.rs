@@ -11,7 +11,7 @@ use orchard_data::normalize::Normalization;
 use tch::{nn, Tensor};
 
 use crate::init::Initializer;
-use crate::layers::{global_avg_pool, Dense};
+use crate::layers::{global_avg_pool, layer_path, Dense};
 use crate::registry::ModelError;
 
 /// What the rest of Orchard needs to know about an architecture without building it.
@@ -34,7 +34,8 @@ pub struct ModelSpec {
 pub struct HeadSpec {
     /// Dropout rate before the dense layer, active only in training.
     pub dropout: f64,
-    /// Name of the dense layer, under which its `weight` and `bias` are stored (Keras `predictions`).
+    /// Name of the dense layer, under which its `weight` and `bias` are stored (Keras `predictions`,
+    /// torchvision `fc` or, inside a `Sequential`, `classifier.1`).
     pub layer: String,
     /// Initialiser of the dense kernel (its bias starts at zero).
     pub init: Initializer,
@@ -50,6 +51,16 @@ pub struct LayerGroup {
 }
 
 impl LayerGroup {
+    /// The group `name` of the layers called `layers` under `path` (a layer name may have dots, as a
+    /// PyTorch module path such as `features.1` does).
+    pub fn of_layers<S: AsRef<str>>(name: &str, path: &nn::Path, layers: impl IntoIterator<Item = S>) -> Self {
+        let prefixes = layers
+            .into_iter()
+            .map(|layer| layer_path(path, layer.as_ref()).components().map(|c| format!("{c}.")).collect())
+            .collect();
+        LayerGroup { name: name.to_string(), prefixes }
+    }
+
     /// Whether the variable called `name` in the var store belongs to this group.
     pub fn contains(&self, name: &str) -> bool {
         self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
@@ -99,8 +110,8 @@ impl Classifier {
             Some(num_classes) => {
                 let spec = backbone.spec();
                 let layer = &spec.head.layer;
-                let dense = Dense::new(&path.sub(layer), spec.num_features, num_classes, spec.head.init);
-                let group = LayerGroup { name: "head".into(), prefixes: vec![format!("{}.", path.path(layer))] };
+                let dense = Dense::new(&layer_path(path, layer), spec.num_features, num_classes, spec.head.init);
+                let group = LayerGroup::of_layers("head", path, [layer]);
                 Some(Head { dense, dropout: spec.head.dropout, num_classes, group })
             }
         };
@@ -164,4 +175,35 @@ impl nn::ModuleT for Classifier {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         Classifier::forward_t(self, xs, train)
     }
+}
+
+/// Builds `name` with a 4-class head under a non-root path and checks that its layer groups are `expected`,
+/// in order, and that every variable is in exactly one of them.
+#[cfg(test)]
+pub(crate) fn assert_groups_partition(name: &str, expected: &[&str]) {
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let model = crate::build(name, &vs.root().sub("member0"), Some(4)).unwrap();
+    let groups = model.layer_groups();
+    let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(names, expected, "{name}");
+    for var in vs.variables().keys() {
+        let owners: Vec<&str> = groups.iter().filter(|g| g.contains(var)).map(|g| g.name.as_str()).collect();
+        assert_eq!(owners.len(), 1, "{name}: {var} is in groups {owners:?}");
+    }
+}
+
+/// Builds `name` with a 1000-class head at the root of a var store and checks the shapes of the variables
+/// `expected` names; returns every variable for further checks.
+#[cfg(test)]
+pub(crate) fn assert_variable_shapes(
+    name: &str,
+    expected: &[(&str, &[i64])],
+) -> std::collections::HashMap<String, Tensor> {
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let _model = crate::build(name, &vs.root(), Some(1000)).unwrap();
+    let vars = vs.variables();
+    for (key, shape) in expected {
+        assert_eq!(vars.get(*key).map(Tensor::size).as_deref(), Some(*shape), "{name}: {key}");
+    }
+    vars
 }

@@ -128,6 +128,23 @@ pub const VARIANTS: [Variant; 8] = [
     variant("efficientnet_b7", 2.0, 3.1, 600, 0.5),
 ];
 
+/// Keras' (and the TF reference's) `round_filters`: scales a channel count by the width coefficient and rounds
+/// it to a multiple of [`DEPTH_DIVISOR`], never more than 10% down.
+pub fn round_filters(filters: i64, width: f64) -> i64 {
+    let divisor = DEPTH_DIVISOR as f64;
+    let filters = filters as f64 * width;
+    let mut rounded = divisor.max(((filters + divisor / 2.0) as i64 / DEPTH_DIVISOR * DEPTH_DIVISOR) as f64);
+    if rounded < 0.9 * filters {
+        rounded += divisor;
+    }
+    rounded as i64
+}
+
+/// Keras' `round_repeats`: scales a stage's block count by the depth coefficient, rounding up.
+pub fn round_repeats(repeats: i64, depth: f64) -> i64 {
+    (depth * repeats as f64).ceil() as i64
+}
+
 /// One MBConv block as built: its stage's arguments after scaling, for one position in the stage.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BlockArgs {
@@ -164,21 +181,14 @@ impl BlockArgs {
 }
 
 impl Variant {
-    /// Keras' `round_filters`: scales a channel count by the width coefficient and rounds it to a multiple of
-    /// [`DEPTH_DIVISOR`], never more than 10% down.
+    /// Keras' `round_filters` with this variant's width coefficient: see [`round_filters`].
     pub fn round_filters(&self, filters: i64) -> i64 {
-        let divisor = DEPTH_DIVISOR as f64;
-        let filters = filters as f64 * self.width;
-        let mut rounded = divisor.max(((filters + divisor / 2.0) as i64 / DEPTH_DIVISOR * DEPTH_DIVISOR) as f64);
-        if rounded < 0.9 * filters {
-            rounded += divisor;
-        }
-        rounded as i64
+        round_filters(filters, self.width)
     }
 
-    /// Keras' `round_repeats`: scales a stage's block count by the depth coefficient, rounding up.
+    /// Keras' `round_repeats` with this variant's depth coefficient: see [`round_repeats`].
     pub fn round_repeats(&self, repeats: i64) -> i64 {
-        (self.depth * repeats as f64).ceil() as i64
+        round_repeats(repeats, self.depth)
     }
 
     /// Every block of the model in order, as Keras' loop over `blocks_args` builds them, with stochastic
@@ -509,13 +519,10 @@ mod tests {
     /// Stem, stages, top and head; that the groups cover every variable once is checked for every model by
     /// the sweep test.
     #[test]
-    fn layer_groups_are_the_stem_the_stages_the_top_and_the_head() {
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let groups = crate::build("efficientnet_b0", &vs.root(), Some(4)).unwrap().layer_groups();
-        let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
-        assert_eq!(
-            names,
-            ["stem", "block1", "block2", "block3", "block4", "block5", "block6", "block7", "top", "head"]
+    fn layer_groups_cover_every_variable_once() {
+        crate::backbone::assert_groups_partition(
+            "efficientnet_b0",
+            &["stem", "block1", "block2", "block3", "block4", "block5", "block6", "block7", "top", "head"],
         );
     }
 }

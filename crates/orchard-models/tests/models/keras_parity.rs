@@ -9,14 +9,15 @@
 //! computation.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::Command;
 
 use orchard_models::efficientnet::{self, EfficientNet, Options};
 use orchard_models::{build, keras, Classifier, Variants};
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::all_finite;
+use std::path::Path;
+use std::process::Command;
+
+use crate::relative_error;
 
 /// Largest accepted `max |orchard - keras| / max |keras|` in f32 (the bar).
 const F32_TOLERANCE: f64 = 1e-4;
@@ -51,13 +52,6 @@ fn keras_fixtures(cases: &[(&str, &str, i64)], kind: Kind) -> Vec<HashMap<String
     outs.iter().map(|out| Tensor::read_npz(out).unwrap().into_iter().collect()).collect()
 }
 
-/// `max |actual - expected| / max |expected|`.
-fn relative_error(actual: &Tensor, expected: &Tensor) -> f64 {
-    assert_eq!(actual.size(), expected.size());
-    let scale = expected.abs().max().double_value(&[]);
-    assert!(scale > 0.0 && all_finite(actual), "degenerate output");
-    (actual - expected).abs().max().double_value(&[]) / scale
-}
 
 /// How a test hands the fixture's Keras weight names to Orchard: as Keras 3 names them, or renamed.
 type Rename = fn(&str) -> String;

@@ -6,9 +6,10 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::all_finite;
 
-/// REFERENCE.md's parameter counts of the Keras applications (`weights=None`): with a 1000-class top, and with
-/// `include_top=False, pooling="avg"`. Counted the Keras way: trainable weights, batch-norm moving means and
-/// variances, and EfficientNet's input Normalization (3 means, 3 variances, 1 count).
+/// REFERENCE.md's parameter counts (Keras applications with `weights=None`, torchvision's ResNet v1.5 and
+/// MobileNetV2): with a 1000-class top, and without (`include_top=False, pooling="avg"`). Counted the Keras way:
+/// trainable weights, batch-norm moving means and variances, and EfficientNet's input Normalization (3 means,
+/// 3 variances, 1 count).
 const REFERENCE_COUNTS: &[(&str, i64, i64)] = &[
     ("efficientnet_b0", 5_330_571, 4_049_571),
     ("efficientnet_b1", 7_856_239, 6_575_239),
@@ -22,6 +23,17 @@ const REFERENCE_COUNTS: &[(&str, i64, i64)] = &[
     ("resnet101_v2", 44_675_560, 42_626_560),
     ("resnet152_v2", 60_380_648, 58_331_648),
     ("inception_resnet_v2", 55_873_736, 54_336_736),
+    ("resnet50", 25_610_152, 23_561_152),
+    ("resnet101", 44_654_504, 42_605_504),
+    ("resnet152", 60_344_232, 58_295_232),
+    ("mobilenet_v2", 3_538_984, 2_257_984),
+    // The tensors of PyPI's weight files for Lite0-2, and timm's tf_efficientnet_lite3/4 for Lite3/4 (both
+    // checked against the files and timm themselves in torch_parity).
+    ("efficientnet_lite0", 4_694_024, 3_413_024),
+    ("efficientnet_lite1", 5_470_344, 4_189_344),
+    ("efficientnet_lite2", 6_150_168, 4_869_168),
+    ("efficientnet_lite3", 8_273_768, 6_992_768),
+    ("efficientnet_lite4", 13_118_936, 11_837_936),
 ];
 
 /// The sweep's input side and the side of the feature map it gives: 64 → 2 for the stride-32 networks;
@@ -45,6 +57,7 @@ fn every_registered_model_has_the_reference_parameter_counts_and_trains() {
     for name in names() {
         let (size, feature_size) =
             SWEEP_SIZES.iter().find(|(n, ..)| *n == name).map_or(DEFAULT_SWEEP_SIZE, |&(_, s, f)| (s, f));
+        let start = std::time::Instant::now();
         let &(_, with_top, without_top) = REFERENCE_COUNTS
             .iter()
             .find(|(n, ..)| *n == name)
@@ -83,5 +96,6 @@ fn every_registered_model_has_the_reference_parameter_counts_and_trains() {
         let (a, b) = tch::no_grad(|| (model.forward_t(&xs, false), model.forward_t(&xs, false)));
         assert!(a.equal(&b), "{name}: evaluation is not deterministic");
         assert!(all_finite(&a), "{name}: non-finite logits");
+        println!("{name}: {:.1} s", start.elapsed().as_secs_f64());
     }
 }

@@ -1,0 +1,61 @@
+//! The trunk MobileNetV2 and EfficientNet-Lite share: a stem, inverted-residual blocks and a 1×1 top
+//! convolution, each convolution followed by batch norm and every activation ReLU6 (Sandler et al.,
+//! "MobileNetV2: Inverted Residuals and Linear Bottlenecks", <https://arxiv.org/abs/1801.04381>).
+//!
+//! The families differ only in what they build into it — variable names, padding, initialisers, batch-norm
+//! constants, stochastic depth — so they construct the [`ConvBn`]s and hand them over.
+
+use tch::Tensor;
+
+use crate::layers::{drop_path, ConvBn};
+
+/// Expand 1×1 (unless the expansion is 1) → depthwise → linear project 1×1, plus the input when the shapes
+/// allow.
+#[derive(Debug)]
+pub(crate) struct InvertedResidual {
+    pub expand: Option<ConvBn>,
+    pub depthwise: ConvBn,
+    pub project: ConvBn,
+    /// Whether the block adds its input to its output.
+    pub residual: bool,
+    /// Stochastic-depth rate of the residual branch, in training (0 for none).
+    pub drop_rate: f64,
+}
+
+impl InvertedResidual {
+    /// # Shapes
+    /// N×C_in×H×W → N×C_out×H'×W', H' as the depthwise convolution's stride and padding make it.
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let x = match &self.expand {
+            Some(expand) => expand.forward_t(xs, train).relu6(),
+            None => xs.shallow_clone(),
+        };
+        let x = self.depthwise.forward_t(&x, train).relu6();
+        let x = self.project.forward_t(&x, train);
+        if self.residual {
+            drop_path(&x, self.drop_rate, train) + xs
+        } else {
+            x
+        }
+    }
+}
+
+/// Stem → blocks → top, ReLU6 after the stem and the top.
+#[derive(Debug)]
+pub(crate) struct Trunk {
+    pub stem: ConvBn,
+    pub blocks: Vec<InvertedResidual>,
+    pub top: ConvBn,
+}
+
+impl Trunk {
+    /// # Shapes
+    /// N×3×H×W → N×C_top×h×w.
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let mut x = self.stem.forward_t(xs, train).relu6();
+        for block in &self.blocks {
+            x = block.forward_t(&x, train);
+        }
+        self.top.forward_t(&x, train).relu6()
+    }
+}
