@@ -9,7 +9,9 @@
 //! - the [`registry`] of architectures by name (`efficientnet_b0` … `efficientnet_b7` so far);
 //! - one module per architecture family ([`efficientnet`]), each exact to its reference implementation: same
 //!   layers, same padding, same batch-norm constants, same initialisers, same variable names;
-//! - [`keras`]: the one place where Keras weight names and layouts are mapped onto Orchard's variables.
+//! - [`keras`]: the one place where Keras weight names and layouts are mapped onto Orchard's variables;
+//! - [`weights`]: weight files (Keras HDF5, PyTorch zip and legacy `.pth`, safetensors, Orchard's native
+//!   checkpoint) read without executing anything, and loaded into a model all or nothing.
 //!
 //! Variables live in a [`tch::nn::VarStore`]. Each layer's variables sit under the layer's name in the
 //! reference framework (Keras layer names such as `block1a_dwconv`), with PyTorch's names for the tensors
@@ -30,6 +32,7 @@ pub mod init;
 pub mod keras;
 mod layers;
 pub mod registry;
+pub mod weights;
 
 pub use backbone::{Backbone, Classifier, HeadSpec, LayerGroup, ModelSpec};
 pub use registry::{build, build_backbone, names, spec, ModelError};
