@@ -25,6 +25,11 @@ pub enum Command {
     Models(ModelsCommand),
     /// Print the reference learning-rate schedule, one `EPOCH LR` line per epoch (epochs from 0).
     Schedule(ScheduleArgs),
+    /// Import weight files into Orchard checkpoints, and inspect them.
+    #[command(subcommand)]
+    Weights(crate::weights_cmd::WeightsCommand),
+    /// Classify images with an architecture and a weight file (top classes, or logits as JSON).
+    Classify(crate::classify_cmd::ClassifyArgs),
 }
 
 /// The reference notebook's learning-rate function; defaults are its constants.

@@ -11,7 +11,8 @@
 //!   layers, same padding, same batch-norm constants, same initialisers, same variable names;
 //! - [`keras`]: the one place where Keras weight names and layouts are mapped onto Orchard's variables;
 //! - [`weights`]: weight files (Keras HDF5, PyTorch zip and legacy `.pth`, safetensors, Orchard's native
-//!   checkpoint) read without executing anything, and loaded into a model all or nothing.
+//!   checkpoint) read without executing anything, and loaded into a model all or nothing; [`imagenet`]: the
+//!   ImageNet-1k class names.
 //!
 //! Variables live in a [`tch::nn::VarStore`]. Each layer's variables sit under the layer's name in the
 //! reference framework (Keras layer names such as `block1a_dwconv`), with PyTorch's names for the tensors
@@ -28,6 +29,7 @@
 
 pub mod backbone;
 pub mod efficientnet;
+pub mod imagenet;
 pub mod init;
 pub mod keras;
 mod layers;

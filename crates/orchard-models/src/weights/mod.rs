@@ -160,15 +160,7 @@ pub fn load_into(
     file: &WeightFile,
     options: LoadOptions,
 ) -> Result<usize, WeightsError> {
-    if let Some(header) = &file.header {
-        if header.arch != spec.name {
-            return Err(WeightsError::ArchMismatch {
-                path: file.path.clone(),
-                file_arch: header.arch.clone(),
-                model_arch: spec.name.clone(),
-            });
-        }
-    }
+    check_arch(file, spec)?;
     let head = format!("{}.", spec.head.layer);
     let skip = |name: &str| options.no_top && name.starts_with(&head);
     let tensors = file.tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone()));
@@ -180,6 +172,18 @@ pub fn load_into(
         assign::assign(vs, prefix, sources, skip, |_, t, _| t.shallow_clone())
     };
     result.map_err(|mismatch| WeightsError::Mismatch { path: file.path.clone(), arch: spec.name.clone(), mismatch })
+}
+
+/// Refuses a native checkpoint written for another architecture than `spec`'s (other formats don't say).
+pub fn check_arch(file: &WeightFile, spec: &ModelSpec) -> Result<(), WeightsError> {
+    match &file.header {
+        Some(header) if header.arch != spec.name => Err(WeightsError::ArchMismatch {
+            path: file.path.clone(),
+            file_arch: header.arch.clone(),
+            model_arch: spec.name.clone(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Reads `path` and loads it into the model as [`load_into`] does; returns the file read.
