@@ -82,6 +82,43 @@ pub enum Value {
     Tensor(Rc<TensorRef>),
 }
 
+/// Drops nested containers with a loop instead of recursion: a hostile pickle can nest lists a million
+/// deep in a few megabytes, which recursive dropping would overflow the stack on.
+impl Drop for Value {
+    fn drop(&mut self) {
+        let mut pending = Vec::new();
+        take_children(self, &mut pending);
+        while let Some(mut value) = pending.pop() {
+            take_children(&mut value, &mut pending);
+        }
+    }
+}
+
+/// Moves the children of `value` (when it is their only owner) to `out`.
+fn take_children(value: &mut Value, out: &mut Vec<Value>) {
+    match value {
+        Value::Tuple(items) => {
+            if let Some(items) = Rc::get_mut(items) {
+                out.append(items);
+            }
+        }
+        Value::List(items) => {
+            if let Some(items) = Rc::get_mut(items) {
+                out.append(items.get_mut());
+            }
+        }
+        Value::Dict(items) => {
+            if let Some(items) = Rc::get_mut(items) {
+                for (k, v) in items.get_mut().drain(..) {
+                    out.push(k);
+                    out.push(v);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 impl Value {
     pub fn as_str(&self) -> Option<&str> {
         match self {
@@ -253,9 +290,11 @@ impl Machine<'_> {
         if items.len() % 2 != 0 {
             return Err(self.malformed("SETITEMS with an odd number of items"));
         }
-        let Value::Dict(dict) = self.top()?.clone() else {
-            return Err(self.malformed("SETITEM(S) on a non-dict"));
+        let dict = match self.top()? {
+            Value::Dict(dict) => Some(dict.clone()),
+            _ => None,
         };
+        let Some(dict) = dict else { return Err(self.malformed("SETITEM(S) on a non-dict")) };
         let mut dict = dict.borrow_mut();
         let mut items = items.into_iter();
         while let (Some(k), Some(v)) = (items.next(), items.next()) {
@@ -265,9 +304,11 @@ impl Machine<'_> {
     }
 
     fn append(&mut self, items: Vec<Value>) -> Result<(), PickleError> {
-        let Value::List(list) = self.top()?.clone() else {
-            return Err(self.malformed("APPEND(S) on a non-list"));
+        let list = match self.top()? {
+            Value::List(list) => Some(list.clone()),
+            _ => None,
         };
+        let Some(list) = list else { return Err(self.malformed("APPEND(S) on a non-list")) };
         list.borrow_mut().extend(items);
         Ok(())
     }
@@ -554,7 +595,7 @@ mod tests {
         let bytes = b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01]q\x02(K\x01J\xfe\xff\xff\xffM,\x01Jp\x11\x01\x00eX\x01\x00\x00\x00bq\x03G?\xf8\x00\x00\x00\x00\x00\x00N\x88\x87q\x04X\x01\x00\x00\x00cq\x05X\x01\x00\x00\x00xq\x06u.";
         let Pickle { value, end, .. } = read(bytes, 0).unwrap();
         assert_eq!(end, bytes.len());
-        let Value::Dict(d) = value else { panic!("not a dict") };
+        let Value::Dict(d) = &value else { panic!("not a dict") };
         let d = d.borrow();
         assert_eq!(d[0].0.as_str(), Some("a"));
         let ints: Vec<i64> = d[0].1.items().unwrap().iter().map(|v| v.as_int().unwrap()).collect();
@@ -586,6 +627,23 @@ mod tests {
             b[i] ^= 0xa5;
             let _ = read(&b, 0);
         }
+    }
+
+    #[test]
+    fn deeply_nested_containers_are_read_and_dropped_without_recursion() {
+        // pickle.dumps of a list nested a million deep, as the opcodes protocol 2 gives: "]" then "]a" ...
+        let depth = 1_000_000;
+        let mut bytes = b"\x80\x02]".to_vec();
+        for _ in 0..depth {
+            bytes.extend_from_slice(b"]");
+        }
+        for _ in 0..depth {
+            bytes.extend_from_slice(b"a");
+        }
+        bytes.push(b'.');
+        let value = read(&bytes, 0).unwrap().value;
+        assert_eq!(value.items().map(|v| v.len()), Some(1));
+        drop(value);
     }
 
     #[test]

@@ -113,8 +113,8 @@ pub fn read_legacy(bytes: &[u8]) -> Result<Vec<(String, Tensor)>, TorchError> {
     let kinds: HashMap<&str, Kind> = object.storages.iter().map(|s| (s.key.as_str(), s.kind)).collect();
     let mut storages: HashMap<String, &[u8]> = HashMap::new();
     for key in keys {
-        let key = match key {
-            Value::Str(s) => s,
+        let key = match &key {
+            Value::Str(s) => s.clone(),
             Value::Int(i) => i.to_string(),
             other => return Err(bad(format!("a storage key is a {}", other.type_name()))),
         };
@@ -142,10 +142,10 @@ pub fn read_legacy(bytes: &[u8]) -> Result<Vec<(String, Tensor)>, TorchError> {
             None => data.to_vec(),
             Some((_, offset, size)) => {
                 let e = storage.kind.elt_size_in_bytes() as u64;
-                let (start, end) = (offset * e, (offset + size) * e);
-                data.get(start as usize..end as usize)
-                    .ok_or_else(|| bad(format!("storage view {:?} lies outside its storage", storage.view)))?
-                    .to_vec()
+                let outside = || bad(format!("storage view {:?} lies outside its storage", storage.view));
+                let start = offset.checked_mul(e).ok_or_else(outside)?;
+                let end = offset.checked_add(*size).and_then(|n| n.checked_mul(e)).ok_or_else(outside)?;
+                data.get(start as usize..end as usize).ok_or_else(outside)?.to_vec()
             }
         })
     })
@@ -153,15 +153,30 @@ pub fn read_legacy(bytes: &[u8]) -> Result<Vec<(String, Tensor)>, TorchError> {
 
 /// The `(name, tensor)` pairs of the state dict in `object`, names without `module.`.
 fn state_dict(object: &Value) -> Result<Vec<(String, Rc<TensorRef>)>, TorchError> {
-    let Value::Dict(dict) = object else {
-        return Err(bad(format!("the file holds a {}, not a state dict", object.type_name())));
-    };
-    let dict = dict.borrow();
-    for key in NESTED_KEYS {
-        if let Some((_, nested @ Value::Dict(_))) = dict.iter().find(|(k, _)| k.as_str() == Some(key)) {
-            return state_dict(nested);
+    let mut object = object.clone();
+    // A checkpoint nests its state dict once or twice; a dict that contains itself nests it forever.
+    for _ in 0..8 {
+        let Value::Dict(dict) = &object else {
+            return Err(bad(format!("the file holds a {}, not a state dict", object.type_name())));
+        };
+        let nested = NESTED_KEYS.iter().find_map(|key| {
+            dict.borrow()
+                .iter()
+                .find(|(k, v)| k.as_str() == Some(key) && matches!(v, Value::Dict(_)))
+                .map(|(_, v)| v.clone())
+        });
+        match nested {
+            Some(inner) => object = inner,
+            None => return tensors_of(&object),
         }
     }
+    Err(bad("state dicts nested more than 8 deep"))
+}
+
+/// The entries of a state dict, which must all be tensors under string keys.
+fn tensors_of(object: &Value) -> Result<Vec<(String, Rc<TensorRef>)>, TorchError> {
+    let Value::Dict(dict) = object else { unreachable!("state_dict passes dicts") };
+    let dict = dict.borrow();
     let mut tensors = Vec::with_capacity(dict.len());
     for (key, value) in dict.iter() {
         let Some(name) = key.as_str() else {
@@ -225,5 +240,35 @@ fn check_view(name: &str, t: &TensorRef, numel: i64) -> Result<(), TorchError> {
     match last {
         Some(last) if last < numel => Ok(()),
         _ => fail("the view reaches past its storage"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_dict_that_contains_itself_is_refused_not_followed_forever() {
+        // d = {}; d["state_dict"] = d; pickle.dumps(d, protocol=2)
+        let value = pickle::read(b"\x80\x02}q\x00X\n\x00\x00\x00state_dictq\x01h\x00s.", 0).unwrap().value;
+        let err = state_dict(&value).unwrap_err();
+        assert!(err.to_string().contains("nested"), "{err}");
+    }
+
+    #[test]
+    fn views_outside_their_storage_are_refused() {
+        let storage = Rc::new(StorageRef { kind: Kind::Float, key: "0".into(), numel: 6, view: None });
+        let view = |offset, size: &[i64], stride: &[i64]| TensorRef {
+            storage: storage.clone(),
+            offset,
+            size: size.to_vec(),
+            stride: stride.to_vec(),
+        };
+        assert!(check_view("t", &view(0, &[2, 3], &[3, 1]), 6).is_ok());
+        assert!(check_view("t", &view(1, &[2, 3], &[3, 1]), 6).is_err());
+        assert!(check_view("t", &view(0, &[3, 2], &[1, 3]), 6).is_ok());
+        assert!(check_view("t", &view(0, &[2, 3], &[-3, 1]), 6).is_err());
+        assert!(check_view("t", &view(0, &[i64::MAX, 2], &[i64::MAX, 1]), 6).is_err());
+        assert!(check_view("t", &view(5, &[0, 3], &[3, 1]), 6).is_ok());
     }
 }
