@@ -112,7 +112,19 @@ pub struct WeightFile {
 
 /// Reads any supported weight file.
 pub fn read(path: &Path) -> Result<WeightFile, WeightsError> {
-    let bytes = std::fs::read(path).map_err(|source| WeightsError::Io { path: path.to_path_buf(), source })?;
+    let io = |source| WeightsError::Io { path: path.to_path_buf(), source };
+    // libhdf5 reads an HDF5 file itself (Keras' large files need not be held in memory twice).
+    let mut signature = [0u8; 8];
+    let n = std::io::Read::read(&mut std::fs::File::open(path).map_err(io)?, &mut signature).map_err(io)?;
+    if signature[..n] == hdf5::SIGNATURE[..] {
+        return Ok(WeightFile {
+            path: path.to_path_buf(),
+            format: Format::KerasHdf5,
+            tensors: hdf5::read(path)?,
+            header: None,
+        });
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
     let Some(format) = sniff(&bytes) else {
         let start = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
         let start = if bytes.is_empty() { "nothing (the file is empty)".to_string() } else { format!("bytes {start}") };
@@ -120,10 +132,7 @@ pub fn read(path: &Path) -> Result<WeightFile, WeightsError> {
     };
     let torch_err = |source| WeightsError::Torch { path: path.to_path_buf(), source };
     let (format, tensors, header) = match format {
-        Format::KerasHdf5 => {
-            drop(bytes);
-            (format, hdf5::read(path)?, None)
-        }
+        Format::KerasHdf5 => unreachable!("HDF5 files are read above"),
         Format::TorchZip => (format, torch::read_zip(&bytes).map_err(torch_err)?, None),
         Format::TorchLegacy => (format, torch::read_legacy(&bytes).map_err(torch_err)?, None),
         Format::Safetensors | Format::Native => {
