@@ -12,7 +12,8 @@
 //! Formats are told apart by their first bytes, never by the file name. [`load_into`] is the one entry
 //! point of every command that takes `--weights`: it maps Keras names and layouts through [`crate::keras`]
 //! and takes every other format's names as Orchard's own (torchvision, timm-ResNet and lukemelas keys, which
-//! the torch-layout families use as variable names), minus DataParallel's `module.`. Nothing in a file is
+//! the torch-layout families use as variable names), minus DataParallel's `module.` and PyTorch's batch-norm
+//! step counters (`num_batches_tracked`) where the model keeps none. Nothing in a file is
 //! ever executed: pickles go through a reader that only knows the globals a state dict needs.
 
 pub mod assign;
@@ -21,6 +22,7 @@ pub mod native;
 pub mod pickle;
 pub mod torch;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -176,8 +178,10 @@ pub fn load_into(
     let result = if file.format.is_keras() {
         keras::load_skipping(vs, prefix, tensors, skip)
     } else {
-        let sources =
-            tensors.map(|(name, tensor)| assign::Source { target: orchard_name(file.format, &name), name, tensor });
+        let variables = vs.variables();
+        let sources = tensors
+            .map(|(name, tensor)| assign::Source { target: orchard_name(file.format, &name), name, tensor })
+            .filter(|s| !is_unused_bookkeeping(s, prefix, &variables));
         assign::assign(vs, prefix, sources, skip, |_, t, _| t.shallow_clone())
     };
     result.map_err(|mismatch| WeightsError::Mismatch { path: file.path.clone(), arch: spec.name.clone(), mismatch })
@@ -192,6 +196,21 @@ pub fn check_arch(file: &WeightFile, spec: &ModelSpec) -> Result<(), WeightsErro
             model_arch: spec.name.clone(),
         }),
         _ => Ok(()),
+    }
+}
+
+/// PyTorch's batch-norm step counter (`<bn>.num_batches_tracked`): bookkeeping that every torchvision and
+/// lukemelas file carries and that only steers a momentum-free running average. Orchard's batch norms keep
+/// none, so the counter is dropped unless the model has a variable of that name.
+const BATCH_NORM_COUNTER: &str = "num_batches_tracked";
+
+fn is_unused_bookkeeping(source: &assign::Source, prefix: &str, variables: &HashMap<String, Tensor>) -> bool {
+    match &source.target {
+        Some(target) => {
+            target.rsplit('.').next() == Some(BATCH_NORM_COUNTER)
+                && !variables.contains_key(&format!("{prefix}{target}"))
+        }
+        None => false,
     }
 }
 

@@ -176,6 +176,7 @@ fn zip_and_legacy_pth_files_read_exactly_as_torch_load_reads_them() {
     expected.sort_by(|a, b| a.0.cmp(&b.0));
     let kinds: Vec<Kind> = expected.iter().map(|(_, t)| t.kind()).collect();
     assert!(kinds.contains(&Kind::Half) && kinds.contains(&Kind::Double), "the fixture mixes dtypes");
+    assert!(expected.iter().any(|(n, _)| n.ends_with(".num_batches_tracked")), "the fixture has batch-norm counters");
     for (file, format) in [("zip.pth", Format::TorchZip), ("legacy.pth", Format::TorchLegacy)] {
         let mut read = weights::read(&dir.join(file)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(read.format, format);
@@ -184,6 +185,7 @@ fn zip_and_legacy_pth_files_read_exactly_as_torch_load_reads_them() {
     }
 }
 
+/// The files load into the model whose variables they hold; the batch-norm counters PyTorch adds are skipped.
 #[test]
 fn pth_files_load_into_the_model_they_came_from() {
     let dir = torch_files();
