@@ -6,9 +6,11 @@ set -euo pipefail
 ORCHARD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 missing=""
-for tool in cmake nasm; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
+for tool in cmake nasm pkg-config; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
+# libhdf5 (Debian's, linked by hdf5-metno) reads Keras .h5 weight files.
+dpkg -s libhdf5-dev >/dev/null 2>&1 || missing="$missing libhdf5-dev"
 if [ -n "$missing" ]; then
-  echo "orchard: installing$missing (libjpeg-turbo is built from source with SIMD)" >&2
+  echo "orchard: installing$missing (libjpeg-turbo is built from source with SIMD; libhdf5 reads Keras files)" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $missing >/dev/null
 fi

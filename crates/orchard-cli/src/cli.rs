@@ -34,6 +34,11 @@ pub enum Command {
     /// Check a submission CSV.
     #[command(subcommand)]
     Submission(crate::ensemble_cmd::SubmissionCommand),
+    /// Import weight files into Orchard checkpoints, and inspect them.
+    #[command(subcommand)]
+    Weights(crate::weights_cmd::WeightsCommand),
+    /// Classify images with an architecture and a weight file (top classes, or logits as JSON).
+    Classify(crate::classify_cmd::ClassifyArgs),
 }
 
 /// The reference notebook's learning-rate function; defaults are its constants.

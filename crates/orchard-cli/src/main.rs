@@ -5,12 +5,14 @@
 
 mod bench_cmd;
 mod bench_model;
+mod classify_cmd;
 mod cli;
 mod data_cmd;
 mod ensemble_cmd;
 mod models_cmd;
 mod schedule_cmd;
 mod train_cmd;
+mod weights_cmd;
 
 use std::process::ExitCode;
 
@@ -28,6 +30,8 @@ fn main() -> ExitCode {
         cli::Command::Ensemble(args) => ensemble_cmd::run_ensemble(args),
         cli::Command::Score(args) => ensemble_cmd::run_score(args),
         cli::Command::Submission(cmd) => ensemble_cmd::run_submission(cmd),
+        cli::Command::Weights(cmd) => weights_cmd::run(cmd),
+        cli::Command::Classify(args) => classify_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -56,6 +60,7 @@ fn passive_openmp() {
 /// 2 when the user's data (or arguments) are at fault, 1 otherwise.
 fn exit_code(err: &anyhow::Error) -> u8 {
     use orchard_data::{dataset::DatasetError, decode::DecodeError, elpv::ElpvError, folds::FoldError};
+    use orchard_models::weights::WeightsError;
     let bad_data = err.chain().any(|e| {
         e.is::<DatasetError>()
             || e.is::<DecodeError>()
@@ -63,6 +68,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<ElpvError>()
             || e.is::<cli::UsageError>()
             || e.downcast_ref::<orchard_train::TrainError>().is_some_and(orchard_train::TrainError::is_bad_input)
+            || e.is::<WeightsError>()
     });
     let bad_ensemble_input = err.chain().any(|e| e.downcast_ref::<orchard_ensemble::EnsembleError>().is_some_and(|e| e.is_bad_input()));
     if bad_data || bad_ensemble_input {

@@ -28,65 +28,12 @@
 //! unexpected and mis-shaped tensor by name and changes nothing.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 
 use tch::{nn, Tensor};
 
-/// A Keras tensor whose shape does not fit its Orchard variable.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MisShaped {
-    /// The Keras weight's name as given.
-    pub keras: String,
-    /// The Orchard variable it maps to.
-    pub orchard: String,
-    /// The variable's shape.
-    pub expected: Vec<i64>,
-    /// The Keras tensor's shape, in Keras' layout.
-    pub found: Vec<i64>,
-}
+use crate::weights::assign::{assign, Source};
 
-/// Everything that keeps a set of Keras weights from loading into a model, every entry by name.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Mismatch {
-    /// Orchard variables that no Keras weight provides.
-    pub missing: Vec<String>,
-    /// Keras weights with no Orchard variable (or a second one for the same variable), with the reason.
-    pub unexpected: Vec<String>,
-    /// Keras weights of the wrong shape.
-    pub mis_shaped: Vec<MisShaped>,
-}
-
-impl Mismatch {
-    fn is_empty(&self) -> bool {
-        self.missing.is_empty() && self.unexpected.is_empty() && self.mis_shaped.is_empty()
-    }
-}
-
-impl fmt::Display for Mismatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} missing, {} unexpected, {} mis-shaped tensors",
-            self.missing.len(),
-            self.unexpected.len(),
-            self.mis_shaped.len()
-        )?;
-        for name in &self.missing {
-            write!(f, "\n  missing: {name}")?;
-        }
-        for name in &self.unexpected {
-            write!(f, "\n  unexpected: {name}")?;
-        }
-        for m in &self.mis_shaped {
-            write!(
-                f,
-                "\n  mis-shaped: {} (Keras {:?}) for {} (expects {:?})",
-                m.keras, m.found, m.orchard, m.expected
-            )?;
-        }
-        Ok(())
-    }
-}
+pub use crate::weights::assign::{MisShaped, Mismatch};
 
 /// Errors of loading Keras weights.
 #[derive(Debug, thiserror::Error)]
@@ -209,54 +156,22 @@ pub fn load(
     prefix: &str,
     weights: impl IntoIterator<Item = (String, Tensor)>,
 ) -> Result<usize, KerasError> {
-    let targets: BTreeMap<String, Tensor> = vs
-        .variables()
-        .into_iter()
-        .filter_map(|(name, t)| name.strip_prefix(prefix).map(|n| (n.to_string(), t)))
-        .collect();
-    let mut mismatch = Mismatch::default();
-    let mut sources: HashMap<String, (String, Tensor)> = HashMap::new();
-    let mut claimed: HashMap<String, String> = HashMap::new();
+    load_skipping(vs, prefix, weights, |_| false).map_err(KerasError::Mismatch)
+}
+
+/// [`load`], leaving out the variables and weights whose Orchard name `skip` accepts (a head kept fresh).
+pub fn load_skipping(
+    vs: &nn::VarStore,
+    prefix: &str,
+    weights: impl IntoIterator<Item = (String, Tensor)>,
+    skip: impl Fn(&str) -> bool,
+) -> Result<usize, Mismatch> {
     let weights: Vec<(String, Tensor)> = weights.into_iter().collect();
     let renamed = canonical_layers(weights.iter().filter_map(|(keras, _)| split_name(keras).map(|(layer, _)| layer)));
-    for (keras, tensor) in weights {
-        let Some(orchard) = orchard_name_renamed(&keras, &renamed) else {
-            mismatch.unexpected.push(format!("{keras} (no Orchard counterpart for this weight name)"));
-            continue;
-        };
-        let Some(target) = targets.get(&orchard) else {
-            mismatch.unexpected.push(format!("{keras} (the model has no variable {prefix}{orchard})"));
-            continue;
-        };
-        if let Some(first) = claimed.get(&orchard) {
-            mismatch.unexpected.push(format!("{keras} ({prefix}{orchard} is already given by {first})"));
-            continue;
-        }
-        claimed.insert(orchard.clone(), keras.clone());
-        let converted = to_orchard_layout(&keras, &tensor, &target.size());
-        if converted.size() != target.size() {
-            mismatch.mis_shaped.push(MisShaped {
-                keras,
-                orchard: format!("{prefix}{orchard}"),
-                expected: target.size(),
-                found: tensor.size(),
-            });
-            continue;
-        }
-        sources.insert(orchard, (keras, converted));
-    }
-    mismatch.missing =
-        targets.keys().filter(|name| !claimed.contains_key(*name)).map(|name| format!("{prefix}{name}")).collect();
-    if !mismatch.is_empty() {
-        mismatch.unexpected.sort();
-        return Err(KerasError::Mismatch(mismatch));
-    }
-    tch::no_grad(|| {
-        for (orchard, (_, tensor)) in &sources {
-            targets[orchard].shallow_clone().copy_(tensor);
-        }
-    });
-    Ok(sources.len())
+    let sources = weights
+        .into_iter()
+        .map(|(name, tensor)| Source { target: orchard_name_renamed(&name, &renamed), name, tensor });
+    assign(vs, prefix, sources, skip, to_orchard_layout)
 }
 
 #[cfg(test)]
@@ -356,7 +271,7 @@ mod tests {
         assert_eq!(
             m.mis_shaped,
             [MisShaped {
-                keras: "dense/bias".into(),
+                source: "dense/bias".into(),
                 orchard: "m.dense.bias".into(),
                 expected: vec![2],
                 found: vec![5]

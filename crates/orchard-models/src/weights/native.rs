@@ -1,0 +1,164 @@
+//! `.safetensors` files, and Orchard's native checkpoint: a safetensors file whose `__metadata__` holds a
+//! small JSON header under the key `orchard` (architecture, classes, input size, normalisation, version),
+//! with the variables under Orchard's own names.
+//!
+//! Safetensors is a flat, bounds-checked format (a length-prefixed JSON index, then raw little-endian
+//! bytes), so a checkpoint can come from anywhere without running anything, and every other framework's
+//! tools read it.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::Path;
+
+use orchard_data::normalize::Normalization;
+use safetensors::tensor::{Dtype, SafeTensors, View};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use super::WeightsError;
+use crate::ModelSpec;
+
+/// The `__metadata__` key under which the header lies.
+pub const METADATA_KEY: &str = "orchard";
+
+/// What a native checkpoint says about the model its variables belong to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NativeHeader {
+    /// Registry name of the architecture, e.g. `efficientnet_b0`.
+    pub arch: String,
+    /// Outputs of the head; `None` for a backbone without one.
+    pub num_classes: Option<i64>,
+    /// Input size `(height, width)` the model expects.
+    pub input_size: (i64, i64),
+    /// How 0–255 pixels are scaled before the model.
+    pub normalization: Normalization,
+    /// The Orchard version that wrote the file.
+    pub orchard_version: String,
+}
+
+impl NativeHeader {
+    /// The header of a model of `spec` with `num_classes` outputs, written by this version of Orchard.
+    pub fn new(spec: &ModelSpec, num_classes: Option<i64>) -> Self {
+        NativeHeader {
+            arch: spec.name.clone(),
+            num_classes,
+            input_size: spec.default_size,
+            normalization: spec.normalization,
+            orchard_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+fn err(path: &Path, what: impl std::fmt::Display) -> WeightsError {
+    WeightsError::Safetensors { path: path.to_path_buf(), what: what.to_string() }
+}
+
+/// Whether `bytes` look like a safetensors file: a little-endian u64 header length that fits the file,
+/// then a JSON object.
+pub fn is_safetensors(bytes: &[u8]) -> bool {
+    let Some(len) = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))) else {
+        return false;
+    };
+    len >= 2 && len <= (bytes.len() as u64).saturating_sub(8) && bytes[8] == b'{'
+}
+
+/// The tensors of a safetensors file in the file's order, dtype kept, and the native header if it has one.
+pub fn read(path: &Path, bytes: &[u8]) -> Result<(Vec<(String, Tensor)>, Option<NativeHeader>), WeightsError> {
+    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| err(path, format!("{e:?}")))?;
+    let header = match metadata.metadata().as_ref().and_then(|m| m.get(METADATA_KEY)) {
+        None => None,
+        Some(json) => {
+            Some(serde_json::from_str(json).map_err(|e| err(path, format!("__metadata__.{METADATA_KEY}: {e}")))?)
+        }
+    };
+    let file = SafeTensors::deserialize(bytes).map_err(|e| err(path, format!("{e:?}")))?;
+    let mut tensors = file.tensors();
+    // The file order: by data offset, which is how the writer laid them out.
+    tensors.sort_by_key(|(_, view)| view.data().as_ptr() as usize);
+    let tensors = tensors
+        .into_iter()
+        .map(|(name, view)| {
+            let t = Tensor::try_from(view).map_err(|e| err(path, format!("tensor {name}: {e}")))?;
+            Ok((name, t))
+        })
+        .collect::<Result<_, WeightsError>>()?;
+    Ok((tensors, header))
+}
+
+/// A contiguous CPU tensor as safetensors sees it.
+struct Raw {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl View for &Raw {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+fn raw(name: &str, tensor: &Tensor) -> Result<Raw, WeightsError> {
+    let t = tensor.to_device(tch::Device::Cpu).contiguous();
+    let dtype = Dtype::try_from(t.kind()).map_err(|e| WeightsError::Unsupported(format!("tensor {name}: {e}")))?;
+    let mut bytes = vec![0u8; t.numel() * t.kind().elt_size_in_bytes()];
+    t.f_copy_data_u8(&mut bytes, t.numel()).map_err(|e| WeightsError::Unsupported(format!("tensor {name}: {e}")))?;
+    Ok(Raw { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), bytes })
+}
+
+/// The bytes of a safetensors file of `tensors`, with `header` in its metadata when given.
+pub fn to_bytes(tensors: &[(String, Tensor)], header: Option<&NativeHeader>) -> Result<Vec<u8>, WeightsError> {
+    let raws = tensors.iter().map(|(n, t)| Ok((n.clone(), raw(n, t)?))).collect::<Result<Vec<_>, WeightsError>>()?;
+    let metadata = header
+        .map(|h| HashMap::from([(METADATA_KEY.to_string(), serde_json::to_string(h).expect("the header serialises"))]));
+    safetensors::tensor::serialize(raws.iter().map(|(n, r)| (n.as_str(), r)), &metadata)
+        .map_err(|e| WeightsError::Unsupported(format!("{e:?}")))
+}
+
+/// Writes a native checkpoint atomically: a temporary file beside `path`, renamed over it when complete.
+pub fn write(path: &Path, tensors: &[(String, Tensor)], header: &NativeHeader) -> Result<(), WeightsError> {
+    let bytes = to_bytes(tensors, Some(header))?;
+    write_atomically(path, &bytes)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), WeightsError> {
+    let io = |e: std::io::Error| WeightsError::Io { path: path.to_path_buf(), source: e };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| io(std::io::Error::other("not a file path")))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
+
+/// The Kind of a safetensors dtype, for reports.
+pub fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Float => "f32",
+        Kind::Double => "f64",
+        Kind::Half => "f16",
+        Kind::BFloat16 => "bf16",
+        Kind::Int64 => "i64",
+        Kind::Int => "i32",
+        Kind::Int16 => "i16",
+        Kind::Int8 => "i8",
+        Kind::Uint8 => "u8",
+        Kind::Bool => "bool",
+        _ => "other",
+    }
+}
