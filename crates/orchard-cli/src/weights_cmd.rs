@@ -78,7 +78,7 @@ fn import(args: ImportArgs) -> Result<()> {
     let no_top = args.no_top || (classes.is_some() && in_file.is_none());
     let vs = nn::VarStore::new(Device::Cpu);
     let _model = orchard_models::build(&spec.name, &vs.root(), classes)?;
-    let loaded = weights::load_into(&vs, "", &spec, &file, LoadOptions { no_top })?;
+    let loaded = weights::load_into(&vs, "", &spec, &file, LoadOptions { no_top, imagenet_statistics: None })?;
     let mut variables: Vec<_> = vs.variables().into_iter().collect();
     variables.sort_by(|a, b| a.0.cmp(&b.0));
     native::write(&args.out, &variables, &NativeHeader::new(&spec, classes))

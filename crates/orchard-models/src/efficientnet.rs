@@ -289,6 +289,27 @@ impl InputNormalization {
     }
 }
 
+/// Makes a model built with [`InputScaling::Adapted`] compute what Keras' ImageNet-weights graph computes, when
+/// the weights just loaded under `prefix` are ImageNet's: their input `Normalization` stores ImageNet's standard
+/// deviation as its variance, and Keras follows it with a `Rescaling` by `1/sqrt(std)`, so that the input ends
+/// up divided by the standard deviation itself. Storing `std²` as the variance computes the same (within f32
+/// rounding). `imagenet`: `Some` forces the choice, `None` tells by the stored statistics. Returns whether the
+/// statistics were adopted; models without a Keras input `Normalization` are left alone.
+pub fn adopt_imagenet_statistics(vs: &nn::VarStore, prefix: &str, imagenet: Option<bool>) -> bool {
+    let variables = vs.variables();
+    let Some(variance) = variables.get(&format!("{prefix}normalization.variance")) else { return false };
+    let stored: Vec<f64> = Vec::try_from(variance.to_kind(Kind::Double)).unwrap_or_default();
+    let is_imagenet = stored.len() == 3 && stored.iter().zip(IMAGENET_STDDEV_RGB).all(|(v, s)| (v - s).abs() < 1e-6);
+    if !imagenet.unwrap_or(is_imagenet) {
+        return false;
+    }
+    tch::no_grad(|| {
+        let squared = variance.square();
+        variance.shallow_clone().copy_(&squared)
+    });
+    true
+}
+
 /// Squeeze-excitation: channel gates from the globally pooled block features.
 #[derive(Debug)]
 struct SqueezeExcite {

@@ -15,7 +15,7 @@ use crate::trainer::RunState;
 pub fn load_backbone(vs: &nn::VarStore, spec: &ModelSpec, head: &LayerGroup, path: &Path) -> Result<(), String> {
     match checkpoint::load::<RunState>(path) {
         Ok(loaded) => from_run(vs, head, path, loaded),
-        Err(CheckpointError::Format { .. }) => weights::load_file(vs, "", spec, path, LoadOptions { no_top: true })
+        Err(CheckpointError::Format { .. }) => weights::load_file(vs, "", spec, path, LoadOptions { no_top: true, imagenet_statistics: None })
             .map(|_| ())
             .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),

@@ -151,6 +151,10 @@ pub struct LoadOptions {
     /// Load the backbone only: the file's head tensors are ignored and the model's head (if any) keeps its
     /// fresh weights. The head is the layer [`crate::HeadSpec::layer`] names.
     pub no_top: bool,
+    /// Whether a Keras EfficientNet file holds ImageNet weights, whose input `Normalization` stores ImageNet's
+    /// standard deviation where the variance belongs (Keras then adds a `Rescaling` by `1/sqrt(std)`):
+    /// `None` tells by the stored statistics, which are ImageNet's in such files.
+    pub imagenet_statistics: Option<bool>,
 }
 
 /// The Orchard variable name (relative to the model's path) of a tensor named `name` in a file of `format`.
@@ -184,7 +188,12 @@ pub fn load_into(
             .filter(|s| !is_unused_bookkeeping(s, prefix, &variables));
         assign::assign(vs, prefix, sources, skip, |_, t, _| t.shallow_clone())
     };
-    result.map_err(|mismatch| WeightsError::Mismatch { path: file.path.clone(), arch: spec.name.clone(), mismatch })
+    let loaded =
+        result.map_err(|mismatch| WeightsError::Mismatch { path: file.path.clone(), arch: spec.name.clone(), mismatch })?;
+    if file.format.is_keras() {
+        crate::efficientnet::adopt_imagenet_statistics(vs, prefix, options.imagenet_statistics);
+    }
+    Ok(loaded)
 }
 
 /// Refuses a native checkpoint written for another architecture than `spec`'s (other formats don't say).

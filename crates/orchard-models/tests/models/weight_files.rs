@@ -121,7 +121,7 @@ fn no_top_loads_the_backbone_and_keeps_a_fresh_head() {
     let vs = nn::VarStore::new(Device::Cpu);
     let model = build("efficientnet_b0", &vs.root(), Some(4)).unwrap();
     let head = vs.variables()["predictions.weight"].copy();
-    let options = LoadOptions { no_top: true };
+    let options = LoadOptions { no_top: true, ..Default::default() };
     let loaded = weights::load_file(&vs, "", &spec, &dir.join("top.h5"), options).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(weights::head_classes(&loaded, &spec), Some(1000));
     assert!(vs.variables()["predictions.weight"].equal(&head), "--no-top changed the head");
@@ -341,4 +341,30 @@ fn corrupt_truncated_and_hostile_files_are_refused_with_the_file_named() {
         let err = weights::read(&path).unwrap_err();
         assert!(matches!(err, WeightsError::UnknownFormat { .. }) && err.to_string().contains(name), "{err}");
     }
+}
+
+/// A Keras file of ImageNet EfficientNet weights (the graph Keras builds for `weights="imagenet"`, with its
+/// extra input rescaling, and ImageNet's statistics stored as those files store them) gives Keras' outputs:
+/// the loader tells such files by their statistics. Forcing the other reading shows the difference matters.
+#[test]
+fn keras_imagenet_efficientnet_files_reproduce_keras_imagenet_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keras_imagenet_efficientnet.py");
+    crate::python(&[script.to_str().unwrap(), dir.path().to_str().unwrap(), "64"]);
+    let expected: std::collections::HashMap<String, Tensor> =
+        Tensor::read_npz(dir.path().join("expected.npz")).unwrap().into_iter().collect();
+    let xs = expected["input"].permute([0, 3, 1, 2]).contiguous();
+    let file = orchard_models::weights::read(&dir.path().join("b0.weights.h5")).unwrap();
+    let spec = orchard_models::spec("efficientnet_b0").unwrap();
+    let mut errors = Vec::new();
+    for imagenet_statistics in [None, Some(false)] {
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let model = orchard_models::build("efficientnet_b0", &vs.root(), None).unwrap();
+        let options = LoadOptions { no_top: false, imagenet_statistics };
+        orchard_models::weights::load_into(&vs, "", &spec, &file, options).unwrap();
+        let got = tch::no_grad(|| model.forward_t(&xs, false));
+        errors.push(crate::relative_error(&got, &expected["output"]));
+    }
+    assert!(errors[0] < 1e-4, "detected ImageNet statistics: relative error {}", errors[0]);
+    assert!(errors[1] > 1e-2, "read as plain statistics the output must differ: {}", errors[1]);
 }
