@@ -7,8 +7,11 @@ mod bench_cmd;
 mod bench_model;
 mod cli;
 mod data_cmd;
+mod distill_cmd;
 mod ensemble_cmd;
 mod models_cmd;
+mod predict_cmd;
+mod run_cmd;
 mod schedule_cmd;
 mod train_cmd;
 
@@ -28,6 +31,9 @@ fn main() -> ExitCode {
         cli::Command::Ensemble(args) => ensemble_cmd::run_ensemble(args),
         cli::Command::Score(args) => ensemble_cmd::run_score(args),
         cli::Command::Submission(cmd) => ensemble_cmd::run_submission(cmd),
+        cli::Command::Predict(args) => predict_cmd::run(args),
+        cli::Command::Distill(args) => distill_cmd::run(args),
+        cli::Command::Run(args) => run_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -65,7 +71,11 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             || e.downcast_ref::<orchard_train::TrainError>().is_some_and(orchard_train::TrainError::is_bad_input)
     });
     let bad_ensemble_input = err.chain().any(|e| e.downcast_ref::<orchard_ensemble::EnsembleError>().is_some_and(|e| e.is_bad_input()));
-    if bad_data || bad_ensemble_input {
+    let bad_run_input = err.chain().any(|e| {
+        e.downcast_ref::<orchard_infer::InferError>().is_some_and(orchard_infer::InferError::is_bad_input)
+            || e.downcast_ref::<orchard_experiment::ExperimentError>().is_some_and(orchard_experiment::ExperimentError::is_bad_input)
+    });
+    if bad_data || bad_ensemble_input || bad_run_input {
         2
     } else {
         1
