@@ -10,6 +10,9 @@
 //! [ensemble]                  # as `orchard ensemble`'s flags; default: greedy weight search
 //! method = "search"
 //!
+//! [predict]                   # optional: batch, device (default auto), workers of the gather step
+//! device = "cpu"
+//!
 //! [defaults]                  # a training configuration (the layout of `orchard train --config`)
 //! epochs = 3                  # applied to every member, under the member's own settings
 //! batch_norm_momentum = 0.9
@@ -28,7 +31,7 @@
 //! read as a `TrainConfig`, so a typo is refused as `orchard train --config` refuses it. The experiment
 //! owns the fold settings and the run directories: `out`, `data.dir`, `data.folds`, `data.fold` and
 //! `data.folds_csv` may not appear in `[defaults]` or a member. Relative paths are taken from the current
-//! directory, as `orchard train` takes them.
+//! directory, as `orchard train` takes them (`orchard run --data DIR --out DIR` overrides both).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
