@@ -39,6 +39,12 @@ pub enum Command {
     Weights(crate::weights_cmd::WeightsCommand),
     /// Classify images with an architecture and a weight file (top classes, or logits as JSON).
     Classify(crate::classify_cmd::ClassifyArgs),
+    /// Per-image class probabilities of trained runs (test split or out-of-fold), with optional TTA.
+    Predict(crate::predict_cmd::PredictArgs),
+    /// Soft targets for self-distillation: alpha · out-of-fold prediction + (1 − alpha) · label.
+    Distill(crate::distill_cmd::DistillArgs),
+    /// Run an experiment (members × folds, resumable), then predict, ensemble and write the submission.
+    Run(crate::run_cmd::RunArgs),
 }
 
 /// The reference notebook's learning-rate function; defaults are its constants.

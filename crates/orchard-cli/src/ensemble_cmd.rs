@@ -8,11 +8,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use orchard_data::dataset::Task;
-use orchard_ensemble::combine::Method;
 use orchard_ensemble::predictions::{self, Predictions};
 use orchard_ensemble::run::{self, Combiner, Oof};
-use orchard_ensemble::search::{Greedy, Search, Simplex};
-use orchard_ensemble::stacking::Stacking;
+use orchard_ensemble::spec::CombinerSpec;
 use orchard_ensemble::submission::{self, Format, Sample, TestIds};
 use orchard_ensemble::truth::Truth;
 
@@ -124,46 +122,23 @@ fn parse_task(text: &str) -> Result<Task, UsageError> {
 }
 
 /// The combiner the flags describe.
-fn combiner(args: &EnsembleArgs) -> Result<Combiner, UsageError> {
-    let fixed = |method| Combiner::Fixed { method, weights: args.weights.clone() };
-    let combiner = match args.method.as_str() {
-        "mean" => fixed(Method::Mean),
-        "weighted" if args.weights.is_none() => return Err(UsageError("--method weighted needs --weights, e.g. --weights 2,1,1,1".into())),
-        "weighted" => fixed(Method::Mean),
-        "rank" => fixed(Method::Rank),
-        "geometric" => fixed(Method::Geometric),
-        "power" => match args.power {
-            Some(p) if p.is_finite() && p != 0.0 => fixed(Method::Power(p)),
-            Some(p) => return Err(UsageError(format!("--power {p}: the exponent must be finite and non-zero (use --method geometric for 0)"))),
-            None => return Err(UsageError("--method power needs --power P".into())),
-        },
-        "search" => Combiner::Search {
-            search: match args.search.as_str() {
-                "greedy" => Search::Greedy(Greedy { iterations: args.iterations, bags: args.bags, seed: args.seed, ..Greedy::default() }),
-                "simplex" => Search::Simplex(Simplex { seed: args.seed, ..Simplex::default() }),
-                other => return Err(UsageError(format!("--search {other:?}: expected greedy or simplex"))),
-            },
-            ranks: match args.search_space.as_str() {
-                "probabilities" => false,
-                "ranks" => true,
-                other => return Err(UsageError(format!("--search-space {other:?}: expected probabilities or ranks"))),
-            },
-        },
-        "stack" => Combiner::Stack(Stacking { c: args.c, ..Stacking::default() }),
-        other => return Err(UsageError(format!("--method {other:?}: expected mean, weighted, rank, geometric, power, search or stack"))),
+fn combiner(args: &EnsembleArgs) -> Result<(Combiner, String)> {
+    let spec = CombinerSpec {
+        method: args.method.clone(),
+        weights: args.weights.clone(),
+        power: args.power,
+        search: args.search.clone(),
+        search_space: args.search_space.clone(),
+        iterations: args.iterations,
+        bags: args.bags,
+        seed: args.seed,
+        c: args.c,
     };
-    if args.weights.is_some() && matches!(combiner, Combiner::Search { .. } | Combiner::Stack(_)) {
-        return Err(UsageError(format!("--weights cannot be given with --method {}: it chooses its own", args.method)));
-    }
-    Ok(combiner)
+    Ok((spec.combiner()?, spec.label()))
 }
 
 pub fn run_ensemble(args: EnsembleArgs) -> Result<()> {
-    let combiner = combiner(&args)?;
-    let label = match &combiner {
-        Combiner::Search { .. } => format!("search ({}, {})", args.search, args.search_space),
-        _ => args.method.clone(),
-    };
+    let (combiner, label) = combiner(&args)?;
     if !args.oofs.is_empty() && args.truth.is_none() {
         return Err(UsageError("--oof needs --truth to score against".into()).into());
     }

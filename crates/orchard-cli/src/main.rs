@@ -8,8 +8,11 @@ mod bench_model;
 mod classify_cmd;
 mod cli;
 mod data_cmd;
+mod distill_cmd;
 mod ensemble_cmd;
 mod models_cmd;
+mod predict_cmd;
+mod run_cmd;
 mod schedule_cmd;
 mod train_cmd;
 mod weights_cmd;
@@ -32,6 +35,9 @@ fn main() -> ExitCode {
         cli::Command::Submission(cmd) => ensemble_cmd::run_submission(cmd),
         cli::Command::Weights(cmd) => weights_cmd::run(cmd),
         cli::Command::Classify(args) => classify_cmd::run(args),
+        cli::Command::Predict(args) => predict_cmd::run(args),
+        cli::Command::Distill(args) => distill_cmd::run(args),
+        cli::Command::Run(args) => run_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,7 +77,11 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<WeightsError>()
     });
     let bad_ensemble_input = err.chain().any(|e| e.downcast_ref::<orchard_ensemble::EnsembleError>().is_some_and(|e| e.is_bad_input()));
-    if bad_data || bad_ensemble_input {
+    let bad_run_input = err.chain().any(|e| {
+        e.downcast_ref::<orchard_infer::InferError>().is_some_and(orchard_infer::InferError::is_bad_input)
+            || e.downcast_ref::<orchard_experiment::ExperimentError>().is_some_and(orchard_experiment::ExperimentError::is_bad_input)
+    });
+    if bad_data || bad_ensemble_input || bad_run_input {
         2
     } else {
         1

@@ -16,13 +16,17 @@
 //! - [`submission`]: write and check Kaggle submissions (sample-submission column order, test-id order;
 //!   per-label thresholds for PP2021-style label lists).
 //! - [`summary`]: members' and ensemble's scores, weights and the members' correlation, as JSON and text.
+//! - [`spec`]: a combiner by name (command-line flags, an experiment file) validated into a [`run::Combiner`].
+//! - [`distill`]: self-distillation's soft targets from out-of-fold predictions and the labels.
 
 pub mod atomic;
 pub mod combine;
 pub mod cv;
+pub mod distill;
 pub mod predictions;
 pub mod run;
 pub mod search;
+pub mod spec;
 pub mod stacking;
 pub mod submission;
 pub mod summary;

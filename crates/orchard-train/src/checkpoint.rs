@@ -81,6 +81,35 @@ pub fn load<S: DeserializeOwned>(path: &Path) -> Result<Loaded<S>, CheckpointErr
     Ok(Loaded { state, groups })
 }
 
+/// Reads only the state of a checkpoint written by [`save`], without its tensors: a cheap look at a run's
+/// progress (a `last.ckpt` with optimizer moments can weigh hundreds of megabytes).
+///
+/// The file is safetensors: an 8-byte little-endian header length, a JSON header giving each tensor's byte
+/// range after the header, then the data.
+pub fn load_state<S: DeserializeOwned>(path: &Path) -> Result<S, CheckpointError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let format = |message: String| CheckpointError::Format { path: path.to_path_buf(), message };
+    let io_err = |source| CheckpointError::Io { path: path.to_path_buf(), source };
+    let mut file = fs::File::open(path).map_err(io_err)?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(|e| format(format!("no safetensors header: {e}")))?;
+    let len = u64::from_le_bytes(len);
+    if len > 100 << 20 {
+        return Err(format(format!("a header of {len} bytes: not a checkpoint")));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).map_err(|e| format(format!("truncated header: {e}")))?;
+    let header: serde_json::Value = serde_json::from_slice(&header).map_err(|e| format(format!("header: {e}")))?;
+    let range = header[STATE]["data_offsets"].as_array().and_then(|r| Some((r.first()?.as_u64()?, r.get(1)?.as_u64()?)));
+    let Some((start, end)) = range.filter(|(a, b)| a <= b && b - a < 100 << 20) else {
+        return Err(format(format!("no {STATE} entry: not an Orchard training checkpoint")));
+    };
+    let mut bytes = vec![0u8; (end - start) as usize];
+    file.seek(SeekFrom::Start(8 + len + start)).map_err(io_err)?;
+    file.read_exact(&mut bytes).map_err(|e| format(format!("truncated state: {e}")))?;
+    serde_json::from_slice(&bytes).map_err(|e| format(format!("state: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +122,7 @@ mod tests {
         save(&path, &vec![3u32, 4], &[("model", vec![("a.weight".into(), w.shallow_clone())]), ("ema", vec![])]).unwrap();
         let loaded: Loaded<Vec<u32>> = load(&path).unwrap();
         assert_eq!(loaded.state, vec![3, 4]);
+        assert_eq!(load_state::<Vec<u32>>(&path).unwrap(), vec![3, 4], "the state alone");
         assert!(loaded.group("model")["a.weight"].equal(&w));
         assert!(loaded.group("ema").is_empty());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left behind");
@@ -107,5 +137,8 @@ mod tests {
         fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         let err = load::<u8>(&path).unwrap_err().to_string();
         assert!(err.contains("last.ckpt"), "{err}");
+        fs::write(&path, &bytes[..6]).unwrap();
+        let err = load_state::<u8>(&path).unwrap_err().to_string();
+        assert!(err.contains("last.ckpt") && err.contains("no safetensors header"), "{err}");
     }
 }

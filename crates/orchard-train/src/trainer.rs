@@ -190,10 +190,11 @@ impl Run {
         let size = config.data.size.unwrap_or((spec.default_size.0 as usize, spec.default_size.1 as usize));
 
         let paths: Arc<Vec<PathBuf>> = Arc::new(dataset.samples.iter().map(|s| s.path.clone()).collect());
-        let pipeline_config = PipelineConfig { size, augment: config.augment.clone(), seed: config.seed, ..Default::default() };
+        // The pipeline takes (width, height); `size` is (height, width).
+        let pipeline_config = PipelineConfig { size: (size.1, size.0), augment: config.augment.clone(), seed: config.seed, ..Default::default() };
         let source = if config.data.cache {
             let file = out.join(format!("cache-{}x{}.bin", size.0, size.1));
-            let (cache, _) = Cache::open_or_build(&file, &paths, size, pipeline_config.filter)?;
+            let (cache, _) = Cache::open_or_build(&file, &paths, pipeline_config.size, pipeline_config.filter)?;
             Source::Cache(Arc::new(cache))
         } else {
             Source::Files(paths)
@@ -558,8 +559,9 @@ fn reinit_head(vs: &nn::VarStore, head: &orchard_models::LayerGroup) {
     });
 }
 
-/// Training and validation dataset indices per the fold settings.
-fn split(config: &TrainConfig, dataset: &Dataset) -> Result<(Vec<usize>, Vec<usize>), TrainError> {
+/// Training and validation dataset indices per the fold settings (prediction reuses it to find a run's
+/// validation fold again).
+pub fn split(config: &TrainConfig, dataset: &Dataset) -> Result<(Vec<usize>, Vec<usize>), TrainError> {
     let Some(k) = config.data.folds else { return Ok(((0..dataset.len()).collect(), Vec::new())) };
     let folds = match &config.data.folds_csv {
         Some(path) => orchard_data::folds::read_csv(path, dataset)?,

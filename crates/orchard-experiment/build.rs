@@ -1,0 +1,1 @@
+fn main() { orchard_build::link_libtorch() }

@@ -1,0 +1,66 @@
+//! Predictions from trained runs: the stage between training and the ensemble.
+//!
+//! A run directory (`orchard train --out RUN`) keeps its best model in `best.ckpt`. This crate loads it back
+//! and turns images into per-image class probabilities, the prediction CSVs `orchard-ensemble` combines:
+//!
+//! - [`model`]: a run's best model, rebuilt from the checkpoint's architecture, classes and weights, in the
+//!   memory layout it was validated in.
+//! - [`tta`]: test-time augmentation: probabilities averaged over the flips or the eight symmetries of the
+//!   square, in an order-free way that makes the result exactly invariant under those symmetries.
+//! - [`predict`]: the test split (several runs, e.g. the fold models of one member, averaged) or the runs'
+//!   own validation folds again (out-of-fold predictions, merged), as `Predictions`.
+//!
+//! ```no_run
+//! use orchard_infer::predict::{predict, Options, Target};
+//! use orchard_infer::tta::Tta;
+//!
+//! let runs = ["runs/b0/fold0".into(), "runs/b0/fold1".into()];
+//! let options = Options { tta: Tta::Flips, ..Options::new(Target::Test) };
+//! let test = predict(&runs, "data".as_ref(), &options).unwrap();
+//! test.write("b0-test.csv".as_ref()).unwrap();
+//! ```
+
+pub mod model;
+pub mod predict;
+pub mod tta;
+
+use std::path::PathBuf;
+
+/// Why predictions could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error(transparent)]
+    Checkpoint(#[from] orchard_train::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Model(#[from] orchard_models::ModelError),
+    #[error(transparent)]
+    Dataset(#[from] orchard_data::dataset::DatasetError),
+    #[error(transparent)]
+    Decode(#[from] orchard_data::decode::DecodeError),
+    /// The run's fold settings no longer fit the data (a folds file that changed, ...).
+    #[error(transparent)]
+    Train(#[from] orchard_train::TrainError),
+    #[error(transparent)]
+    Predictions(#[from] orchard_ensemble::EnsembleError),
+    /// A run that cannot be used as asked, naming the run directory.
+    #[error("{run}: {message}")]
+    Run { run: PathBuf, message: String },
+    /// Options that cannot work (no runs, a zero batch, an unknown device, ...).
+    #[error("{0}")]
+    Config(String),
+}
+
+impl InferError {
+    /// True when the user's runs, data or options are at fault (the CLI exits with code 2).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            InferError::Checkpoint(_) | InferError::Run { .. } | InferError::Config(_) => true,
+            InferError::Model(_) | InferError::Dataset(_) | InferError::Decode(_) => true,
+            InferError::Train(e) => e.is_bad_input(),
+            InferError::Predictions(e) => e.is_bad_input(),
+        }
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T> = std::result::Result<T, InferError>;
