@@ -20,6 +20,7 @@ pub mod assign;
 pub mod hdf5;
 pub mod native;
 pub mod pickle;
+pub mod timm;
 pub mod torch;
 
 use std::collections::HashMap;
@@ -183,8 +184,17 @@ pub fn load_into(
         keras::load_skipping(vs, prefix, tensors, skip)
     } else {
         let variables = vs.variables();
+        let bare = |name: &str| name.strip_prefix("module.").unwrap_or(name).to_string();
+        let bare_names: Vec<String> = file.tensors.iter().map(|(n, _)| bare(n)).collect();
+        let timm = timm::renames(&spec.name, bare_names.iter().map(String::as_str));
         let sources = tensors
-            .map(|(name, tensor)| assign::Source { target: orchard_name(file.format, &name), name, tensor })
+            .map(|(name, tensor)| {
+                let target = match &timm {
+                    Some(renames) => renames.get(&bare(&name)).cloned(),
+                    None => orchard_name(file.format, &name),
+                };
+                assign::Source { target, name, tensor }
+            })
             .filter(|s| !is_unused_bookkeeping(s, prefix, &variables));
         assign::assign(vs, prefix, sources, skip, |_, t, _| t.shallow_clone())
     };

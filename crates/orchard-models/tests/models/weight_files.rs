@@ -368,3 +368,24 @@ fn keras_imagenet_efficientnet_files_reproduce_keras_imagenet_graph() {
     assert!(errors[0] < 1e-4, "detected ImageNet statistics: relative error {}", errors[0]);
     assert!(errors[1] > 1e-2, "read as plain statistics the output must differ: {}", errors[1]);
 }
+
+/// State dicts in timm's layout (`conv_stem`, `blocks.<stage>.<index>.conv_dw`, …) load into MobileNetV2 and
+/// EfficientNet-Lite0 and give timm's logits. The input is fed on each model's own scale: Orchard's
+/// normalisation presets act before the model, not inside it.
+#[test]
+fn timm_state_dicts_load_and_give_timms_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timm_files.py");
+    python(&[script.to_str().unwrap(), dir.path().to_str().unwrap()]);
+    for (timm_name, arch) in [("mobilenetv2_100", "mobilenet_v2"), ("tf_efficientnet_lite0", "efficientnet_lite0")] {
+        let expected: HashMap<String, Tensor> =
+            Tensor::read_npz(dir.path().join(format!("{timm_name}.npz"))).unwrap().into_iter().collect();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = build(arch, &vs.root(), Some(1000)).unwrap();
+        weights::load_file(&vs, "", &spec(arch).unwrap(), &dir.path().join(format!("{timm_name}.pth")), LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{timm_name}: {e}"));
+        let logits = tch::no_grad(|| model.forward_t(&expected["input"], false));
+        let error = crate::relative_error(&logits, &expected["logits"]);
+        assert!(error < 1e-4, "{timm_name} → {arch}: relative error {error}");
+    }
+}
