@@ -30,11 +30,7 @@ pub fn run(args: BenchModelArgs) -> Result<()> {
     let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     variables.sort_by(|a, b| a.0.cmp(&b.0));
     if channels_last {
-        for (_, t) in &mut variables {
-            if t.dim() == 4 {
-                tch::no_grad(|| t.set_data(&t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])));
-            }
-        }
+        orchard_torch::convolutions_to_channels_last(variables.iter_mut().map(|(_, t)| t));
     }
     let params = variables
         .iter()

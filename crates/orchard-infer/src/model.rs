@@ -95,7 +95,4 @@ impl RunModel {
     }
 }
 
-/// The same values in NHWC memory order under the NCHW shape (PyTorch's `channels_last`).
-pub fn channels_last(t: &Tensor) -> Tensor {
-    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
-}
+pub use orchard_torch::channels_last;

@@ -21,6 +21,21 @@ pub enum Layout {
     ChannelsLast,
 }
 
+/// The same values in NHWC memory order under the NCHW shape (PyTorch's `channels_last`).
+pub fn channels_last(t: &Tensor) -> Tensor {
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+/// Puts every 4-D variable (convolution kernels) in channels-last memory order, in place, so that libtorch
+/// picks its NHWC convolution kernels; other variables are left as they are.
+pub fn convolutions_to_channels_last<'a>(variables: impl IntoIterator<Item = &'a mut Tensor>) {
+    for t in variables {
+        if t.dim() == 4 {
+            tch::no_grad(|| t.set_data(&channels_last(t)));
+        }
+    }
+}
+
 /// Parses a device name: `cpu`, `cuda` (device 0), `cuda:N`, or `auto` (CUDA when available).
 pub fn parse_device(name: &str) -> Result<Device, String> {
     match name {

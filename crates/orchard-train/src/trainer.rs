@@ -229,14 +229,7 @@ impl Run {
         let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
         variables.sort_by(|a, b| a.0.cmp(&b.0));
         if config.channels_last {
-            for (_, t) in &mut variables {
-                if t.dim() == 4 {
-                    tch::no_grad(|| {
-                        let cl = t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
-                        t.set_data(&cl);
-                    });
-                }
-            }
+            orchard_torch::convolutions_to_channels_last(variables.iter_mut().map(|(_, t)| t));
         }
         let head: Vec<String> = variables.iter().map(|(n, _)| n.clone()).filter(|n| head_group.contains(n)).collect();
         let params = lr_multipliers(&config, &model, &variables);
