@@ -56,8 +56,8 @@ pub fn run(args: BenchModelArgs) -> Result<()> {
             let logits = tch::no_grad(|| model.forward_t(&xs, false));
             logits.to_kind(Kind::Float).sum(Kind::Float).double_value(&[]);
         }
-        if let Device::Cuda(_) = device {
-            tch::Cuda::synchronize(0);
+        if let Device::Cuda(index) = device {
+            tch::Cuda::synchronize(index as i64);
         }
         Ok(())
     };

@@ -7,6 +7,7 @@
 //! format; `Layout::Contiguous` asks for the classic NCHW order instead.
 
 pub mod autocast;
+pub mod foreach;
 
 use orchard_data::loader::Batch;
 use orchard_data::normalize::Normalization;

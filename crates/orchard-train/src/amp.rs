@@ -4,7 +4,8 @@
 //! steps in a row the scale doubles.
 
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
+use orchard_torch::foreach;
+use tch::{Kind, Tensor};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LossScaler {
@@ -22,19 +23,17 @@ impl Default for LossScaler {
 
 impl LossScaler {
     /// Divides every defined gradient of `params` by the scale; returns whether all are finite, and updates
-    /// the scale for the next step accordingly.
+    /// the scale for the next step accordingly. One multi-tensor kernel does the division and the check, and
+    /// the device is synchronised once, to read the verdict.
     pub fn unscale_and_update<'a>(&mut self, params: impl Iterator<Item = &'a Tensor>) -> bool {
-        let inverse = 1.0 / self.scale;
-        let finite = tch::no_grad(|| {
-            let mut finite = true;
-            for p in params {
-                let mut g = p.grad();
-                if g.defined() {
-                    let _ = g.g_mul_scalar_(inverse);
-                    finite &= g.isfinite().all().int64_value(&[]) == 1;
-                }
-            }
-            finite
+        let grads: Vec<Tensor> = params.map(Tensor::grad).filter(Tensor::defined).collect();
+        let finite = grads.first().is_none_or(|g| {
+            let device = g.device();
+            let found_inf = Tensor::zeros([1], (Kind::Float, device));
+            // The scale is a power of two, so its inverse is exact in f32.
+            let inverse = Tensor::from_slice(&[(1.0 / self.scale) as f32]).to_device(device);
+            foreach::unscale_(&grads, &found_inf, &inverse).unwrap_or_else(|e| panic!("unscaling failed in libtorch: {e}"));
+            found_inf.double_value(&[0]) == 0.0
         });
         if finite {
             self.good_steps += 1;
@@ -53,7 +52,6 @@ impl LossScaler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Kind;
 
     #[test]
     fn overflow_halves_the_scale_and_good_steps_grow_it() {

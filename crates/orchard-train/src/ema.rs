@@ -1,6 +1,7 @@
 //! An exponential moving average of a model's state (parameters and batch-norm statistics, as timm's
 //! `ModelEmaV2`), used in place of the raw weights for evaluation and for the saved models.
 
+use orchard_torch::foreach;
 use tch::Tensor;
 
 /// Shadow copies of named tensors, `shadow = decay·shadow + (1-decay)·value` after every optimizer step.
@@ -22,13 +23,10 @@ impl Ema {
         Ema { decay, entries }
     }
 
-    /// Folds the live values into the average.
+    /// Folds the live values into the average, all tensors in one multi-tensor launch.
     pub fn update(&mut self) {
-        tch::no_grad(|| {
-            for (_, live, shadow) in &mut self.entries {
-                let _ = shadow.lerp_(&live.detach(), 1.0 - self.decay);
-            }
-        });
+        let (shadows, lives): (Vec<Tensor>, Vec<Tensor>) = self.entries.iter().map(|(_, live, shadow)| (shadow.shallow_clone(), live.detach())).unzip();
+        foreach::lerp_(&shadows, &lives, 1.0 - self.decay).unwrap_or_else(|e| panic!("EMA update failed in libtorch: {e}"));
     }
 
     /// The averages by name, for checkpoints.

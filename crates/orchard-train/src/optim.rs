@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use orchard_torch::foreach::{self, AdamStep};
 use tch::Tensor;
 
 use crate::config::{OptimizerConfig, OptimizerKind};
@@ -28,7 +29,8 @@ pub struct Param {
 #[derive(Debug, Default)]
 struct State {
     step: u64,
-    /// Adam's first moment, or SGD's momentum buffer.
+    /// Adam's first moment, or SGD's momentum buffer (zeros before the first step, which then holds the
+    /// gradient, as PyTorch's first step sets it).
     m: Option<Tensor>,
     /// Adam's second moment.
     v: Option<Tensor>,
@@ -79,54 +81,46 @@ impl Optimizer {
     }
 
     /// Applies one update at learning rate `lr` to every parameter that has a gradient (frozen ones have none).
+    /// Parameters that share a step count and a learning rate are updated together by libtorch's multi-tensor
+    /// kernels ([`orchard_torch::foreach`]): a few launches per step rather than a dozen per parameter.
     pub fn step(&mut self, lr: f64) {
         let c = self.config.clone();
-        tch::no_grad(|| {
-            for (p, state) in self.params.iter_mut().zip(&mut self.states) {
-                let g = p.tensor.grad();
-                if !g.defined() || !p.tensor.requires_grad() {
-                    continue;
-                }
-                let lr = lr * p.lr_mult;
+        let mut groups: BTreeMap<(u64, u64), Vec<usize>> = BTreeMap::new();
+        for (i, (p, state)) in self.params.iter().zip(&mut self.states).enumerate() {
+            if p.tensor.requires_grad() && p.tensor.grad().defined() {
                 state.step += 1;
-                let t = state.step as f64;
-                match c.kind {
-                    OptimizerKind::Adam => {
-                        let g = if c.weight_decay > 0.0 { &g + &p.tensor * c.weight_decay } else { g };
-                        let (m, v) = moments(state, &g, c.beta1, c.beta2);
-                        let alpha = lr * (1.0 - c.beta2.powf(t)).sqrt() / (1.0 - c.beta1.powf(t));
-                        let update = m / (v.sqrt() + c.eps) * alpha;
-                        let _ = p.tensor.g_sub_(&update);
-                    }
-                    OptimizerKind::AdamW => {
-                        if c.weight_decay > 0.0 {
-                            let _ = p.tensor.g_mul_scalar_(1.0 - lr * c.weight_decay);
-                        }
-                        let (m, v) = moments(state, &g, c.beta1, c.beta2);
+                groups.entry((state.step, p.lr_mult.to_bits())).or_default().push(i);
+            }
+        }
+        tch::no_grad(|| {
+            for ((step, lr_mult), members) in groups {
+                let lr = lr * f64::from_bits(lr_mult);
+                let t = step as f64;
+                let params: Vec<Tensor> = members.iter().map(|&i| self.params[i].tensor.shallow_clone()).collect();
+                let grads: Vec<Tensor> = params.iter().map(Tensor::grad).collect();
+                let mut state = |i: usize, second: bool| {
+                    let s = &mut self.states[members[i]];
+                    let slot = if second { &mut s.v } else { &mut s.m };
+                    slot.get_or_insert_with(|| grads[i].zeros_like()).shallow_clone()
+                };
+                let momentum = c.kind != OptimizerKind::Sgd || c.momentum != 0.0;
+                let m: Vec<Tensor> = if momentum { (0..members.len()).map(|i| state(i, false)).collect() } else { Vec::new() };
+                let result = match c.kind {
+                    OptimizerKind::Adam | OptimizerKind::AdamW => {
+                        let v: Vec<Tensor> = (0..members.len()).map(|i| state(i, true)).collect();
                         let bias1 = 1.0 - c.beta1.powf(t);
                         let bias2_sqrt = (1.0 - c.beta2.powf(t)).sqrt();
-                        let update = m / (v.sqrt() / bias2_sqrt + c.eps) * (lr / bias1);
-                        let _ = p.tensor.g_sub_(&update);
-                    }
-                    OptimizerKind::Sgd => {
-                        let g = if c.weight_decay > 0.0 { &g + &p.tensor * c.weight_decay } else { g };
-                        let direction = if c.momentum > 0.0 {
-                            let buf = match state.m.take() {
-                                None => g.copy(),
-                                Some(mut buf) => {
-                                    let _ = buf.g_mul_scalar_(c.momentum).g_add_(&g);
-                                    buf
-                                }
-                            };
-                            let d = if c.nesterov { &g + &buf * c.momentum } else { buf.shallow_clone() };
-                            state.m = Some(buf);
-                            d
+                        let (beta1, beta2, eps) = (c.beta1, c.beta2, c.eps);
+                        let s = if c.kind == OptimizerKind::Adam {
+                            AdamStep { step: lr * bias2_sqrt / bias1, beta1, beta2, eps, l2: c.weight_decay, decay: 0.0, denom_scale: 1.0 }
                         } else {
-                            g
+                            AdamStep { step: lr / bias1, beta1, beta2, eps, l2: 0.0, decay: lr * c.weight_decay, denom_scale: 1.0 / bias2_sqrt }
                         };
-                        let _ = p.tensor.g_sub_(&(direction * lr));
+                        foreach::adam_(&params, &grads, &m, &v, &s)
                     }
-                }
+                    OptimizerKind::Sgd => foreach::sgd_(&params, &grads, momentum.then_some(&m[..]), lr, c.momentum, c.nesterov, c.weight_decay),
+                };
+                result.unwrap_or_else(|e| panic!("optimizer step failed in libtorch: {e}"));
             }
         });
     }
@@ -165,17 +159,6 @@ impl Optimizer {
         }
         Ok(())
     }
-}
-
-/// Updates Adam's moments in place as Keras does (`m += (g - m)·(1 - β1)`) and returns views of them.
-fn moments(state: &mut State, g: &Tensor, beta1: f64, beta2: f64) -> (Tensor, Tensor) {
-    let mut m = state.m.get_or_insert_with(|| g.zeros_like()).shallow_clone();
-    let dm = (g - &m) * (1.0 - beta1);
-    let _ = m.g_add_(&dm);
-    let mut v = state.v.get_or_insert_with(|| g.zeros_like()).shallow_clone();
-    let dv = (g.square() - &v) * (1.0 - beta2);
-    let _ = v.g_add_(&dv);
-    (m, v)
 }
 
 #[cfg(test)]
