@@ -90,6 +90,12 @@ pub struct TrainArgs {
     /// Weight EMA decay, e.g. 0.999.
     #[arg(long)]
     pub ema: Option<f64>,
+    /// Dropout before the head (default: the architecture's, e.g. 0.2 for B0).
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Stochastic-depth rate of the last block, EfficientNet families (default: the architecture's, 0.2).
+    #[arg(long)]
+    pub drop_path: Option<f64>,
     /// Train only the head for the first N epochs.
     #[arg(long)]
     pub freeze_epochs: Option<u32>,
@@ -165,6 +171,8 @@ pub fn resolve(mut a: TrainArgs) -> Result<(TrainConfig, bool)> {
     c.data.soft_targets = a.soft_targets.take().or(c.data.soft_targets);
     c.out = a.out.take().or(c.out);
     c.ema = a.ema.or(c.ema);
+    c.model.dropout = a.dropout.or(c.model.dropout);
+    c.model.drop_path = a.drop_path.or(c.model.drop_path);
     c.clip_norm = a.clip_norm.or(c.clip_norm);
     c.batch_norm_momentum = a.bn_momentum.or(c.batch_norm_momentum);
     c.patience = a.patience.or(c.patience);

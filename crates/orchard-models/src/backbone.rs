@@ -81,6 +81,13 @@ pub trait Backbone: Send + fmt::Debug {
 
     /// The backbone's layer groups in order from the input to the top, together covering all its variables.
     fn layer_groups(&self) -> Vec<LayerGroup>;
+
+    /// Sets the stochastic-depth rate of the last block, earlier blocks getting proportionally less as in the
+    /// reference models (Keras' `drop_connect_rate`, timm's `drop_path_rate`). Returns false, changing
+    /// nothing, for architectures without stochastic depth.
+    fn set_drop_path_rate(&mut self, _rate: f64) -> bool {
+        false
+    }
 }
 
 /// A classification head: global average pooling → dropout → dense.
@@ -116,6 +123,21 @@ impl Classifier {
             }
         };
         Ok(Classifier { backbone, head })
+    }
+
+    /// Overrides the head's dropout rate and the backbone's stochastic depth (see
+    /// [`Backbone::set_drop_path_rate`]); `None` keeps the architecture's reference value. Short runs from
+    /// scratch learn faster with less of both.
+    pub fn set_regularization(&mut self, dropout: Option<f64>, drop_path: Option<f64>) -> Result<(), ModelError> {
+        if let Some(rate) = drop_path {
+            if !self.backbone.set_drop_path_rate(rate) {
+                return Err(ModelError::NoStochasticDepth(self.spec().name.clone()));
+            }
+        }
+        if let (Some(p), Some(head)) = (dropout, &mut self.head) {
+            head.dropout = p;
+        }
+        Ok(())
     }
 
     /// The backbone's spec.
@@ -206,4 +228,35 @@ pub(crate) fn assert_variable_shapes(
         assert_eq!(vars.get(*key).map(Tensor::size).as_deref(), Some(*shape), "{name}: {key}");
     }
     vars
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two training-mode forward passes of the same batch differ only through dropout and stochastic depth.
+    fn training_passes_differ(name: &str, dropout: Option<f64>, drop_path: Option<f64>) -> bool {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let mut model = crate::build(name, &vs.root(), Some(3)).unwrap();
+        model.set_regularization(dropout, drop_path).unwrap();
+        let xs = Tensor::rand([2, 3, 32, 32], (tch::Kind::Float, tch::Device::Cpu)) * 255.0;
+        let (a, b) = (model.forward_t(&xs, true), model.forward_t(&xs, true));
+        a != b
+    }
+
+    #[test]
+    fn regularization_can_be_switched_off_and_architectures_without_stochastic_depth_say_so() {
+        for name in ["efficientnet_b0", "efficientnet_lite0"] {
+            assert!(training_passes_differ(name, None, None), "{name}: the reference rates are random");
+            assert!(training_passes_differ(name, Some(0.0), None), "{name}: stochastic depth alone is random");
+            assert!(training_passes_differ(name, None, Some(0.0)), "{name}: dropout alone is random");
+            assert!(!training_passes_differ(name, Some(0.0), Some(0.0)), "{name}: without either, passes agree");
+        }
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let mut resnet = crate::build("resnet50_v2", &vs.root(), Some(3)).unwrap();
+        let err = resnet.set_regularization(Some(0.1), Some(0.1)).unwrap_err();
+        assert_eq!(err.to_string(), "resnet50_v2 has no stochastic depth to set a drop-path rate for");
+        resnet.set_regularization(Some(0.1), None).unwrap();
+    }
 }

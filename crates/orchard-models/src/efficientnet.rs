@@ -444,6 +444,15 @@ impl Backbone for EfficientNet {
         &self.spec
     }
 
+    /// Block `i` of `n` drops its residual branch at `rate·i/n`, as [`Variant::blocks`] lays it out.
+    fn set_drop_path_rate(&mut self, rate: f64) -> bool {
+        let n = self.blocks.len() as f64;
+        for (i, block) in self.blocks.iter_mut().enumerate() {
+            block.args.drop_rate = rate * i as f64 / n;
+        }
+        true
+    }
+
     /// # Shapes
     /// N×3×H×W, 0–255 → N×`round_filters(1280)`×⌈H/32⌉×⌈W/32⌉.
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {

@@ -202,6 +202,15 @@ impl Backbone for EfficientNetLite {
         &self.spec
     }
 
+    /// Block `i` of `n` drops its residual branch at `rate·i/n`, as [`Variant::blocks`] lays it out.
+    fn set_drop_path_rate(&mut self, rate: f64) -> bool {
+        let n = self.trunk.blocks.len() as f64;
+        for (i, block) in self.trunk.blocks.iter_mut().enumerate() {
+            block.drop_rate = rate * i as f64 / n;
+        }
+        true
+    }
+
     /// # Shapes
     /// N×3×H×W, `(x - 127) / 128` → N×1280×⌈H/32⌉×⌈W/32⌉.
     fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {

@@ -15,6 +15,8 @@ pub enum ModelError {
     UnknownModel { name: String, known: Vec<&'static str> },
     #[error("a classification head needs at least one class, got num_classes = {0}")]
     InvalidNumClasses(i64),
+    #[error("{0} has no stochastic depth to set a drop-path rate for")]
+    NoStochasticDepth(String),
 }
 
 /// One architecture family's entry points.

@@ -122,11 +122,16 @@ pub struct ModelConfig {
     pub arch: String,
     /// Pretrained weights to start from; the head is always re-initialised for the dataset's classes.
     pub weights: Option<PathBuf>,
+    /// Dropout rate before the head's dense layer; the architecture's (e.g. 0.2 for B0) when absent.
+    pub dropout: Option<f64>,
+    /// Stochastic-depth rate of the last block (EfficientNet, EfficientNet-Lite); the architecture's when
+    /// absent. Short runs from scratch learn faster with 0 for both.
+    pub drop_path: Option<f64>,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { arch: "efficientnet_b0".into(), weights: None }
+        ModelConfig { arch: "efficientnet_b0".into(), weights: None, dropout: None, drop_path: None }
     }
 }
 
@@ -319,6 +324,11 @@ impl TrainConfig {
                 return Err(invalid("ema", format!("decay {d} must lie in [0, 1)")));
             }
         }
+        for (field, rate) in [("model.dropout", self.model.dropout), ("model.drop_path", self.model.drop_path)] {
+            if let Some(r) = rate.filter(|r| !(0.0..1.0).contains(r)) {
+                return Err(invalid(field, format!("{r} must lie in [0, 1)")));
+            }
+        }
         if let Some(m) = self.batch_norm_momentum {
             if !(0.0..1.0).contains(&m) {
                 return Err(invalid("batch_norm_momentum", format!("{m} must lie in [0, 1)")));
@@ -400,6 +410,14 @@ mod tests {
         c.data.fold = 0;
         c.device = "tpu".into();
         assert_eq!(c.validate().unwrap_err().field, "device");
+        c.device = "cpu".into();
+        c.model.drop_path = Some(1.0);
+        assert_eq!(c.validate().unwrap_err().field, "model.drop_path");
+        c.model.drop_path = Some(0.0);
+        c.model.dropout = Some(-0.1);
+        assert_eq!(c.validate().unwrap_err().field, "model.dropout");
+        c.model.dropout = Some(0.0);
+        c.validate().unwrap();
     }
 
     #[test]

@@ -219,7 +219,8 @@ impl Run {
 
         tch::manual_seed(epoch_seed(config.seed, u32::MAX));
         let vs = nn::VarStore::new(device);
-        let model = orchard_models::build(&config.model.arch, &vs.root(), Some(classes as i64))?;
+        let mut model = orchard_models::build(&config.model.arch, &vs.root(), Some(classes as i64))?;
+        model.set_regularization(config.model.dropout, config.model.drop_path)?;
         let head_group = model.layer_groups().pop().expect("a classifier with a head has a head group");
         reinit_head(&vs, &head_group);
         if let Some(weights) = &config.model.weights {
