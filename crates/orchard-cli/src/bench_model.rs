@@ -27,6 +27,7 @@ pub fn run(args: BenchModelArgs) -> Result<()> {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let model = orchard_models::build(&args.arch, &vs.root(), Some(args.classes)).map_err(|e| UsageError(e.to_string()))?;
+    model.spec().check_input(h as i64, w as i64).map_err(|e| UsageError(e.to_string()))?;
     let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     variables.sort_by(|a, b| a.0.cmp(&b.0));
     if channels_last {

@@ -59,6 +59,7 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
         Some(text) => parse_size(text)?,
         None => (spec.default_size.1 as usize, spec.default_size.0 as usize),
     };
+    spec.check_input(height as i64, width as i64).map_err(|e| UsageError(e.to_string()))?;
     let file = weights::read(&args.weights)?;
     weights::check_arch(&file, &spec)?;
     let classes = weights::head_classes(&file, &spec).ok_or_else(|| {

@@ -57,13 +57,17 @@ fn flags_override_the_config_file_and_the_run_directory_has_every_file() {
     assert!(text(&out).contains("--resume"), "{}", text(&out));
     assert_eq!(std::fs::read(run.join("last.ckpt")).unwrap(), before);
 
-    // Bad input: a missing data folder and an unknown architecture, each exit code 2 with the culprit named.
+    // Bad input: a missing data folder, an unknown architecture and an input below the architecture's
+    // minimum, each exit code 2 with the culprit named.
     let out = orchard(&["train", "--data", "/nonexistent/data", "--epochs", "1", "--out", tmp.path().join("x").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("/nonexistent/data"), "{}", text(&out));
     let out = orchard(&["train", "--data", &data, "--arch", "resnet9000", "--out", tmp.path().join("y").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("resnet9000"), "{}", text(&out));
+    let out = orchard(&["train", "--data", &data, "--arch", "inception_resnet_v2", "--size", "64", "--out", tmp.path().join("z").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("inception_resnet_v2 needs inputs of at least 75x75 pixels, got 64x64"), "{}", text(&out));
 }
 
 #[test]
@@ -131,4 +135,7 @@ fn bench_model_prints_images_per_second_and_peak_memory_for_inference_and_traini
     }
     let out = orchard(&["bench", "model", "--arch", "nope", "--batch", "1"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = orchard(&["bench", "model", "--arch", "inception_resnet_v2", "--size", "74x299", "--batch", "1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("at least 75x75 pixels, got 74x299"), "{}", text(&out));
 }

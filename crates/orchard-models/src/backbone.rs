@@ -21,12 +21,29 @@ pub struct ModelSpec {
     pub name: String,
     /// Input size `(height, width)` the architecture was designed and pre-trained at.
     pub default_size: (i64, i64),
+    /// Smallest input side the architecture accepts (Keras' `min_size`): below it a valid-padded
+    /// convolution or pooling would have nothing left to slide over.
+    pub min_size: i64,
     /// How 0–255 pixels must be scaled before [`Backbone::forward_features`].
     pub normalization: Normalization,
     /// Channels of the feature map, hence the width of the pooled embedding.
     pub num_features: i64,
     /// The reference framework's head on top of this backbone.
     pub head: HeadSpec,
+}
+
+/// Keras' smallest input side for its applications other than InceptionResNetV2 (75).
+pub const KERAS_MIN_SIZE: i64 = 32;
+
+impl ModelSpec {
+    /// Refuses an input of `height`×`width` that is smaller than [`ModelSpec::min_size`] on either side, before
+    /// libtorch would fail deep inside the network.
+    pub fn check_input(&self, height: i64, width: i64) -> Result<(), ModelError> {
+        if height < self.min_size || width < self.min_size {
+            return Err(ModelError::InputTooSmall { name: self.name.clone(), min: self.min_size, height, width });
+        }
+        Ok(())
+    }
 }
 
 /// The head of an architecture in its reference framework: global average pooling, dropout, dense.
@@ -258,5 +275,21 @@ mod tests {
         let err = resnet.set_regularization(Some(0.1), Some(0.1)).unwrap_err();
         assert_eq!(err.to_string(), "resnet50_v2 has no stochastic depth to set a drop-path rate for");
         resnet.set_regularization(Some(0.1), None).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod input_size_tests {
+    #[test]
+    fn inputs_below_the_architecture_minimum_are_refused_by_name() {
+        let irv2 = crate::spec("inception_resnet_v2").unwrap();
+        irv2.check_input(75, 75).unwrap();
+        let err = irv2.check_input(74, 299).unwrap_err();
+        assert_eq!(err.to_string(), "inception_resnet_v2 needs inputs of at least 75x75 pixels, got 299x74 (width x height)");
+        for name in crate::names() {
+            let spec = crate::spec(name).unwrap();
+            spec.check_input(spec.default_size.0, spec.default_size.1).unwrap();
+            assert!(spec.check_input(64, 31).is_err(), "{name}");
+        }
     }
 }

@@ -22,7 +22,7 @@
 use orchard_data::normalize::Normalization;
 use tch::{nn, Kind, Tensor};
 
-use crate::backbone::{Backbone, HeadSpec, LayerGroup, ModelSpec};
+use crate::backbone::{Backbone, HeadSpec, LayerGroup, ModelSpec, KERAS_MIN_SIZE};
 use crate::init::{Distribution, FanMode, Initializer};
 use crate::layers::{
     correct_pad, drop_path, global_avg_pool, spatial, zero_pad, BatchNorm, Conv2d, ConvConfig, Padding,
@@ -486,6 +486,7 @@ impl Variants for Variant {
         ModelSpec {
             name: self.name.to_string(),
             default_size: (self.resolution, self.resolution),
+            min_size: KERAS_MIN_SIZE,
             normalization: Normalization::Raw,
             num_features: self.round_filters(1280),
             head: HeadSpec { dropout: self.dropout, layer: "predictions".into(), init: DENSE_INIT },

@@ -29,7 +29,7 @@
 use orchard_data::normalize::Normalization;
 use tch::{nn, Tensor};
 
-use crate::backbone::{Backbone, HeadSpec, LayerGroup, ModelSpec};
+use crate::backbone::{Backbone, HeadSpec, LayerGroup, ModelSpec, KERAS_MIN_SIZE};
 use crate::efficientnet::{self, round_filters, round_repeats, BASE_STAGES, DROP_CONNECT_RATE};
 use crate::init::Initializer;
 use crate::inverted_residual::{InvertedResidual, Trunk};
@@ -131,6 +131,7 @@ impl Variants for Variant {
         ModelSpec {
             name: name.to_string(),
             default_size: (resolution, resolution),
+            min_size: KERAS_MIN_SIZE,
             normalization: Normalization::Lite,
             num_features: HEAD_WIDTH,
             head: HeadSpec { dropout, layer: "_fc".into(), init: Initializer::PyTorchDefault },

@@ -417,6 +417,7 @@ impl Variants for Variant {
         ModelSpec {
             name: self.name.to_string(),
             default_size: (self.resolution, self.resolution),
+            min_size: MIN_SIZE,
             normalization: Normalization::SignedUnit,
             num_features: NUM_FEATURES,
             head: HeadSpec { dropout: 0.0, layer: "predictions".into(), init: Initializer::GLOROT_UNIFORM },

@@ -23,7 +23,7 @@
 use orchard_data::normalize::Normalization;
 use tch::{nn, Tensor};
 
-use crate::backbone::{Backbone, HeadSpec, LayerGroup, ModelSpec};
+use crate::backbone::{Backbone, HeadSpec, LayerGroup, ModelSpec, KERAS_MIN_SIZE};
 use crate::init::Initializer;
 use crate::inverted_residual::{InvertedResidual, Trunk};
 use crate::layers::ConvBn;
@@ -87,6 +87,7 @@ impl Variants for Variant {
         ModelSpec {
             name: self.name.to_string(),
             default_size: (224, 224),
+            min_size: KERAS_MIN_SIZE,
             normalization: Normalization::ImageNet,
             num_features: LAST_WIDTH,
             head: HeadSpec { dropout: DROPOUT, layer: "classifier.1".into(), init: Initializer::Normal { std: 0.01 } },

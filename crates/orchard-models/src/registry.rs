@@ -17,6 +17,8 @@ pub enum ModelError {
     InvalidNumClasses(i64),
     #[error("{0} has no stochastic depth to set a drop-path rate for")]
     NoStochasticDepth(String),
+    #[error("{name} needs inputs of at least {min}x{min} pixels, got {width}x{height} (width x height)")]
+    InputTooSmall { name: String, min: i64, height: i64, width: i64 },
 }
 
 /// One architecture family's entry points.

@@ -24,7 +24,7 @@
 use orchard_data::normalize::Normalization;
 use tch::{nn, Tensor};
 
-use crate::backbone::{Backbone, HeadSpec, LayerGroup, ModelSpec};
+use crate::backbone::{Backbone, HeadSpec, LayerGroup, ModelSpec, KERAS_MIN_SIZE};
 use crate::init::Initializer;
 use crate::layers::ConvBn;
 use crate::registry::Variants;
@@ -64,6 +64,7 @@ impl Variants for Variant {
         ModelSpec {
             name: self.name.to_string(),
             default_size: (224, 224),
+            min_size: KERAS_MIN_SIZE,
             normalization: Normalization::ImageNet,
             num_features: STAGE_WIDTHS[3] * EXPANSION,
             head: HeadSpec { dropout: 0.0, layer: "fc".into(), init: Initializer::PyTorchDefault },

@@ -23,7 +23,7 @@
 use orchard_data::normalize::Normalization;
 use tch::{nn, Tensor};
 
-use crate::backbone::{Backbone, HeadSpec, LayerGroup, ModelSpec};
+use crate::backbone::{Backbone, HeadSpec, LayerGroup, ModelSpec, KERAS_MIN_SIZE};
 use crate::init::Initializer;
 use crate::layers::{max_pool, zero_pad, BatchNorm, Conv2d, ConvConfig, Padding};
 use crate::registry::Variants;
@@ -214,6 +214,7 @@ impl Variants for Variant {
         ModelSpec {
             name: self.name.to_string(),
             default_size: (DEFAULT_SIZE, DEFAULT_SIZE),
+            min_size: KERAS_MIN_SIZE,
             normalization: Normalization::SignedUnit,
             num_features: NUM_FEATURES,
             head: HeadSpec { dropout: 0.0, layer: "predictions".into(), init: Initializer::GLOROT_UNIFORM },

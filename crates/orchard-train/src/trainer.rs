@@ -188,6 +188,7 @@ impl Run {
         }
         let spec = orchard_models::spec(&config.model.arch)?;
         let size = config.data.size.unwrap_or((spec.default_size.0 as usize, spec.default_size.1 as usize));
+        spec.check_input(size.0 as i64, size.1 as i64)?;
 
         let paths: Arc<Vec<PathBuf>> = Arc::new(dataset.samples.iter().map(|s| s.path.clone()).collect());
         // The pipeline takes (width, height); `size` is (height, width).
