@@ -55,8 +55,12 @@ fn check(lists: &[&[Tensor]]) {
     assert!(lists.windows(2).all(|w| w[0].len() == w[1].len()), "foreach lists differ in length");
 }
 
-/// Runs one shim call with an error buffer and turns its status into a `Result`.
-fn call(f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<(), String> {
+/// Runs one shim call with an error buffer and turns its status into a `Result`. Empty lists are a no-op
+/// (libtorch refuses them).
+fn call(n: usize, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<(), String> {
+    if n == 0 {
+        return Ok(());
+    }
     let mut err = [0 as c_char; 1024];
     if f(err.as_mut_ptr(), err.len()) == 0 {
         Ok(())
@@ -71,7 +75,7 @@ pub fn lerp_(targets: &[Tensor], ends: &[Tensor], weight: f64) -> Result<(), Str
     check(&[targets, ends]);
     let (t, e) = (handles(targets), handles(ends));
     // SAFETY: both arrays hold `t.len()` live tensor handles for the duration of the call.
-    call(|err, len| unsafe { orchard_foreach_lerp(t.as_ptr(), e.as_ptr(), t.len(), weight, err, len) })
+    call(t.len(), |err, len| unsafe { orchard_foreach_lerp(t.as_ptr(), e.as_ptr(), t.len(), weight, err, len) })
 }
 
 /// The constants of one Adam update (see [`adam_`]).
@@ -96,7 +100,7 @@ pub fn adam_(params: &[Tensor], grads: &[Tensor], m: &[Tensor], v: &[Tensor], s:
     check(&[params, grads, m, v]);
     let (p, g, m, v) = (handles(params), handles(grads), handles(m), handles(v));
     // SAFETY: every array holds `p.len()` live tensor handles for the duration of the call.
-    call(|err, len| unsafe {
+    call(p.len(), |err, len| unsafe {
         orchard_foreach_adam(p.as_ptr(), g.as_ptr(), m.as_ptr(), v.as_ptr(), p.len(), s.step, s.beta1, s.beta2, s.eps, s.l2, s.decay, s.denom_scale, err, len)
     })
 }
@@ -109,7 +113,7 @@ pub fn sgd_(params: &[Tensor], grads: &[Tensor], bufs: Option<&[Tensor]>, lr: f6
     let (p, g) = (handles(params), handles(grads));
     let b = bufs.map(handles).unwrap_or_default();
     // SAFETY: `p` and `g` hold `p.len()` live handles, and `b` too whenever the shim reads it (momentum ≠ 0).
-    call(|err, len| unsafe { orchard_foreach_sgd(p.as_ptr(), g.as_ptr(), b.as_ptr(), p.len(), lr, momentum, nesterov as c_int, l2, err, len) })
+    call(p.len(), |err, len| unsafe { orchard_foreach_sgd(p.as_ptr(), g.as_ptr(), b.as_ptr(), p.len(), lr, momentum, nesterov as c_int, l2, err, len) })
 }
 
 /// Multiplies every gradient by `inv_scale` (a one-element f32 tensor) and sets `found_inf` (a one-element f32
@@ -118,7 +122,7 @@ pub fn sgd_(params: &[Tensor], grads: &[Tensor], bufs: Option<&[Tensor]>, lr: f6
 pub fn unscale_(grads: &[Tensor], found_inf: &Tensor, inv_scale: &Tensor) -> Result<(), String> {
     let g = handles(grads);
     // SAFETY: `g` holds `g.len()` live handles; the two scalars outlive the call.
-    call(|err, len| unsafe { orchard_foreach_unscale(g.as_ptr(), g.len(), found_inf.as_ptr() as *mut C_tensor, inv_scale.as_ptr() as *mut C_tensor, err, len) })
+    call(g.len(), |err, len| unsafe { orchard_foreach_unscale(g.as_ptr(), g.len(), found_inf.as_ptr() as *mut C_tensor, inv_scale.as_ptr() as *mut C_tensor, err, len) })
 }
 
 #[cfg(test)]
@@ -180,6 +184,13 @@ mod tests {
         assert_eq!(found.double_value(&[0]), 0.0);
         unscale_(&[Tensor::from_slice(&[1.0f32, f32::INFINITY])], &found, &inv).unwrap();
         assert_eq!(found.double_value(&[0]), 1.0);
+    }
+
+    #[test]
+    fn empty_lists_change_nothing() {
+        lerp_(&[], &[], 0.5).unwrap();
+        sgd_(&[], &[], Some(&[]), 0.1, 0.9, false, 0.0).unwrap();
+        unscale_(&[], &Tensor::zeros([1], (Kind::Float, Device::Cpu)), &Tensor::ones([1], (Kind::Float, Device::Cpu))).unwrap();
     }
 
     #[test]
