@@ -18,6 +18,8 @@ pub fn run(args: BenchModelArgs) -> Result<()> {
         return Err(UsageError("--batch and --steps must be at least 1".into()).into());
     }
     let device = orchard_torch::parse_device(&args.device).map_err(UsageError)?;
+    let spec = orchard_models::spec(&args.arch).map_err(|e| UsageError(e.to_string()))?;
+    spec.check_input(h as i64, w as i64).map_err(|e| UsageError(e.to_string()))?;
     let channels_last = args.layout == "channels-last";
     let half = match args.precision.as_str() {
         "bf16" => Some(HalfType::BFloat16),
@@ -27,7 +29,6 @@ pub fn run(args: BenchModelArgs) -> Result<()> {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let model = orchard_models::build(&args.arch, &vs.root(), Some(args.classes)).map_err(|e| UsageError(e.to_string()))?;
-    model.spec().check_input(h as i64, w as i64).map_err(|e| UsageError(e.to_string()))?;
     let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     variables.sort_by(|a, b| a.0.cmp(&b.0));
     if channels_last {

@@ -68,6 +68,7 @@ fn flags_override_the_config_file_and_the_run_directory_has_every_file() {
     let out = orchard(&["train", "--data", &data, "--arch", "inception_resnet_v2", "--size", "64", "--out", tmp.path().join("z").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("inception_resnet_v2 needs inputs of at least 75x75 pixels, got 64x64"), "{}", text(&out));
+    assert!(!tmp.path().join("z").exists(), "a refused run makes no run directory");
 }
 
 #[test]

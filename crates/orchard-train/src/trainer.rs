@@ -162,6 +162,10 @@ impl Run {
         if let Some(saved) = &saved {
             check_resumable(&saved.state.config, &config).map_err(|message| TrainError::ResumeMismatch { path: out.to_path_buf(), message })?;
         }
+        // Settings that need no data are checked before the run directory is made.
+        let spec = orchard_models::spec(&config.model.arch)?;
+        let size = config.data.size.unwrap_or((spec.default_size.0 as usize, spec.default_size.1 as usize));
+        spec.check_input(size.0 as i64, size.1 as i64)?;
         std::fs::create_dir_all(out).map_err(io_error(out))?;
         remove_stale_temporaries(out);
 
@@ -186,9 +190,6 @@ impl Run {
         if config.precision == Precision::Bf16 && device == Device::Cpu && !cpu_has_bf16() {
             return Err(ConfigError { field: "precision", message: "bf16 needs a CPU with AVX-512 BF16 or AMX; this one has neither".into() }.into());
         }
-        let spec = orchard_models::spec(&config.model.arch)?;
-        let size = config.data.size.unwrap_or((spec.default_size.0 as usize, spec.default_size.1 as usize));
-        spec.check_input(size.0 as i64, size.1 as i64)?;
 
         let paths: Arc<Vec<PathBuf>> = Arc::new(dataset.samples.iter().map(|s| s.path.clone()).collect());
         // The pipeline takes (width, height); `size` is (height, width).
