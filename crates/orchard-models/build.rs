@@ -1,1 +1,3 @@
-fn main() { orchard_build::link_libtorch() }
+fn main() {
+    orchard_build::link_libtorch()
+}

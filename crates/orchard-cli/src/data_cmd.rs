@@ -1,18 +1,124 @@
 //! `orchard data …`: synth, import-elpv, check, folds.
 
-use anyhow::{Context, Result};
-use orchard_data::dataset::{self, LoadOptions, Split};
-use orchard_data::{elpv, folds, synth};
+use std::path::PathBuf;
 
-use crate::cli::{parse_size, DataCommand, UsageError};
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use orchard_data::dataset::{self, LoadOptions, Split};
+use orchard_demo::{elpv, synth};
+use orchard_files::folds;
+
+use crate::args::Size;
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Write a procedural dataset in the Plant Pathology 2020 layout (leaves with rust and scab lesions).
+    Synth(SynthArgs),
+    /// Turn the installed `elpv-dataset` package into the one-hot layout (four defect classes).
+    ImportElpv(ImportElpvArgs),
+    /// Validate a dataset and print per-class counts and image-size statistics.
+    Check(CheckArgs),
+    /// Assign stratified k folds and write them as `image_id,fold`.
+    Folds(FoldsArgs),
+}
+
+#[derive(Args)]
+pub struct SynthArgs {
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of training images.
+    #[arg(long, default_value_t = 400)]
+    pub train: usize,
+    /// Number of test images.
+    #[arg(long, default_value_t = 100)]
+    pub test: usize,
+    /// Image size, WxH (e.g. 2048x1365) or N for square.
+    #[arg(long, default_value = "512x341")]
+    pub size: Size,
+    /// Random seed: the same seed writes identical files.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// JPEG quality (1-100).
+    #[arg(long, default_value_t = 90)]
+    pub quality: i32,
+}
+
+#[derive(Args)]
+pub struct ImportElpvArgs {
+    /// The package's data folder, holding labels.csv and images/ (e.g. site-packages/elpv_dataset/data).
+    #[arg(long)]
+    pub from: PathBuf,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Share of each class held out as the test split.
+    #[arg(long, default_value_t = 0.25)]
+    pub test_fraction: f64,
+    /// Random seed of the split.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Dataset folder.
+    pub dir: PathBuf,
+    /// Which split to check.
+    #[arg(long, value_enum, default_value_t = SplitArg::Train)]
+    pub split: SplitArg,
+    /// Drop bad rows and images (and count them) instead of failing.
+    #[arg(long)]
+    pub skip_bad: bool,
+}
+
+#[derive(Args)]
+pub struct FoldsArgs {
+    /// Dataset folder.
+    pub dir: PathBuf,
+    /// Number of folds.
+    #[arg(long, default_value_t = 5)]
+    pub k: usize,
+    /// Random seed of the assignment.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output CSV (`image_id,fold`).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Drop bad rows (and count them) instead of failing.
+    #[arg(long)]
+    pub skip_bad: bool,
+}
+
+/// `--split` of `data check`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplitArg {
+    /// The labelled training table (or class folders).
+    Train,
+    /// The test table (or test folder).
+    Test,
+}
 
 pub fn run(command: DataCommand) -> Result<()> {
     match command {
         DataCommand::Synth(args) => {
-            let (width, height) = parse_size(&args.size)?;
-            let config = synth::SynthConfig { out: args.out, train: args.train, test: args.test, width, height, seed: args.seed, quality: args.quality };
+            let (width, height) = args.size.wh();
+            let config = synth::SynthConfig {
+                out: args.out,
+                train: args.train,
+                test: args.test,
+                width,
+                height,
+                seed: args.seed,
+                quality: args.quality,
+            };
             let summary = synth::generate(&config)?;
-            println!("wrote {} training and {} test images ({width}x{height}) to {}", config.train, summary.test, config.out.display());
+            println!(
+                "wrote {} training and {} test images ({width}x{height}) to {}",
+                config.train,
+                summary.test,
+                config.out.display()
+            );
             for (name, n) in synth::CLASSES.iter().zip(summary.train_counts) {
                 println!("  {name:<18} {n}");
             }
@@ -23,7 +129,10 @@ pub fn run(command: DataCommand) -> Result<()> {
             println!("wrote {}", args.out.display());
         }
         DataCommand::Check(args) => {
-            let split = parse_split(&args.split)?;
+            let split = match args.split {
+                SplitArg::Train => Split::Train,
+                SplitArg::Test => Split::Test,
+            };
             let options = LoadOptions { skip_bad: args.skip_bad, check_images: true };
             let (data, report) = dataset::load(&args.dir, split, &options)?;
             print_report(&report);
@@ -33,25 +142,32 @@ pub fn run(command: DataCommand) -> Result<()> {
             let options = LoadOptions { skip_bad: args.skip_bad, check_images: false };
             let (data, report) = dataset::load(&args.dir, Split::Train, &options)?;
             print_report(&report);
-            let assignment = folds::assign(&data, args.k, args.seed)?;
-            folds::write_csv(&args.out, &data, &assignment).with_context(|| format!("writing {}", args.out.display()))?;
-            let counts = folds::class_counts(&data, &assignment, args.k);
-            println!("{} samples in {} folds (seed {}) written to {}", data.len(), args.k, args.seed, args.out.display());
+            let assignment = folds::assign(&data.targets(), args.k, args.seed)?;
+            let ids: Vec<&str> = data.samples.iter().map(|s| s.id.as_str()).collect();
+            folds::write_csv(&args.out, &ids, &assignment)
+                .with_context(|| format!("writing {}", args.out.display()))?;
+            let counts = folds::class_counts(&data.targets(), &assignment, args.k);
+            println!(
+                "{} samples in {} folds (seed {}) written to {}",
+                data.len(),
+                args.k,
+                args.seed,
+                args.out.display()
+            );
             println!("fold  {}", data.classes.join("  "));
             for (fold, row) in counts.iter().enumerate() {
-                println!("{fold:>4}  {}", row.iter().zip(&data.classes).map(|(n, c)| format!("{n:>w$}", w = c.len())).collect::<Vec<_>>().join("  "));
+                println!(
+                    "{fold:>4}  {}",
+                    row.iter()
+                        .zip(&data.classes)
+                        .map(|(n, c)| format!("{n:>w$}", w = c.len()))
+                        .collect::<Vec<_>>()
+                        .join("  ")
+                );
             }
         }
     }
     Ok(())
-}
-
-fn parse_split(text: &str) -> Result<Split, UsageError> {
-    match text {
-        "train" => Ok(Split::Train),
-        "test" => Ok(Split::Test),
-        other => Err(UsageError(format!("split {other:?}: expected train or test"))),
-    }
 }
 
 fn print_report(report: &dataset::Report) {

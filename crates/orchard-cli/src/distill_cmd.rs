@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use orchard_data::dataset::read_truth;
+use orchard_ensemble::aligned;
 use orchard_ensemble::distill::{self, DEFAULT_ALPHA};
-use orchard_ensemble::predictions;
-use orchard_ensemble::truth::Truth;
 
 /// Write soft targets from out-of-fold predictions and the labels.
 #[derive(Args)]
@@ -27,8 +27,8 @@ pub struct DistillArgs {
 }
 
 pub fn run(args: DistillArgs) -> Result<()> {
-    let oof = predictions::read_aligned(&args.oofs)?;
-    let truth = Truth::read(&args.truth)?;
+    let oof = aligned::read_aligned(&args.oofs)?;
+    let truth = read_truth(&args.truth)?;
     let soft = distill::soft_targets(&oof, &truth, args.alpha)?;
     soft.write(&args.out)?;
     println!("wrote {} ({} rows, alpha {})", args.out.display(), soft.rows(), args.alpha);

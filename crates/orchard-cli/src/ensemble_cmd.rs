@@ -6,15 +6,16 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Args, Subcommand};
-use orchard_data::dataset::Task;
-use orchard_ensemble::predictions::{self, Predictions};
+use clap::{Args, Subcommand, ValueEnum};
+use orchard_data::dataset::read_truth;
+use orchard_ensemble::aligned;
 use orchard_ensemble::run::{self, Combiner, Oof};
 use orchard_ensemble::spec::CombinerSpec;
 use orchard_ensemble::submission::{self, Format, Sample, TestIds};
-use orchard_ensemble::truth::Truth;
+use orchard_files::{Predictions, Task};
 
-use crate::cli::UsageError;
+use crate::args::{self, TaskArg};
+use crate::usage::UsageError;
 
 /// Combine members' prediction CSVs into one prediction or submission.
 #[derive(Args)]
@@ -22,10 +23,9 @@ pub struct EnsembleArgs {
     /// A member's test predictions (`image_id` + one probability column per class); repeat per member.
     #[arg(long = "pred", required = true)]
     pub preds: Vec<PathBuf>,
-    /// mean, weighted, rank, geometric, power, search (weights chosen on out-of-fold AUC) or stack
-    /// (logistic-regression meta-model).
-    #[arg(long, default_value = "mean")]
-    pub method: String,
+    /// How the members are combined.
+    #[arg(long, value_enum, default_value_t = MethodArg::Mean)]
+    pub method: MethodArg,
     /// One weight per member, comma-separated (required by weighted; optional for rank, geometric, power).
     #[arg(long, value_delimiter = ',')]
     pub weights: Option<Vec<f64>>,
@@ -41,12 +41,12 @@ pub struct EnsembleArgs {
     /// Folds CSV (`image_id,fold`, as `orchard data folds` writes); search and stack need it.
     #[arg(long)]
     pub folds: Option<PathBuf>,
-    /// Search algorithm: greedy (Caruana's forward selection) or simplex (pattern search).
-    #[arg(long, default_value = "greedy")]
-    pub search: String,
-    /// What the search blends: probabilities (weighted mean) or ranks (weighted per-class rank average).
-    #[arg(long, default_value = "probabilities")]
-    pub search_space: String,
+    /// Search algorithm.
+    #[arg(long, value_enum, default_value_t = SearchArg::Greedy)]
+    pub search: SearchArg,
+    /// What the search blends.
+    #[arg(long, value_enum, default_value_t = SearchSpaceArg::Probabilities)]
+    pub search_space: SearchSpaceArg,
     /// Greedy search: selection steps.
     #[arg(long, default_value_t = 50)]
     pub iterations: usize,
@@ -59,10 +59,10 @@ pub struct EnsembleArgs {
     /// Stacking: inverse strength of the L2 penalty (scikit-learn's C).
     #[arg(long, default_value_t = 1.0)]
     pub c: f64,
-    /// multi-class or multi-label (default: the truth's task, else label-list sample submissions are
-    /// multi-label, else multi-class when every prediction row sums to 1).
-    #[arg(long)]
-    pub task: Option<String>,
+    /// The task (default: the truth's, else multi-label for a label-list sample submission, else multi-class
+    /// when every prediction row sums to 1).
+    #[arg(long, value_enum)]
+    pub task: Option<TaskArg>,
     /// Output CSV: the combined predictions, or the submission with --sample-submission.
     #[arg(long)]
     pub out: PathBuf,
@@ -105,30 +105,22 @@ pub struct CheckArgs {
     /// The submission to check.
     #[arg(long)]
     pub pred: PathBuf,
-    /// multi-class (rows must sum to 1; the default) or multi-label.
-    #[arg(long, default_value = "multi-class")]
-    pub task: String,
+    /// The task: multi-class rows must sum to 1.
+    #[arg(long, value_enum, default_value_t = TaskArg::MultiClass)]
+    pub task: TaskArg,
     /// Allowed labels of a label-list submission, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub classes: Option<Vec<String>>,
 }
 
-fn parse_task(text: &str) -> Result<Task, UsageError> {
-    match text {
-        "multi-class" => Ok(Task::MultiClass),
-        "multi-label" => Ok(Task::MultiLabel),
-        other => Err(UsageError(format!("task {other:?}: expected multi-class or multi-label"))),
-    }
-}
-
 /// The combiner the flags describe.
 fn combiner(args: &EnsembleArgs) -> Result<(Combiner, String)> {
     let spec = CombinerSpec {
-        method: args.method.clone(),
+        method: args::name(args.method),
         weights: args.weights.clone(),
         power: args.power,
-        search: args.search.clone(),
-        search_space: args.search_space.clone(),
+        search: args::name(args.search),
+        search_space: args::name(args.search_space),
         iterations: args.iterations,
         bags: args.bags,
         seed: args.seed,
@@ -142,11 +134,11 @@ pub fn run_ensemble(args: EnsembleArgs) -> Result<()> {
     if !args.oofs.is_empty() && args.truth.is_none() {
         return Err(UsageError("--oof needs --truth to score against".into()).into());
     }
-    let test = predictions::read_aligned(&args.preds)?;
-    let truth = args.truth.as_deref().map(Truth::read).transpose()?;
+    let test = aligned::read_aligned(&args.preds)?;
+    let truth = args.truth.as_deref().map(read_truth).transpose()?;
     let oof = match &truth {
         Some(truth) if !args.oofs.is_empty() => {
-            let members = predictions::read_aligned(&args.oofs)?;
+            let members = aligned::read_aligned(&args.oofs)?;
             let aligned_truth = truth.aligned(&args.oofs[0], &members.ids, &members.classes)?;
             let folds = args.folds.as_deref().map(|f| truth.folds(f, &members.ids)).transpose()?;
             Some(Oof { members, truth: aligned_truth, folds })
@@ -155,12 +147,19 @@ pub fn run_ensemble(args: EnsembleArgs) -> Result<()> {
     };
     let sample = args.sample_submission.as_deref().map(Sample::read).transpose()?;
     let task = match (&args.task, &truth, &sample) {
-        (Some(t), _, _) => parse_task(t)?,
+        (Some(t), _, _) => Task::from(*t),
         (None, Some(truth), _) => truth.task,
         (None, None, Some(Sample { format: Format::Labels { .. }, .. })) => Task::MultiLabel,
         (None, None, _) => {
-            let sums_to_one = test.members.iter().all(|m| m.chunks_exact(test.n_classes()).all(|r| (r.iter().sum::<f64>() - 1.0).abs() <= 1e-4));
-            if sums_to_one { Task::MultiClass } else { Task::MultiLabel }
+            let sums_to_one = test
+                .members
+                .iter()
+                .all(|m| m.chunks_exact(test.n_classes()).all(|r| (r.iter().sum::<f64>() - 1.0).abs() <= 1e-4));
+            if sums_to_one {
+                Task::MultiClass
+            } else {
+                Task::MultiLabel
+            }
         }
     };
 
@@ -171,15 +170,7 @@ pub fn run_ensemble(args: EnsembleArgs) -> Result<()> {
                 Some(path) => TestIds::read(path)?,
                 None => TestIds::of_sample(sample),
             };
-            let thresholds = match (&sample.format, &oof, &outcome.oof_predictions) {
-                (Format::Labels { .. }, Some(o), Some(v)) => Some(submission::choose_thresholds(v, &o.truth, test.n_classes())),
-                (Format::Labels { .. }, ..) => {
-                    return Err(UsageError(format!("{} asks for label lists: give --oof and --truth to choose the thresholds", sample.file.display())).into())
-                }
-                _ => None,
-            };
-            submission::write(&args.out, sample, &test_ids, &outcome.predictions, &args.preds[0], task, thresholds.as_deref())?;
-            outcome.summary.thresholds = thresholds;
+            submission::write_outcome(&args.out, sample, &test_ids, &mut outcome, oof.as_ref(), &args.preds[0], task)?;
         }
         None => outcome.predictions.write(&args.out)?,
     }
@@ -193,7 +184,7 @@ pub fn run_ensemble(args: EnsembleArgs) -> Result<()> {
 }
 
 pub fn run_score(args: ScoreArgs) -> Result<()> {
-    let truth = Truth::read(&args.truth)?;
+    let truth = read_truth(&args.truth)?;
     let pred = Predictions::read(&args.pred)?;
     let targets = truth.aligned(&args.pred, &pred.ids, &pred.classes)?;
     let k = pred.classes.len();
@@ -213,13 +204,56 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
 
 pub fn run_submission(command: SubmissionCommand) -> Result<()> {
     let SubmissionCommand::Check(args) = command;
-    let task = parse_task(&args.task)?;
+    let task = Task::from(args.task);
     let sample = Sample::read(&args.sample)?;
     let test = match &args.test {
         Some(path) => TestIds::read(path)?,
         None => TestIds::of_sample(&sample),
     };
     let report = submission::check(&sample, &test, &args.pred, task, args.classes.as_deref())?;
-    writeln!(std::io::stdout().lock(), "{}: ok, {} rows, columns {}", args.pred.display(), report.rows, report.columns.join(","))?;
+    writeln!(
+        std::io::stdout().lock(),
+        "{}: ok, {} rows, columns {}",
+        args.pred.display(),
+        report.rows,
+        report.columns.join(",")
+    )?;
     Ok(())
+}
+
+/// `--method` of `ensemble`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum MethodArg {
+    /// Arithmetic mean.
+    Mean,
+    /// Weighted mean (needs --weights).
+    Weighted,
+    /// Mean of per-class ranks.
+    Rank,
+    /// Geometric mean.
+    Geometric,
+    /// Power mean (needs --power).
+    Power,
+    /// Weights chosen on out-of-fold AUC (needs --oof, --truth, --folds).
+    Search,
+    /// A logistic-regression meta-model (needs --oof, --truth, --folds).
+    Stack,
+}
+
+/// `--search` of `ensemble`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum SearchArg {
+    /// Caruana's greedy forward selection.
+    Greedy,
+    /// A pattern search over the simplex.
+    Simplex,
+}
+
+/// `--search-space` of `ensemble`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum SearchSpaceArg {
+    /// A weighted mean of the probabilities.
+    Probabilities,
+    /// A weighted average of per-class ranks.
+    Ranks,
 }

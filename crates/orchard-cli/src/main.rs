@@ -1,10 +1,27 @@
 //! `orchard`: train, evaluate, combine and serve ensembles of CNN image classifiers.
 //!
-//! This binary is thin: it parses arguments (`cli`), turns them into the libraries' configurations and
-//! calls them (`data_cmd`, `bench_cmd`, `schedule_cmd`). Exit codes: 0 success, 1 failure, 2 bad input data or usage.
+//! The binary is thin: `cli` names the commands; each command's module defines its flags, turns them into
+//! the libraries' configurations and calls them.
+//!
+//! | command | module | library |
+//! |---|---|---|
+//! | `data synth`, `data import-elpv`, `data check`, `data folds` | `data_cmd` | orchard-demo, orchard-data, orchard-files |
+//! | `bench input`, `bench model` | `bench` | orchard-data, orchard-train |
+//! | `models list` | `models_cmd` | orchard-models |
+//! | `schedule` | `schedule_cmd` | orchard-metrics |
+//! | `train` | `train_cmd` | orchard-train |
+//! | `predict` | `predict_cmd` | orchard-infer |
+//! | `ensemble`, `score`, `submission check` | `ensemble_cmd` | orchard-ensemble |
+//! | `distill` | `distill_cmd` | orchard-ensemble |
+//! | `weights import`, `weights inspect` | `weights_cmd` | orchard-models |
+//! | `classify` | `classify_cmd` | orchard-infer |
+//! | `run` | `run_cmd` | orchard-experiment |
+//!
+//! Flags several commands share, and the value types flags parse into, are in `args`; `usage` holds the error
+//! of arguments that make no sense together. Exit codes: 0 success, 1 failure, 2 bad input data or usage.
 
-mod bench_cmd;
-mod bench_model;
+mod args;
+mod bench;
 mod classify_cmd;
 mod cli;
 mod data_cmd;
@@ -15,6 +32,7 @@ mod predict_cmd;
 mod run_cmd;
 mod schedule_cmd;
 mod train_cmd;
+mod usage;
 mod weights_cmd;
 
 use std::process::ExitCode;
@@ -26,7 +44,7 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let result = match args.command {
         cli::Command::Data(cmd) => data_cmd::run(cmd),
-        cli::Command::Bench(cmd) => bench_cmd::run(cmd),
+        cli::Command::Bench(cmd) => bench::run(cmd),
         cli::Command::Models(cmd) => models_cmd::run(cmd),
         cli::Command::Schedule(args) => schedule_cmd::run(args),
         cli::Command::Train(args) => train_cmd::run(*args),
@@ -59,27 +77,33 @@ fn passive_openmp() {
         return;
     }
     let Ok(exe) = std::env::current_exe() else { return };
-    let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).env("OMP_WAIT_POLICY", "PASSIVE").exec();
+    let err =
+        std::process::Command::new(exe).args(std::env::args_os().skip(1)).env("OMP_WAIT_POLICY", "PASSIVE").exec();
     eprintln!("warning: could not re-execute with OMP_WAIT_POLICY=PASSIVE ({err}); continuing");
 }
 
 /// 2 when the user's data (or arguments) are at fault, 1 otherwise.
 fn exit_code(err: &anyhow::Error) -> u8 {
-    use orchard_data::{dataset::DatasetError, decode::DecodeError, elpv::ElpvError, folds::FoldError};
+    use orchard_data::{dataset::DatasetError, decode::DecodeError};
+    use orchard_demo::elpv::ElpvError;
+    use orchard_files::{folds::FoldError, FileError};
     use orchard_models::weights::WeightsError;
     let bad_data = err.chain().any(|e| {
         e.is::<DatasetError>()
             || e.is::<DecodeError>()
             || e.is::<FoldError>()
             || e.is::<ElpvError>()
-            || e.is::<cli::UsageError>()
+            || e.is::<usage::UsageError>()
             || e.downcast_ref::<orchard_train::TrainError>().is_some_and(orchard_train::TrainError::is_bad_input)
             || e.is::<WeightsError>()
+            || e.downcast_ref::<FileError>().is_some_and(FileError::is_bad_input)
     });
-    let bad_ensemble_input = err.chain().any(|e| e.downcast_ref::<orchard_ensemble::EnsembleError>().is_some_and(|e| e.is_bad_input()));
+    let bad_ensemble_input =
+        err.chain().any(|e| e.downcast_ref::<orchard_ensemble::EnsembleError>().is_some_and(|e| e.is_bad_input()));
     let bad_run_input = err.chain().any(|e| {
         e.downcast_ref::<orchard_infer::InferError>().is_some_and(orchard_infer::InferError::is_bad_input)
-            || e.downcast_ref::<orchard_experiment::ExperimentError>().is_some_and(orchard_experiment::ExperimentError::is_bad_input)
+            || e.downcast_ref::<orchard_experiment::ExperimentError>()
+                .is_some_and(orchard_experiment::ExperimentError::is_bad_input)
     });
     if bad_data || bad_ensemble_input || bad_run_input {
         2

@@ -1,9 +1,22 @@
 //! `orchard models …`: what architectures exist and how large they are.
 
 use anyhow::Result;
+use clap::{Args, Subcommand};
 use tch::{nn, Device};
 
-use crate::cli::ModelsCommand;
+#[derive(Subcommand)]
+pub enum ModelsCommand {
+    /// Name, default input size (WxH) and parameter counts with a 1000-class top and without (Keras' count:
+    /// trainable weights plus batch-norm moving statistics).
+    List(ModelsListArgs),
+}
+
+#[derive(Args)]
+pub struct ModelsListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Classes of the ImageNet top that Keras counts "with top" parameters for.
 const IMAGENET_CLASSES: i64 = 1000;
@@ -34,7 +47,12 @@ fn list(json: bool) -> Result<()> {
         let without_top: i64 = vs.variables().values().map(|t| t.numel() as i64).sum();
         let features = model.spec().num_features;
         let with_top = without_top + features * IMAGENET_CLASSES + IMAGENET_CLASSES;
-        rows.push(Row { name, input_size: model.spec().default_size, params_with_top: with_top, params_without_top: without_top });
+        rows.push(Row {
+            name,
+            input_size: model.spec().default_size,
+            params_with_top: with_top,
+            params_without_top: without_top,
+        });
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);

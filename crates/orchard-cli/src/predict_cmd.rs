@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::Args;
+use clap::{Args, ValueEnum};
+use orchard_files::Tta;
 use orchard_infer::predict::{self, Options, Target};
 
-use crate::cli::UsageError;
+use crate::args::{DeviceArg, TtaArg};
 
 /// Predict with trained runs.
 #[derive(Args)]
@@ -18,18 +19,17 @@ pub struct PredictArgs {
     /// Dataset folder.
     #[arg(long)]
     pub data: PathBuf,
-    /// test (the test split; several runs averaged) or oof (each run's validation fold; several runs merged).
-    #[arg(long, default_value = "test", value_parser = ["test", "oof"])]
-    pub split: String,
-    /// Test-time augmentation: none, flips (4) or dihedral (8; the flips on non-square inputs).
-    #[arg(long, default_value = "none")]
-    pub tta: String,
+    /// Which images to predict.
+    #[arg(long, value_enum, default_value_t = TargetArg::Test)]
+    pub split: TargetArg,
+    /// Test-time augmentation.
+    #[arg(long, value_enum, default_value_t = TtaArg::None)]
+    pub tta: TtaArg,
     /// Images per batch (default: each run's validation batch).
     #[arg(long)]
     pub batch: Option<usize>,
-    /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArg,
     /// Decode threads (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
@@ -39,12 +39,28 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    let target = if args.split == "oof" { Target::Oof } else { Target::Test };
-    let tta = args.tta.parse().map_err(UsageError)?;
-    let device = orchard_torch::parse_device(&args.device).map_err(UsageError)?;
-    let options = Options { target, tta, batch: args.batch, device, workers: args.workers };
+    let target = match args.split {
+        TargetArg::Test => Target::Test,
+        TargetArg::Oof => Target::Oof,
+    };
+    let tta = Tta::from(args.tta);
+    let options = Options { target, tta, batch: args.batch, device: args.device.torch(), workers: args.workers };
     let predictions = predict::predict(&args.runs, &args.data, &options)?;
     predictions.write(&args.out)?;
-    println!("wrote {} ({} rows, {} classes, TTA {tta})", args.out.display(), predictions.rows(), predictions.classes.len());
+    println!(
+        "wrote {} ({} rows, {} classes, TTA {tta})",
+        args.out.display(),
+        predictions.rows(),
+        predictions.classes.len()
+    );
     Ok(())
+}
+
+/// `--split` of `predict`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum TargetArg {
+    /// The test split; several runs (a member's fold models) are averaged.
+    Test,
+    /// Each run's own validation fold; several runs' folds are merged into one out-of-fold file.
+    Oof,
 }

@@ -8,9 +8,11 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use orchard_experiment::config::Experiment;
-use orchard_experiment::units::{self, Trained};
 use orchard_experiment::gather;
+use orchard_experiment::units::{self, Trained};
 use orchard_train::progress::{Console, Progress, Silent};
+
+use crate::args::DataArg;
 
 /// Run an experiment: members × folds, predictions with TTA, ensemble, submission.
 #[derive(Args)]
@@ -26,9 +28,9 @@ pub struct RunArgs {
     /// Print every unit's status and stop.
     #[arg(long)]
     pub status: bool,
-    /// Dataset folder, instead of the file's `data`.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    /// Instead of the file's `data`.
+    #[command(flatten)]
+    pub data: DataArg,
     /// Experiment directory, instead of the file's `out`.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -39,7 +41,7 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> Result<()> {
     let mut experiment = Experiment::read(&args.experiment)?;
-    if let Some(data) = args.data {
+    if let Some(data) = args.data.data {
         experiment.set_data(data);
     }
     if let Some(out) = args.out {

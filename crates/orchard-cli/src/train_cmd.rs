@@ -5,13 +5,14 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::Args;
-use orchard_data::augment::AugmentConfig;
+use clap::{Args, ValueEnum};
+use orchard_files::config::{BatchNormMode, LossKind, Monitor, OptimizerKind, TrainConfig};
 use orchard_metrics::schedule::{OneCycle, Reference, Schedule, WarmupCosine};
-use orchard_train::config::{BatchNormMode, LossKind, Monitor, OptimizerKind, Precision, TrainConfig};
+use orchard_torch::Layout;
 use orchard_train::progress::{Console, Progress, Silent};
 
-use crate::cli::{parse_size, UsageError};
+use crate::args::{AugmentArg, DataArg, DeviceArg, LayoutArg, PrecisionArg, Size};
+use crate::usage::UsageError;
 
 /// Train one backbone on one fold (or on all the data).
 #[derive(Args, Debug)]
@@ -19,15 +20,14 @@ pub struct TrainArgs {
     /// TOML configuration; flags override its values.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Dataset folder.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArg,
     /// Architecture (`orchard models list`).
     #[arg(long)]
     pub arch: Option<String>,
     /// Input size, N or WxH (default: the architecture's).
     #[arg(long)]
-    pub size: Option<String>,
+    pub size: Option<Size>,
     #[arg(long)]
     pub batch: Option<usize>,
     #[arg(long)]
@@ -52,17 +52,16 @@ pub struct TrainArgs {
     pub resume: bool,
     #[arg(long)]
     pub seed: Option<u64>,
-    /// cpu, cuda, cuda:N or auto.
-    #[arg(long)]
-    pub device: Option<String>,
-    /// adam (Keras' formula, ε 1e-7), adamw or sgd.
-    #[arg(long, value_parser = ["adam", "adamw", "sgd"])]
-    pub optimizer: Option<String>,
+    #[command(flatten)]
+    pub device: DeviceArg,
+    /// The optimizer.
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerArg>,
     #[arg(long)]
     pub weight_decay: Option<f64>,
-    /// reference (the notebook's function), cosine (warm-up + cosine), onecycle or constant.
-    #[arg(long, value_parser = ["reference", "cosine", "onecycle", "constant"])]
-    pub schedule: Option<String>,
+    /// The learning-rate schedule.
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleArg>,
     /// Peak learning rate of the schedule (the reference's LR_MAX; default 1e-4 × replicas).
     #[arg(long)]
     pub lr: Option<f64>,
@@ -75,15 +74,15 @@ pub struct TrainArgs {
     /// Evaluate the schedule at every step instead of every epoch.
     #[arg(long)]
     pub per_step: bool,
-    /// flips (the reference), dihedral or none.
-    #[arg(long, value_parser = ["flips", "dihedral", "none"])]
-    pub augment: Option<String>,
+    /// Training-time augmentation.
+    #[arg(long, value_enum)]
+    pub augment: Option<AugmentArg>,
     /// Label smoothing ε.
     #[arg(long)]
     pub label_smoothing: Option<f64>,
-    /// softmax, sigmoid or auto.
-    #[arg(long, value_parser = ["auto", "softmax", "sigmoid"])]
-    pub loss: Option<String>,
+    /// The loss.
+    #[arg(long, value_enum)]
+    pub loss: Option<LossArg>,
     /// Soft targets CSV (`orchard distill`) replacing the training labels.
     #[arg(long)]
     pub soft_targets: Option<PathBuf>,
@@ -99,9 +98,9 @@ pub struct TrainArgs {
     /// Train only the head for the first N epochs.
     #[arg(long)]
     pub freeze_epochs: Option<u32>,
-    /// Batch-norm statistics: train or frozen.
-    #[arg(long, value_parser = ["train", "frozen"])]
-    pub batch_norm: Option<String>,
+    /// Batch-norm statistics.
+    #[arg(long, value_enum)]
+    pub batch_norm: Option<BatchNormArg>,
     /// Momentum of batch-norm running statistics in training (Keras convention; 0.9 for short runs from scratch).
     #[arg(long)]
     pub bn_momentum: Option<f64>,
@@ -111,18 +110,18 @@ pub struct TrainArgs {
     /// Global-norm gradient clipping.
     #[arg(long)]
     pub clip_norm: Option<f64>,
-    /// val_auc, val_loss or val_accuracy: picks the best epoch and drives early stopping.
-    #[arg(long, value_parser = ["val_auc", "val_loss", "val_accuracy"])]
-    pub monitor: Option<String>,
+    /// The metric that picks the best epoch and drives early stopping.
+    #[arg(long, value_enum)]
+    pub monitor: Option<MonitorArg>,
     /// Stop after N epochs without improvement.
     #[arg(long)]
     pub patience: Option<u32>,
-    /// Memory layout of images and convolution weights: channels-last (default, faster) or contiguous.
-    #[arg(long, value_parser = ["channels-last", "contiguous"])]
-    pub layout: Option<String>,
-    /// f32 (reference), bf16 or f16.
-    #[arg(long, value_parser = ["f32", "bf16", "f16"])]
-    pub precision: Option<String>,
+    /// Memory layout of images and convolution weights (default channels-last, faster).
+    #[arg(long, value_enum)]
+    pub layout: Option<LayoutArg>,
+    /// Arithmetic (default f32, the reference).
+    #[arg(long, value_enum)]
+    pub precision: Option<PrecisionArg>,
     /// Decode each image once into a memory-mapped cache in the run directory.
     #[arg(long)]
     pub cache: bool,
@@ -136,7 +135,8 @@ pub struct TrainArgs {
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let (config, resume) = resolve(args)?;
-    let out = config.out.clone().ok_or_else(|| UsageError("--out (or `out` in the configuration) is required".into()))?;
+    let out =
+        config.out.clone().ok_or_else(|| UsageError("--out (or `out` in the configuration) is required".into()))?;
     let mut progress: Box<dyn Progress> = if config.quiet { Box::new(Silent) } else { Box::new(Console::new()) };
     let summary = orchard_train::train(config, &out, resume, progress.as_mut())?;
     if let (Some(best), Some(epoch)) = (summary.best, summary.best_epoch) {
@@ -156,71 +156,27 @@ pub fn resolve(mut a: TrainArgs) -> Result<(TrainConfig, bool)> {
         }
         None => TrainConfig::default(),
     };
+    // `set!` overrides a setting when its flag was given; `set_some!` does so for optional settings.
     macro_rules! set {
         ($($field:expr => $value:expr),* $(,)?) => { $( if let Some(v) = $value { $field = v; } )* };
     }
-    set!(c.data.dir => a.data.take(), c.model.arch => a.arch.take(), c.batch => a.batch, c.epochs => a.epochs, c.data.fold => a.fold,
-         c.seed => a.seed, c.device => a.device.take(), c.optimizer.weight_decay => a.weight_decay,
-         c.loss.label_smoothing => a.label_smoothing, c.freeze_epochs => a.freeze_epochs, c.accumulate => a.accumulate);
-    if a.size.is_some() {
-        c.data.size = a.size.as_deref().map(parse_size).transpose()?.map(|(w, h)| (h, w));
+    macro_rules! set_some {
+        ($($field:expr => $value:expr),* $(,)?) => { $( if let Some(v) = $value { $field = Some(v); } )* };
     }
-    c.model.weights = a.weights.take().or(c.model.weights);
-    c.data.folds = a.folds.or(c.data.folds);
-    c.data.folds_csv = a.folds_csv.take().or(c.data.folds_csv);
-    c.data.soft_targets = a.soft_targets.take().or(c.data.soft_targets);
-    c.out = a.out.take().or(c.out);
-    c.ema = a.ema.or(c.ema);
-    c.model.dropout = a.dropout.or(c.model.dropout);
-    c.model.drop_path = a.drop_path.or(c.model.drop_path);
-    c.clip_norm = a.clip_norm.or(c.clip_norm);
-    c.batch_norm_momentum = a.bn_momentum.or(c.batch_norm_momentum);
-    c.patience = a.patience.or(c.patience);
-    c.workers = a.workers.or(c.workers);
-    if let Some(layout) = a.layout.as_deref() {
-        c.channels_last = layout == "channels-last";
-    }
+    set!(c.data.dir => a.data.data.take(), c.model.arch => a.arch.take(), c.batch => a.batch, c.epochs => a.epochs, c.data.fold => a.fold,
+         c.seed => a.seed, c.device => a.device.device, c.optimizer.weight_decay => a.weight_decay,
+         c.loss.label_smoothing => a.label_smoothing, c.freeze_epochs => a.freeze_epochs, c.accumulate => a.accumulate,
+         c.optimizer.kind => a.optimizer.map(OptimizerKind::from), c.loss.kind => a.loss.map(LossKind::from),
+         c.batch_norm => a.batch_norm.map(BatchNormMode::from), c.monitor => a.monitor.map(Monitor::from),
+         c.precision => a.precision.map(Into::into), c.augment => a.augment.map(Into::into));
+    set_some!(c.data.size => a.size.map(Size::hw), c.model.weights => a.weights.take(), c.data.folds => a.folds,
+              c.data.folds_csv => a.folds_csv.take(), c.data.soft_targets => a.soft_targets.take(), c.out => a.out.take(),
+              c.ema => a.ema, c.model.dropout => a.dropout, c.model.drop_path => a.drop_path, c.clip_norm => a.clip_norm,
+              c.batch_norm_momentum => a.bn_momentum, c.patience => a.patience, c.workers => a.workers);
+    set!(c.channels_last => a.layout.map(|l| Layout::from(l) == Layout::ChannelsLast));
     c.data.cache |= a.cache;
     c.quiet |= a.quiet;
     c.schedule.per_step |= a.per_step;
-    if let Some(kind) = a.optimizer.as_deref() {
-        c.optimizer.kind = match kind {
-            "adam" => OptimizerKind::Adam,
-            "adamw" => OptimizerKind::AdamW,
-            _ => OptimizerKind::Sgd,
-        };
-    }
-    if let Some(kind) = a.loss.as_deref() {
-        c.loss.kind = match kind {
-            "softmax" => LossKind::Softmax,
-            "sigmoid" => LossKind::Sigmoid,
-            _ => LossKind::Auto,
-        };
-    }
-    if let Some(mode) = a.batch_norm.as_deref() {
-        c.batch_norm = if mode == "frozen" { BatchNormMode::Frozen } else { BatchNormMode::Train };
-    }
-    if let Some(m) = a.monitor.as_deref() {
-        c.monitor = match m {
-            "val_loss" => Monitor::ValLoss,
-            "val_accuracy" => Monitor::ValAccuracy,
-            _ => Monitor::ValAuc,
-        };
-    }
-    if let Some(p) = a.precision.as_deref() {
-        c.precision = match p {
-            "bf16" => Precision::Bf16,
-            "f16" => Precision::F16,
-            _ => Precision::F32,
-        };
-    }
-    if let Some(aug) = a.augment.as_deref() {
-        c.augment = match aug {
-            "flips" => AugmentConfig::reference(),
-            "dihedral" => AugmentConfig { dihedral: true, ..Default::default() },
-            _ => AugmentConfig::default(),
-        };
-    }
     if a.schedule.is_some() || a.lr.is_some() || a.replicas.is_some() || a.warmup.is_some() {
         c.schedule.function = schedule(&a, &c)?;
     }
@@ -230,27 +186,128 @@ pub fn resolve(mut a: TrainArgs) -> Result<(TrainConfig, bool)> {
 
 /// The schedule the flags describe, starting from the configured one's kind.
 fn schedule(a: &TrainArgs, c: &TrainConfig) -> Result<Schedule> {
-    let kind = a.schedule.clone().unwrap_or_else(|| match c.schedule.function {
-        Schedule::Reference(_) => "reference".into(),
-        Schedule::WarmupCosine(_) => "cosine".into(),
-        Schedule::OneCycle(_) => "onecycle".into(),
-        Schedule::Constant { .. } => "constant".into(),
+    let kind = a.schedule.unwrap_or(match c.schedule.function {
+        Schedule::Reference(_) => ScheduleArg::Reference,
+        Schedule::WarmupCosine(_) => ScheduleArg::Cosine,
+        Schedule::OneCycle(_) => ScheduleArg::Onecycle,
+        Schedule::Constant { .. } => ScheduleArg::Constant,
     });
     let epochs = f64::from(c.epochs);
-    Ok(match kind.as_str() {
-        "reference" => {
+    Ok(match kind {
+        ScheduleArg::Reference => {
             let mut r = Reference::keras_notebook(a.replicas.unwrap_or(1));
             if let Some(lr) = a.lr {
                 r.max = lr;
             }
             Schedule::Reference(r)
         }
-        "cosine" => {
+        ScheduleArg::Cosine => {
             let max = a.lr.unwrap_or(1e-3);
-            Schedule::WarmupCosine(WarmupCosine { warmup: a.warmup.unwrap_or(1.0), total: epochs, max, min: max * 1e-2 })
+            Schedule::WarmupCosine(WarmupCosine {
+                warmup: a.warmup.unwrap_or(1.0),
+                total: epochs,
+                max,
+                min: max * 1e-2,
+            })
         }
-        "onecycle" => Schedule::OneCycle(OneCycle::new(epochs, a.lr.unwrap_or(1e-3))),
-        "constant" => Schedule::Constant { lr: a.lr.unwrap_or(1e-3) },
-        other => return Err(UsageError(format!("unknown schedule {other:?}")).into()),
+        ScheduleArg::Onecycle => Schedule::OneCycle(OneCycle::new(epochs, a.lr.unwrap_or(1e-3))),
+        ScheduleArg::Constant => Schedule::Constant { lr: a.lr.unwrap_or(1e-3) },
     })
+}
+
+/// `--optimizer`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum OptimizerArg {
+    /// Adam as Keras computes it (ε 1e-7): the reference.
+    Adam,
+    /// Adam with decoupled weight decay.
+    Adamw,
+    /// Stochastic gradient descent with momentum.
+    Sgd,
+}
+
+impl From<OptimizerArg> for OptimizerKind {
+    fn from(o: OptimizerArg) -> Self {
+        match o {
+            OptimizerArg::Adam => OptimizerKind::Adam,
+            OptimizerArg::Adamw => OptimizerKind::AdamW,
+            OptimizerArg::Sgd => OptimizerKind::Sgd,
+        }
+    }
+}
+
+/// `--schedule`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ScheduleArg {
+    /// The reference notebook's warm-up, sustain and exponential decay.
+    Reference,
+    /// Linear warm-up, then cosine decay.
+    Cosine,
+    /// One-cycle (torch's `OneCycleLR`).
+    Onecycle,
+    /// A constant rate.
+    Constant,
+}
+
+/// `--loss`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum LossArg {
+    /// Softmax for multi-class data, sigmoid for multi-label.
+    Auto,
+    /// Softmax cross-entropy.
+    Softmax,
+    /// Sigmoid binary cross-entropy per class.
+    Sigmoid,
+}
+
+impl From<LossArg> for LossKind {
+    fn from(l: LossArg) -> Self {
+        match l {
+            LossArg::Auto => LossKind::Auto,
+            LossArg::Softmax => LossKind::Softmax,
+            LossArg::Sigmoid => LossKind::Sigmoid,
+        }
+    }
+}
+
+/// `--batch-norm`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum BatchNormArg {
+    /// Batch statistics, moving averages updated.
+    Train,
+    /// The backbone in inference mode (Keras' fine-tuning recipe).
+    Frozen,
+}
+
+impl From<BatchNormArg> for BatchNormMode {
+    fn from(b: BatchNormArg) -> Self {
+        match b {
+            BatchNormArg::Train => BatchNormMode::Train,
+            BatchNormArg::Frozen => BatchNormMode::Frozen,
+        }
+    }
+}
+
+/// `--monitor`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum MonitorArg {
+    /// Mean column-wise ROC AUC.
+    #[value(name = "val_auc")]
+    Auc,
+    /// Validation cross-entropy.
+    #[value(name = "val_loss")]
+    Loss,
+    /// Validation accuracy.
+    #[value(name = "val_accuracy")]
+    Accuracy,
+}
+
+impl From<MonitorArg> for Monitor {
+    fn from(m: MonitorArg) -> Self {
+        match m {
+            MonitorArg::Auc => Monitor::ValAuc,
+            MonitorArg::Loss => Monitor::ValLoss,
+            MonitorArg::Accuracy => Monitor::ValAccuracy,
+        }
+    }
 }

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use orchard_models::weights::{self, native, LoadOptions, NativeHeader};
 use tch::{nn, Device};
 
-use crate::cli::UsageError;
+use crate::usage::UsageError;
 
 #[derive(Subcommand)]
 pub enum WeightsCommand {
@@ -77,7 +77,7 @@ fn import(args: ImportArgs) -> Result<()> {
     // A head asked of a file without one is necessarily fresh.
     let no_top = args.no_top || (classes.is_some() && in_file.is_none());
     let vs = nn::VarStore::new(Device::Cpu);
-    let _model = orchard_models::build(&spec.name, &vs.root(), classes)?;
+    let _model = orchard_models::build(spec.name, &vs.root(), classes)?;
     let loaded = weights::load_into(&vs, "", &spec, &file, LoadOptions { no_top, imagenet_statistics: None })?;
     let mut variables: Vec<_> = vs.variables().into_iter().collect();
     variables.sort_by(|a, b| a.0.cmp(&b.0));

@@ -9,124 +9,14 @@
 //! Defaults follow the libraries practitioners know: torchvision's `RandomResizedCrop` and `ColorJitter`,
 //! albumentations' `ShiftScaleRotate` and `CoarseDropout`.
 
+pub use orchard_files::config::{
+    AugmentConfig, ColorJitter, Cutout, GaussianBlur, RandomResizedCrop, ShiftScaleRotate,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 use crate::image::{Dihedral, RgbImage};
 use crate::resize::Crop;
-
-/// Which augmentations run, and how strongly. Serialised as the `[augment]` table of a run's config.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AugmentConfig {
-    /// Mirror left-right with probability 1/2 (the reference's `random_flip_left_right`).
-    pub flip_x: bool,
-    /// Mirror up-down with probability 1/2 (the reference's `random_flip_up_down`).
-    pub flip_y: bool,
-    /// Apply one of the 8 symmetries of the square, uniformly (flips plus 90° rotations and transposes).
-    /// On a non-square output only the four flips are used, since a transpose would change the shape.
-    pub dihedral: bool,
-    pub random_resized_crop: Option<RandomResizedCrop>,
-    pub shift_scale_rotate: Option<ShiftScaleRotate>,
-    pub color_jitter: Option<ColorJitter>,
-    pub blur: Option<GaussianBlur>,
-    pub cutout: Option<Cutout>,
-}
-
-/// Crop a random area fraction and aspect ratio of the source, then resize to the output size.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RandomResizedCrop {
-    /// Range of the crop's area as a fraction of the source's (torchvision: 0.08–1).
-    pub scale: (f64, f64),
-    /// Range of the crop's aspect ratio, width / height, relative to the output's (torchvision: 3/4–4/3).
-    pub ratio: (f64, f64),
-}
-
-impl Default for RandomResizedCrop {
-    fn default() -> Self {
-        Self { scale: (0.08, 1.0), ratio: (3.0 / 4.0, 4.0 / 3.0) }
-    }
-}
-
-/// Random affine warp: shift, zoom and rotation about the centre, edges reflected.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ShiftScaleRotate {
-    /// Largest shift, as a fraction of width and height.
-    pub shift: f64,
-    /// Largest zoom change: the factor is drawn from [1 - scale, 1 + scale].
-    pub scale: f64,
-    /// Largest rotation, in degrees, either way.
-    pub rotate: f64,
-    /// Probability of applying the warp.
-    pub p: f64,
-}
-
-impl Default for ShiftScaleRotate {
-    fn default() -> Self {
-        Self { shift: 0.0625, scale: 0.1, rotate: 45.0, p: 0.5 }
-    }
-}
-
-/// Random brightness, contrast, saturation and hue changes, applied in that order.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ColorJitter {
-    /// Brightness factor drawn from [1 - b, 1 + b].
-    pub brightness: f64,
-    /// Contrast factor drawn from [1 - c, 1 + c] (blend with the mean grey).
-    pub contrast: f64,
-    /// Saturation factor drawn from [1 - s, 1 + s] (blend with the grey image).
-    pub saturation: f64,
-    /// Hue shift drawn from [-h, h], in turns (0.5 = half the colour wheel).
-    pub hue: f64,
-    /// Probability of applying the jitter.
-    pub p: f64,
-}
-
-impl Default for ColorJitter {
-    fn default() -> Self {
-        Self { brightness: 0.2, contrast: 0.2, saturation: 0.2, hue: 0.02, p: 0.8 }
-    }
-}
-
-/// Gaussian blur with a random standard deviation.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GaussianBlur {
-    /// Range of sigma, in output pixels.
-    pub sigma: (f64, f64),
-    /// Probability of blurring.
-    pub p: f64,
-}
-
-impl Default for GaussianBlur {
-    fn default() -> Self {
-        Self { sigma: (0.1, 2.0), p: 0.5 }
-    }
-}
-
-/// Blank out random rectangles (DeVries & Taylor 2017).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Cutout {
-    /// Up to this many holes (at least one).
-    pub holes: u32,
-    /// Largest hole side, as a fraction of the image side.
-    pub size: f64,
-    /// Fill colour.
-    pub fill: [u8; 3],
-    /// Probability of cutting any holes.
-    pub p: f64,
-}
-
-impl Default for Cutout {
-    fn default() -> Self {
-        Self { holes: 8, size: 0.1, fill: [0, 0, 0], p: 0.5 }
-    }
-}
 
 /// The random stream of one sample in one epoch: the same triple always gives the same stream.
 pub fn sample_rng(seed: u64, epoch: u64, index: u64) -> ChaCha8Rng {
@@ -137,130 +27,90 @@ pub fn sample_rng(seed: u64, epoch: u64, index: u64) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(*blake3::hash(&key).as_bytes())
 }
 
-impl AugmentConfig {
-    /// The reference notebook's augmentation: random left-right and up-down flips.
-    pub fn reference() -> Self {
-        Self { flip_x: true, flip_y: true, ..Self::default() }
+/// Draws the source crop (as fractions of the source's width and height) for a `src` image that will be
+/// resized to `out`. Without a random resized crop this is the whole image. Call first, before [`apply`],
+/// with the same `rng`.
+pub fn sample_crop(
+    config: &AugmentConfig,
+    rng: &mut ChaCha8Rng,
+    src: (usize, usize),
+    out: (usize, usize),
+) -> RelativeCrop {
+    let Some(c) = &config.random_resized_crop else { return RelativeCrop::FULL };
+    let (sw, sh) = (src.0 as f64, src.1 as f64);
+    let out_ratio = out.0 as f64 / out.1 as f64;
+    let area = sw * sh;
+    let (log_lo, log_hi) = (c.ratio.0.ln(), c.ratio.1.ln());
+    // torchvision's procedure: ten tries at a random area and ratio, then a centred fallback.
+    for _ in 0..10 {
+        let target_area = area * rng.random_range(c.scale.0..=c.scale.1);
+        let ratio = out_ratio * rng.random_range(log_lo..=log_hi).exp();
+        let w = (target_area * ratio).sqrt();
+        let h = (target_area / ratio).sqrt();
+        if w >= 1.0 && h >= 1.0 && w <= sw && h <= sh {
+            let left = rng.random_range(0.0..=sw - w);
+            let top = rng.random_range(0.0..=sh - h);
+            return RelativeCrop { left: left / sw, top: top / sh, width: w / sw, height: h / sh };
+        }
     }
+    let src_ratio = sw / sh;
+    let ratio = src_ratio.clamp(out_ratio * c.ratio.0, out_ratio * c.ratio.1);
+    let (w, h) = if src_ratio > ratio { (sh * ratio, sh) } else { (sw, sw / ratio) };
+    RelativeCrop { left: (sw - w) / 2.0 / sw, top: (sh - h) / 2.0 / sh, width: w / sw, height: h / sh }
+}
 
-    /// Checks ranges once, so sampling never meets a nonsensical value.
-    pub fn validate(&self) -> Result<(), String> {
-        let prob = |name: &str, p: f64| if (0.0..=1.0).contains(&p) { Ok(()) } else { Err(format!("{name}.p = {p} is not in [0, 1]")) };
-        if let Some(c) = &self.random_resized_crop {
-            if !(c.scale.0 > 0.0 && c.scale.0 <= c.scale.1 && c.scale.1 <= 1.0) {
-                return Err(format!("random_resized_crop.scale = {:?} must satisfy 0 < min <= max <= 1", c.scale));
-            }
-            if !(c.ratio.0 > 0.0 && c.ratio.0 <= c.ratio.1) {
-                return Err(format!("random_resized_crop.ratio = {:?} must satisfy 0 < min <= max", c.ratio));
-            }
-        }
-        if let Some(s) = &self.shift_scale_rotate {
-            prob("shift_scale_rotate", s.p)?;
-            if !(s.shift >= 0.0 && (0.0..1.0).contains(&s.scale) && s.rotate >= 0.0) {
-                return Err(format!("shift_scale_rotate = {s:?}: need shift >= 0, 0 <= scale < 1, rotate >= 0"));
-            }
-        }
-        if let Some(j) = &self.color_jitter {
-            prob("color_jitter", j.p)?;
-            if [j.brightness, j.contrast, j.saturation].iter().any(|&v| !(0.0..=1.0).contains(&v)) || !(0.0..=0.5).contains(&j.hue) {
-                return Err(format!("color_jitter = {j:?}: brightness, contrast, saturation in [0, 1], hue in [0, 0.5]"));
-            }
-        }
-        if let Some(b) = &self.blur {
-            prob("blur", b.p)?;
-            if !(b.sigma.0 > 0.0 && b.sigma.0 <= b.sigma.1 && b.sigma.1 <= 32.0) {
-                return Err(format!("blur.sigma = {:?} must satisfy 0 < min <= max <= 32", b.sigma));
-            }
-        }
-        if let Some(c) = &self.cutout {
-            prob("cutout", c.p)?;
-            if c.holes == 0 || !(c.size > 0.0 && c.size <= 1.0) {
-                return Err(format!("cutout = {c:?}: need holes >= 1 and 0 < size <= 1"));
-            }
-        }
-        Ok(())
+/// Applies everything after the crop-and-resize, in a fixed order: dihedral/flips, shift-scale-rotate, colour
+/// jitter, blur, cutout.
+pub fn apply(config: &AugmentConfig, rng: &mut ChaCha8Rng, mut img: RgbImage) -> RgbImage {
+    let square = img.width == img.height;
+    let mut t = Dihedral::IDENTITY;
+    if config.dihedral {
+        let all = Dihedral::all();
+        t = if square { all[rng.random_range(0..8)] } else { all[rng.random_range(0..4)] };
+    } else {
+        t.flip_x = config.flip_x && rng.random_bool(0.5);
+        t.flip_y = config.flip_y && rng.random_bool(0.5);
     }
-
-    /// Draws the source crop (as fractions of the source's width and height) for a `src` image that will
-    /// be resized to `out`. Without a random resized crop this is the whole image. Call first, before
-    /// [`AugmentConfig::apply`], with the same `rng`.
-    pub fn sample_crop(&self, rng: &mut ChaCha8Rng, src: (usize, usize), out: (usize, usize)) -> RelativeCrop {
-        let Some(c) = &self.random_resized_crop else { return RelativeCrop::FULL };
-        let (sw, sh) = (src.0 as f64, src.1 as f64);
-        let out_ratio = out.0 as f64 / out.1 as f64;
-        let area = sw * sh;
-        let (log_lo, log_hi) = (c.ratio.0.ln(), c.ratio.1.ln());
-        // torchvision's procedure: ten tries at a random area and ratio, then a centred fallback.
-        for _ in 0..10 {
-            let target_area = area * rng.random_range(c.scale.0..=c.scale.1);
-            let ratio = out_ratio * rng.random_range(log_lo..=log_hi).exp();
-            let w = (target_area * ratio).sqrt();
-            let h = (target_area / ratio).sqrt();
-            if w >= 1.0 && h >= 1.0 && w <= sw && h <= sh {
-                let left = rng.random_range(0.0..=sw - w);
-                let top = rng.random_range(0.0..=sh - h);
-                return RelativeCrop { left: left / sw, top: top / sh, width: w / sw, height: h / sh };
-            }
-        }
-        let src_ratio = sw / sh;
-        let ratio = src_ratio.clamp(out_ratio * c.ratio.0, out_ratio * c.ratio.1);
-        let (w, h) = if src_ratio > ratio { (sh * ratio, sh) } else { (sw, sw / ratio) };
-        RelativeCrop { left: (sw - w) / 2.0 / sw, top: (sh - h) / 2.0 / sh, width: w / sw, height: h / sh }
+    if t != Dihedral::IDENTITY {
+        img = img.transformed(t);
     }
-
-    /// Applies everything after the crop-and-resize, in a fixed order: dihedral/flips, shift-scale-rotate,
-    /// colour jitter, blur, cutout.
-    pub fn apply(&self, rng: &mut ChaCha8Rng, mut img: RgbImage) -> RgbImage {
-        let square = img.width == img.height;
-        let mut t = Dihedral::IDENTITY;
-        if self.dihedral {
-            let all = Dihedral::all();
-            t = if square { all[rng.random_range(0..8)] } else { all[rng.random_range(0..4)] };
-        } else {
-            t.flip_x = self.flip_x && rng.random_bool(0.5);
-            t.flip_y = self.flip_y && rng.random_bool(0.5);
+    if let Some(s) = &config.shift_scale_rotate {
+        if rng.random_bool(s.p) {
+            let dx = rng.random_range(-s.shift..=s.shift);
+            let dy = rng.random_range(-s.shift..=s.shift);
+            let zoom = rng.random_range(1.0 - s.scale..=1.0 + s.scale);
+            let angle = rng.random_range(-s.rotate..=s.rotate).to_radians();
+            img = warp_affine(&img, dx, dy, zoom, angle);
         }
-        if t != Dihedral::IDENTITY {
-            img = img.transformed(t);
-        }
-        if let Some(s) = &self.shift_scale_rotate {
-            if rng.random_bool(s.p) {
-                let dx = rng.random_range(-s.shift..=s.shift);
-                let dy = rng.random_range(-s.shift..=s.shift);
-                let zoom = rng.random_range(1.0 - s.scale..=1.0 + s.scale);
-                let angle = rng.random_range(-s.rotate..=s.rotate).to_radians();
-                img = warp_affine(&img, dx, dy, zoom, angle);
-            }
-        }
-        if let Some(j) = &self.color_jitter {
-            if rng.random_bool(j.p) {
-                let b = rng.random_range(1.0 - j.brightness..=1.0 + j.brightness);
-                let c = rng.random_range(1.0 - j.contrast..=1.0 + j.contrast);
-                let s = rng.random_range(1.0 - j.saturation..=1.0 + j.saturation);
-                let h = rng.random_range(-j.hue..=j.hue);
-                color_jitter(&mut img, b as f32, c as f32, s as f32, h as f32);
-            }
-        }
-        if let Some(b) = &self.blur {
-            if rng.random_bool(b.p) {
-                let sigma = rng.random_range(b.sigma.0..=b.sigma.1);
-                img = gaussian_blur(&img, sigma as f32);
-            }
-        }
-        if let Some(c) = &self.cutout {
-            if rng.random_bool(c.p) {
-                let holes = rng.random_range(1..=c.holes);
-                for _ in 0..holes {
-                    let hw = ((img.width as f64 * c.size * rng.random_range(0.5..=1.0)).round() as usize).max(1);
-                    let hh = ((img.height as f64 * c.size * rng.random_range(0.5..=1.0)).round() as usize).max(1);
-                    let x0 = rng.random_range(0..=img.width - hw.min(img.width));
-                    let y0 = rng.random_range(0..=img.height - hh.min(img.height));
-                    fill_rect(&mut img, x0, y0, hw, hh, c.fill);
-                }
-            }
-        }
-        img
     }
+    if let Some(j) = &config.color_jitter {
+        if rng.random_bool(j.p) {
+            let b = rng.random_range(1.0 - j.brightness..=1.0 + j.brightness);
+            let c = rng.random_range(1.0 - j.contrast..=1.0 + j.contrast);
+            let s = rng.random_range(1.0 - j.saturation..=1.0 + j.saturation);
+            let h = rng.random_range(-j.hue..=j.hue);
+            color_jitter(&mut img, b as f32, c as f32, s as f32, h as f32);
+        }
+    }
+    if let Some(b) = &config.blur {
+        if rng.random_bool(b.p) {
+            let sigma = rng.random_range(b.sigma.0..=b.sigma.1);
+            img = gaussian_blur(&img, sigma as f32);
+        }
+    }
+    if let Some(c) = &config.cutout {
+        if rng.random_bool(c.p) {
+            let holes = rng.random_range(1..=c.holes);
+            for _ in 0..holes {
+                let hw = ((img.width as f64 * c.size * rng.random_range(0.5..=1.0)).round() as usize).max(1);
+                let hh = ((img.height as f64 * c.size * rng.random_range(0.5..=1.0)).round() as usize).max(1);
+                let x0 = rng.random_range(0..=img.width - hw.min(img.width));
+                let y0 = rng.random_range(0..=img.height - hh.min(img.height));
+                fill_rect(&mut img, x0, y0, hw, hh, c.fill);
+            }
+        }
+    }
+    img
 }
 
 /// A crop as fractions of the source's width and height, so it can be drawn before the decoder picks
@@ -279,7 +129,12 @@ impl RelativeCrop {
     /// The crop in pixels of a `width` × `height` image.
     pub fn to_pixels(self, width: usize, height: usize) -> Crop {
         let (w, h) = (width as f64, height as f64);
-        Crop { left: self.left * w, top: self.top * h, width: (self.width * w).max(1.0), height: (self.height * h).max(1.0) }
+        Crop {
+            left: self.left * w,
+            top: self.top * h,
+            width: (self.width * w).max(1.0),
+            height: (self.height * h).max(1.0),
+        }
     }
 
     /// The smallest source size whose crop still covers `out` pixels: what the decoder must deliver.
@@ -412,7 +267,11 @@ pub fn gaussian_blur(src: &RgbImage, sigma: f32) -> RgbImage {
                     let mut acc = 0.0;
                     for (k, &weight) in kernel.iter().enumerate() {
                         let d = k as isize - radius;
-                        let (sx, sy) = if horizontal { (reflect101(x as isize + d, w), y) } else { (x, reflect101(y as isize + d, h)) };
+                        let (sx, sy) = if horizontal {
+                            (reflect101(x as isize + d, w), y)
+                        } else {
+                            (x, reflect101(y as isize + d, h))
+                        };
                         acc += weight * data[(sy * w + sx) * 3 + c];
                     }
                     out[(y * w + x) * 3 + c] = acc;
@@ -455,8 +314,8 @@ mod tests {
         let img = noise(32, 32, 1);
         let run = |seed, epoch, index| {
             let mut rng = sample_rng(seed, epoch, index);
-            let crop = cfg.sample_crop(&mut rng, (640, 480), (32, 32));
-            (crop, cfg.apply(&mut rng, img.clone()))
+            let crop = sample_crop(&cfg, &mut rng, (640, 480), (32, 32));
+            (crop, apply(&cfg, &mut rng, img.clone()))
         };
         assert_eq!(run(7, 3, 11), run(7, 3, 11));
         assert_ne!(run(7, 3, 11).1, run(7, 4, 11).1);
@@ -471,7 +330,7 @@ mod tests {
         let flips: Vec<RgbImage> = Dihedral::all()[..4].iter().map(|&t| img.transformed(t)).collect();
         let mut seen = [0usize; 4];
         for index in 0..400 {
-            let out = cfg.apply(&mut sample_rng(0, 0, index), img.clone());
+            let out = apply(&cfg, &mut sample_rng(0, 0, index), img.clone());
             let k = flips.iter().position(|f| *f == out).expect("output is one of the four flips");
             seen[k] += 1;
         }
@@ -485,29 +344,38 @@ mod tests {
         let sq = noise(5, 5, 3);
         let mut seen = std::collections::HashSet::new();
         for index in 0..200 {
-            let out = cfg.apply(&mut sample_rng(1, 0, index), sq.clone());
+            let out = apply(&cfg, &mut sample_rng(1, 0, index), sq.clone());
             seen.insert(Dihedral::all().iter().position(|&t| sq.transformed(t) == out).unwrap());
         }
         assert_eq!(seen.len(), 8);
         let rect = noise(6, 4, 4);
         for index in 0..50 {
-            let out = cfg.apply(&mut sample_rng(1, 0, index), rect.clone());
+            let out = apply(&cfg, &mut sample_rng(1, 0, index), rect.clone());
             assert_eq!((out.width, out.height), (6, 4));
         }
     }
 
     #[test]
     fn random_resized_crops_respect_area_and_ratio_bounds() {
-        let cfg = AugmentConfig { random_resized_crop: Some(RandomResizedCrop { scale: (0.2, 0.6), ratio: (0.75, 1.3333) }), ..Default::default() };
+        let cfg = AugmentConfig {
+            random_resized_crop: Some(RandomResizedCrop { scale: (0.2, 0.6), ratio: (0.75, 1.3333) }),
+            ..Default::default()
+        };
         for index in 0..300 {
-            let c = cfg.sample_crop(&mut sample_rng(0, 0, index), (300, 200), (64, 64));
-            assert!(c.left >= 0.0 && c.top >= 0.0 && c.left + c.width <= 1.0 + 1e-9 && c.top + c.height <= 1.0 + 1e-9, "{c:?}");
+            let c = sample_crop(&cfg, &mut sample_rng(0, 0, index), (300, 200), (64, 64));
+            assert!(
+                c.left >= 0.0 && c.top >= 0.0 && c.left + c.width <= 1.0 + 1e-9 && c.top + c.height <= 1.0 + 1e-9,
+                "{c:?}"
+            );
             let area = c.width * c.height;
             assert!((0.2 - 1e-9..=0.6 + 1e-9).contains(&area), "area {area}");
             let ratio = (c.width * 300.0) / (c.height * 200.0);
             assert!((0.75 - 1e-6..=1.3334).contains(&ratio), "ratio {ratio}");
         }
-        assert_eq!(AugmentConfig::default().sample_crop(&mut sample_rng(0, 0, 0), (30, 20), (8, 8)), RelativeCrop::FULL);
+        assert_eq!(
+            sample_crop(&AugmentConfig::default(), &mut sample_rng(0, 0, 0), (30, 20), (8, 8)),
+            RelativeCrop::FULL
+        );
         let c = RelativeCrop { left: 0.5, top: 0.0, width: 0.25, height: 0.5 };
         assert_eq!(c.min_source_size((224, 224)), (896, 448));
     }
@@ -562,9 +430,12 @@ mod tests {
 
     #[test]
     fn cutout_fills_holes_with_the_fill_colour() {
-        let cfg = AugmentConfig { cutout: Some(Cutout { holes: 1, size: 0.5, fill: [1, 2, 3], p: 1.0 }), ..Default::default() };
+        let cfg = AugmentConfig {
+            cutout: Some(Cutout { holes: 1, size: 0.5, fill: [1, 2, 3], p: 1.0 }),
+            ..Default::default()
+        };
         let img = RgbImage::from_raw(20, 20, [200u8; 3].repeat(400));
-        let out = cfg.apply(&mut sample_rng(0, 0, 0), img);
+        let out = apply(&cfg, &mut sample_rng(0, 0, 0), img);
         let holes = out.data.chunks(3).filter(|p| *p == [1, 2, 3]).count();
         assert!((25..=100).contains(&holes), "{holes} pixels cut");
         assert!(out.data.chunks(3).all(|p| p == [1, 2, 3] || p == [200, 200, 200]));

@@ -16,6 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, MmapMut};
+use orchard_files::atomic::PendingFile;
 use rayon::prelude::*;
 
 use crate::decode::{self, DecodeError, DecodeOptions};
@@ -63,7 +64,12 @@ pub enum CacheState {
 impl Cache {
     /// Opens `file` if it was built from exactly these sources with these parameters, else (re)builds it,
     /// decoding on rayon's thread pool.
-    pub fn open_or_build(file: &Path, sources: &[PathBuf], size: (usize, usize), filter: Filter) -> Result<(Cache, CacheState), CacheError> {
+    pub fn open_or_build(
+        file: &Path,
+        sources: &[PathBuf],
+        size: (usize, usize),
+        filter: Filter,
+    ) -> Result<(Cache, CacheState), CacheError> {
         let key = cache_key(sources, size, filter)?;
         if let Some(cache) = Self::open(file, &key, size, sources.len())? {
             return Ok((cache, CacheState::Reused));
@@ -125,15 +131,21 @@ impl Cache {
         Ok(valid.then(|| Cache { map, width: size.0, height: size.1, count, path: file.into() }))
     }
 
-    fn build(file: &Path, sources: &[PathBuf], size: (usize, usize), filter: Filter, key: &[u8; 32]) -> Result<(), CacheError> {
+    fn build(
+        file: &Path,
+        sources: &[PathBuf],
+        size: (usize, usize),
+        filter: Filter,
+        key: &[u8; 32],
+    ) -> Result<(), CacheError> {
         let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let mut tmp = tempfile::Builder::new().prefix(".orchard-cache-").tempfile_in(dir).map_err(io(dir))?;
+        let mut tmp = PendingFile::new(file).map_err(io(dir))?;
         let per_image = size.0 * size.1 * 3;
-        tmp.as_file().set_len((HEADER + sources.len() * per_image) as u64).map_err(io(tmp.path()))?;
+        tmp.file().set_len((HEADER + sources.len() * per_image) as u64).map_err(io(tmp.path()))?;
         {
             // SAFETY: the temporary file is ours alone until it is renamed below.
-            let mut map = unsafe { MmapMut::map_mut(tmp.as_file()) }.map_err(io(file))?;
+            let mut map = unsafe { MmapMut::map_mut(&*tmp.file()) }.map_err(io(file))?;
             let options = DecodeOptions { min_size: Some(size), ..Default::default() };
             map[HEADER..].par_chunks_mut(per_image).zip(sources.par_iter()).try_for_each(|(slot, path)| {
                 let decoded = decode::decode_file(path, &options)?;
@@ -151,12 +163,10 @@ impl Cache {
         header[16..20].copy_from_slice(&(size.1 as u32).to_le_bytes());
         header[20..28].copy_from_slice(&(sources.len() as u64).to_le_bytes());
         header[28..60].copy_from_slice(key);
-        let f = tmp.as_file_mut();
+        let f = tmp.file();
         std::io::Seek::rewind(f).map_err(io(file))?;
         f.write_all(&header).map_err(io(file))?;
-        f.sync_all().map_err(io(file))?;
-        tmp.persist(file).map_err(|e| io(file)(e.error))?;
-        Ok(())
+        tmp.commit().map_err(io(file))
     }
 }
 
@@ -167,7 +177,8 @@ fn cache_key(sources: &[PathBuf], size: (usize, usize), filter: Filter) -> Resul
     h.update(format!("{size:?} {filter:?}").as_bytes());
     for path in sources {
         let meta = std::fs::metadata(path).map_err(io(path))?;
-        let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+        let mtime =
+            meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
         h.update(path.as_os_str().as_encoded_bytes());
         h.update(&[0]);
         h.update(&meta.len().to_le_bytes());
@@ -200,7 +211,12 @@ mod tests {
         assert_eq!(state, CacheState::Built);
         assert_eq!(cache.len(), 5);
         for (i, path) in sources.iter().enumerate() {
-            let fresh = resize::resize(&decode::decode_file(path, &DecodeOptions { min_size: Some((32, 24)), ..Default::default() }).unwrap(), 32, 24, Filter::Bilinear);
+            let fresh = resize::resize(
+                &decode::decode_file(path, &DecodeOptions { min_size: Some((32, 24)), ..Default::default() }).unwrap(),
+                32,
+                24,
+                Filter::Bilinear,
+            );
             assert_eq!(cache.image(i), fresh);
         }
         let (_, state) = Cache::open_or_build(&file, &sources, (32, 24), Filter::Bilinear).unwrap();
@@ -237,6 +253,10 @@ mod tests {
         let err = Cache::open_or_build(&file, &sources, (16, 16), Filter::Bilinear).unwrap_err();
         assert!(err.to_string().contains("bad.jpg"), "{err}");
         assert!(!file.exists());
-        assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with(".orchard-cache")));
+        assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".orchard-cache")));
     }
 }

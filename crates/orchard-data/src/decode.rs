@@ -311,7 +311,8 @@ mod tests {
     use super::*;
 
     fn gradient(w: usize, h: usize) -> RgbImage {
-        let data = (0..h).flat_map(|y| (0..w).flat_map(move |x| [(x * 255 / w) as u8, (y * 255 / h) as u8, 128])).collect();
+        let data =
+            (0..h).flat_map(|y| (0..w).flat_map(move |x| [(x * 255 / w) as u8, (y * 255 / h) as u8, 128])).collect();
         RgbImage::from_raw(w, h, data)
     }
 
@@ -330,14 +331,20 @@ mod tests {
         let jpeg = encode_jpeg(&img, 95).unwrap();
         let full = decode_bytes(&jpeg, Path::new("g.jpg"), &DecodeOptions::default()).unwrap();
         assert_eq!((full.width, full.height), (640, 480));
-        let quarter = decode_bytes(&jpeg, Path::new("g.jpg"), &DecodeOptions { min_size: Some((150, 100)), ..Default::default() }).unwrap();
+        let quarter = decode_bytes(
+            &jpeg,
+            Path::new("g.jpg"),
+            &DecodeOptions { min_size: Some((150, 100)), ..Default::default() },
+        )
+        .unwrap();
         assert_eq!((quarter.width, quarter.height), (160, 120));
         // Each quarter-scale pixel is the mean of a 4×4 block of the full image, within JPEG error.
         let mut worst = 0i32;
         for y in 0..120 {
             for x in 0..160 {
                 for c in 0..3 {
-                    let mean: i32 = (0..16).map(|k| full.pixel(x * 4 + k % 4, y * 4 + k / 4)[c] as i32).sum::<i32>() / 16;
+                    let mean: i32 =
+                        (0..16).map(|k| full.pixel(x * 4 + k % 4, y * 4 + k / 4)[c] as i32).sum::<i32>() / 16;
                     worst = worst.max((mean - quarter.pixel(x, y)[c] as i32).abs());
                 }
             }

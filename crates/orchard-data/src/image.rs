@@ -28,7 +28,12 @@ impl RgbImage {
     /// # Panics
     /// If `data.len() != width * height * 3`.
     pub fn from_raw(width: usize, height: usize, data: Vec<u8>) -> Self {
-        assert_eq!(data.len(), width * height * 3, "RgbImage::from_raw: {width}x{height} needs {} bytes", width * height * 3);
+        assert_eq!(
+            data.len(),
+            width * height * 3,
+            "RgbImage::from_raw: {width}x{height} needs {} bytes",
+            width * height * 3
+        );
         Self { width, height, data }
     }
 
@@ -91,9 +96,9 @@ impl Dihedral {
             3 => d(false, true, true),
             4 => d(false, false, true),
             5 => d(true, false, false),
-            6 => d(true, true, false),  // stored rotated 90° counter-clockwise: rotate clockwise
+            6 => d(true, true, false), // stored rotated 90° counter-clockwise: rotate clockwise
             7 => d(true, true, true),
-            8 => d(true, false, true),  // rotate counter-clockwise
+            8 => d(true, false, true), // rotate counter-clockwise
             _ => return None,
         })
     }
@@ -102,7 +107,11 @@ impl Dihedral {
     fn source_of(self, ox: usize, oy: usize, ow: usize, oh: usize) -> (usize, usize) {
         let x = if self.flip_x { ow - 1 - ox } else { ox };
         let y = if self.flip_y { oh - 1 - oy } else { oy };
-        if self.transpose { (y, x) } else { (x, y) }
+        if self.transpose {
+            (y, x)
+        } else {
+            (x, y)
+        }
     }
 
     /// Where `self` maps source pixel (`x`, `y`) of a `w` × `h` image, and the output size.
@@ -134,7 +143,10 @@ impl Dihedral {
 
     /// The transform that undoes `self`.
     pub fn inverse(self) -> Dihedral {
-        *Dihedral::all().iter().find(|c| self.then(**c) == Dihedral::IDENTITY).expect("every element of D4 has an inverse")
+        *Dihedral::all()
+            .iter()
+            .find(|c| self.then(**c) == Dihedral::IDENTITY)
+            .expect("every element of D4 has an inverse")
     }
 }
 

@@ -3,20 +3,18 @@
 //! The flow is `dataset` (read and validate a Kaggle-style layout) → `decode` (JPEG/PNG to RGB, at reduced
 //! DCT scale when the target is small) → `resize` → `augment` (seeded per sample) → `loader` (parallel
 //! workers, bounded prefetch, batches of u8 NHWC pixels), with `cache` (decode once into a memory-mapped
-//! file), `folds` (stratified k-fold) and `synth` / `elpv` (demo and real data) beside it.
+//! file) beside it. The files a dataset is described by (CSV tables, folds) and the problems reported about
+//! them are `orchard-files`'. Datasets to try it on (the procedural demo leaves and the ELPV importer) are
+//! written by `orchard-demo`, outside the input path.
 //!
 //! This crate does not link libtorch: batches are plain pixel buffers, and `orchard-torch` hands them to
 //! libtorch without copying them.
 
 pub mod augment;
+pub mod cache;
 pub mod dataset;
 pub mod decode;
-pub mod elpv;
-pub mod folds;
 pub mod image;
-pub mod resize;
-pub mod synth;
-pub mod cache;
 pub mod loader;
-pub mod normalize;
 pub mod pipeline;
+pub mod resize;

@@ -91,7 +91,12 @@ impl Loader {
     ///
     /// # Panics
     /// On a zero batch size, zero workers, a shard index out of range, or a sample index beyond the source.
-    pub fn new(pipeline: Arc<Pipeline>, samples: Vec<usize>, targets: Arc<Vec<Vec<f32>>>, config: LoaderConfig) -> Self {
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        samples: Vec<usize>,
+        targets: Arc<Vec<Vec<f32>>>,
+        config: LoaderConfig,
+    ) -> Self {
         assert!(config.batch_size > 0 && config.workers > 0, "batch size and workers must be positive: {config:?}");
         assert!(config.shard.0 < config.shard.1, "shard {:?} out of range", config.shard);
         let n = pipeline.source.len();
@@ -133,7 +138,8 @@ impl Loader {
         for w in 0..workers {
             let (tx, rx) = bounded(self.config.prefetch);
             receivers.push(rx);
-            let (plan, pipeline, targets, train) = (plan.clone(), self.pipeline.clone(), self.targets.clone(), self.config.train);
+            let (plan, pipeline, targets, train) =
+                (plan.clone(), self.pipeline.clone(), self.targets.clone(), self.config.train);
             handles.push(std::thread::spawn(move || {
                 for indices in plan.iter().skip(w).step_by(workers) {
                     let batch = build_batch(&pipeline, &targets, indices, epoch, train);
@@ -148,7 +154,13 @@ impl Loader {
     }
 }
 
-fn build_batch(pipeline: &Pipeline, targets: &[Vec<f32>], indices: &[usize], epoch: u64, train: bool) -> Result<Batch, DecodeError> {
+fn build_batch(
+    pipeline: &Pipeline,
+    targets: &[Vec<f32>],
+    indices: &[usize],
+    epoch: u64,
+    train: bool,
+) -> Result<Batch, DecodeError> {
     let (width, height) = pipeline.config.size;
     let per_image = width * height * 3;
     let mut pixels = vec![0u8; indices.len() * per_image];
@@ -158,7 +170,8 @@ fn build_batch(pipeline: &Pipeline, targets: &[Vec<f32>], indices: &[usize], epo
         slot.copy_from_slice(&image.data);
     }
     let classes = targets.first().map_or(0, Vec::len);
-    let targets = if classes == 0 { Vec::new() } else { indices.iter().flat_map(|&i| targets[i].iter().copied()).collect() };
+    let targets =
+        if classes == 0 { Vec::new() } else { indices.iter().flat_map(|&i| targets[i].iter().copied()).collect() };
     Ok(Batch { indices: indices.to_vec(), pixels, width, height, targets, classes })
 }
 
@@ -195,7 +208,10 @@ impl Iterator for Batches {
             }
             Err(_) => {
                 self.failed = true;
-                Some(Err(DecodeError::Io { path: "<loader>".into(), source: std::io::Error::other("a loader worker stopped unexpectedly") }))
+                Some(Err(DecodeError::Io {
+                    path: "<loader>".into(),
+                    source: std::io::Error::other("a loader worker stopped unexpectedly"),
+                }))
             }
         }
     }
@@ -233,7 +249,10 @@ mod tests {
     }
 
     fn loader(paths: Arc<Vec<PathBuf>>, config: LoaderConfig, augment: AugmentConfig) -> Loader {
-        let pipeline = Pipeline::new(PipelineConfig { size: (12, 8), augment, seed: 5, ..Default::default() }, Source::Files(paths));
+        let pipeline = Pipeline::new(
+            PipelineConfig { size: (12, 8), augment, seed: 5, ..Default::default() },
+            Source::Files(paths),
+        );
         let targets = (0..10).map(|i| vec![i as f32, 1.0]).collect();
         Loader::new(Arc::new(pipeline), (0..10).collect(), Arc::new(targets), config)
     }
@@ -279,9 +298,20 @@ mod tests {
     fn drop_last_and_shards_split_the_epoch_evenly() {
         let dir = tempfile::tempdir().unwrap();
         let paths = fixture(dir.path());
-        let l = loader(paths.clone(), LoaderConfig { batch_size: 3, drop_last: true, ..Default::default() }, AugmentConfig::default());
+        let l = loader(
+            paths.clone(),
+            LoaderConfig { batch_size: 3, drop_last: true, ..Default::default() },
+            AugmentConfig::default(),
+        );
         assert_eq!(l.plan(0), vec![vec![0, 1, 2], vec![3, 4, 5], vec![6, 7, 8]]);
-        let shard = |rank| loader(paths.clone(), LoaderConfig { batch_size: 2, shuffle: true, shard: (rank, 2), ..Default::default() }, AugmentConfig::default()).plan(4);
+        let shard = |rank| {
+            loader(
+                paths.clone(),
+                LoaderConfig { batch_size: 2, shuffle: true, shard: (rank, 2), ..Default::default() },
+                AugmentConfig::default(),
+            )
+            .plan(4)
+        };
         let (a, b) = (shard(0), shard(1));
         assert_eq!((a.len(), b.len()), (2, 2), "5 batches cut to 4, two each");
         let mut all: Vec<usize> = a.iter().chain(&b).flatten().copied().collect();
@@ -295,7 +325,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = fixture(dir.path());
         std::fs::write(&paths[4], b"garbage").unwrap();
-        let l = loader(paths, LoaderConfig { batch_size: 2, workers: 2, ..Default::default() }, AugmentConfig::default());
+        let l =
+            loader(paths, LoaderConfig { batch_size: 2, workers: 2, ..Default::default() }, AugmentConfig::default());
         let results: Vec<_> = l.epoch(0).collect();
         let err = results.iter().find_map(|r| r.as_ref().err()).expect("an error");
         assert!(err.to_string().contains("4.jpg"), "{err}");
@@ -305,7 +336,11 @@ mod tests {
     #[test]
     fn dropping_an_epoch_early_stops_the_workers() {
         let dir = tempfile::tempdir().unwrap();
-        let l = loader(fixture(dir.path()), LoaderConfig { batch_size: 1, workers: 2, prefetch: 1, ..Default::default() }, AugmentConfig::default());
+        let l = loader(
+            fixture(dir.path()),
+            LoaderConfig { batch_size: 1, workers: 2, prefetch: 1, ..Default::default() },
+            AugmentConfig::default(),
+        );
         let mut batches = l.epoch(0);
         assert!(batches.next().unwrap().is_ok());
         drop(batches); // joins the workers: returns only if they stopped

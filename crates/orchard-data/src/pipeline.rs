@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::augment::{sample_rng, AugmentConfig, RelativeCrop};
+use crate::augment::{self, sample_rng, AugmentConfig, RelativeCrop};
 use crate::cache::Cache;
 use crate::decode::{self, DecodeError, DecodeOptions};
 use crate::image::RgbImage;
@@ -79,14 +79,14 @@ impl Pipeline {
                 let path = &paths[index];
                 let bytes = std::fs::read(path).map_err(|source| DecodeError::Io { path: path.clone(), source })?;
                 let info = decode::probe_bytes(&bytes, path)?;
-                let crop = augment.sample_crop(&mut rng, (info.width, info.height), out);
+                let crop = augment::sample_crop(augment, &mut rng, (info.width, info.height), out);
                 let options = DecodeOptions { min_size: Some(crop.min_source_size(out)), ..Default::default() };
                 let decoded = decode::decode_bytes(&bytes, path, &options)?;
                 crop_resize(&decoded, crop, out, self.config.filter)
             }
             Source::Cache(cache) => {
                 let (w, h) = cache.size();
-                let crop = augment.sample_crop(&mut rng, (w, h), out);
+                let crop = augment::sample_crop(augment, &mut rng, (w, h), out);
                 let stored = cache.image(index);
                 if crop == RelativeCrop::FULL && (w, h) == out {
                     stored
@@ -95,7 +95,7 @@ impl Pipeline {
                 }
             }
         };
-        Ok(augment.apply(&mut rng, resized))
+        Ok(augment::apply(augment, &mut rng, resized))
     }
 }
 

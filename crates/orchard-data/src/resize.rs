@@ -72,11 +72,15 @@ pub fn resize_crop(src: &RgbImage, crop: Crop, width: usize, height: usize, filt
     if (src.width, src.height) == (width, height) && crop == Crop::full(width, height) {
         return src.clone();
     }
-    let source = fast_image_resize::images::ImageRef::new(src.width as u32, src.height as u32, &src.data, PixelType::U8x3)
-        .expect("RgbImage holds width*height*3 bytes");
+    let source =
+        fast_image_resize::images::ImageRef::new(src.width as u32, src.height as u32, &src.data, PixelType::U8x3)
+            .expect("RgbImage holds width*height*3 bytes");
     let mut dst = Image::new(width as u32, height as u32, PixelType::U8x3);
-    let options = ResizeOptions::new().resize_alg(filter.algorithm()).crop(crop.left, crop.top, crop.width, crop.height);
-    RESIZER.with(|r| r.borrow_mut().resize(&source, &mut dst, &options)).unwrap_or_else(|e| panic!("resize {crop:?} of {src:?}: {e}"));
+    let options =
+        ResizeOptions::new().resize_alg(filter.algorithm()).crop(crop.left, crop.top, crop.width, crop.height);
+    RESIZER
+        .with(|r| r.borrow_mut().resize(&source, &mut dst, &options))
+        .unwrap_or_else(|e| panic!("resize {crop:?} of {src:?}: {e}"));
     RgbImage::from_raw(width, height, dst.into_vec())
 }
 

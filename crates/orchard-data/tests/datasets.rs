@@ -1,13 +1,13 @@
-//! Dataset layouts, validation, folds and the ELPV import, on fixture datasets built in temporary folders
-//! with tiny real JPEG and PNG images.
+//! Dataset layouts, validation and folds, on fixture datasets built in temporary folders with tiny real JPEG
+//! and PNG images.
 
 use std::path::{Path, PathBuf};
 
 use orchard_data::dataset::{self, Dataset, DatasetError, Layout, LoadOptions, Problem, Sample, Split, Task};
 use orchard_data::decode::{self, Format};
-use orchard_data::elpv;
-use orchard_data::folds::{self, FoldError};
 use orchard_data::image::RgbImage;
+use orchard_files::folds::{self, FoldError};
+use orchard_files::FileError;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -46,6 +46,11 @@ impl Fixture {
 
     fn jpeg(&self, rel: &str) -> &Self {
         self.bytes(rel, &decode::encode_jpeg(&RgbImage::new(8, 8), 90).unwrap())
+    }
+
+    /// An 8×8 JPEG at each of `rels`.
+    fn jpegs(&self, rels: &[&str]) -> &Self {
+        rels.iter().fold(self, |f, rel| f.jpeg(rel))
     }
 
     fn jpeg_sized(&self, rel: &str, w: usize, h: usize) -> &Self {
@@ -302,9 +307,7 @@ fn manifest_can_make_onehot_columns_multi_label() {
     let f = Fixture::new();
     f.file("dataset.toml", "task = \"multi-label\"\n")
         .file("train.csv", "image_id,rust,scab\na,1,1\nb,0,1\nc,1,0\n")
-        .jpeg("images/a.jpg")
-        .jpeg("images/b.jpg")
-        .jpeg("images/c.jpg");
+        .jpegs(&["images/a.jpg", "images/b.jpg", "images/c.jpg"]);
     let (d, _) = f.load(Split::Train).unwrap();
     assert_eq!(d.task, Task::MultiLabel);
     assert_eq!(sample(&d, "a").target, [1.0, 1.0]);
@@ -377,10 +380,7 @@ fn unknown_labels_are_reported_against_the_manifest_classes() {
     let f = Fixture::new();
     f.file("dataset.toml", "classes = [\"cat\", \"dog\"]\n")
         .file("train.csv", "image,label\na.jpg,cat\nb.jpg,dgo\nc.jpg,dog\nd.jpg,\n")
-        .jpeg("images/a.jpg")
-        .jpeg("images/b.jpg")
-        .jpeg("images/c.jpg")
-        .jpeg("images/d.jpg");
+        .jpegs(&["images/a.jpg", "images/b.jpg", "images/c.jpg", "images/d.jpg"]);
     let train = f.path("train.csv");
     let problems = f.problems();
     expect(&problems, &train, Some(3), Some("label"), "unknown label 'dgo'");
@@ -390,10 +390,7 @@ fn unknown_labels_are_reported_against_the_manifest_classes() {
     let m = Fixture::new();
     m.file("dataset.toml", "classes = [\"healthy\", \"scab\", \"rust\"]\n")
         .file("train.csv", "image,labels\na.jpg,scab rust\nb.jpg,scab powdery_mildew\nc.jpg,healthy\nd.jpg,   \n")
-        .jpeg("train_images/a.jpg")
-        .jpeg("train_images/b.jpg")
-        .jpeg("train_images/c.jpg")
-        .jpeg("train_images/d.jpg");
+        .jpegs(&["train_images/a.jpg", "train_images/b.jpg", "train_images/c.jpg", "train_images/d.jpg"]);
     let problems = m.problems();
     let train = m.path("train.csv");
     expect(&problems, &train, Some(3), Some("labels"), "unknown label 'powdery_mildew'");
@@ -481,17 +478,10 @@ fn folder_problems_name_the_image_file() {
 #[test]
 fn skip_bad_drops_and_counts_bad_rows() {
     let f = pp2020();
-    f.file(
-        "train.csv",
-        "image_id,healthy,multiple_diseases,rust,scab\n\
-         Train_0,1,0,0,0\n\
-         Train_1,0,0,1,1\n\
-         Train_2,0,0,0,1\n\
-         Train_3,0,1,0,0\n\
-         Train_9,0,0,1,0\n\
-         Train_4,0,0,1,0\n\
-         Train_0,1,0,0,0\n",
-    );
+    // Bad: Train_1 sets two classes, Train_9 has no image, the second Train_0 repeats an id.
+    let rows = ["Train_0,1,0,0,0", "Train_1,0,0,1,1", "Train_2,0,0,0,1", "Train_3,0,1,0,0", "Train_9,0,0,1,0"];
+    let rows = [&rows[..], &["Train_4,0,0,1,0", "Train_0,1,0,0,0"]].concat();
+    f.file("train.csv", &format!("image_id,healthy,multiple_diseases,rust,scab\n{}\n", rows.join("\n")));
     let (d, report) = f.load_with(Split::Train, true, false).unwrap();
     assert_eq!(
         d.samples.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
@@ -562,9 +552,9 @@ fn multiclass_folds_hold_every_class_within_one_of_exact() {
     // Plant Pathology 2020's train counts: healthy 516, multiple_diseases 91, rust 622, scab 592.
     let d = multiclass(&[516, 91, 622, 592]);
     for k in [2, 3, 5, 7] {
-        let folds = folds::assign(&d, k, 42).unwrap();
+        let folds = folds::assign(&d.targets(), k, 42).unwrap();
         assert_eq!(folds.len(), d.samples.len());
-        let counts = folds::class_counts(&d, &folds, k);
+        let counts = folds::class_counts(&d.targets(), &folds, k);
         for (c, &n) in [516usize, 91, 622, 592].iter().enumerate() {
             let exact = n as f64 / k as f64;
             for fold in &counts {
@@ -579,13 +569,13 @@ fn multiclass_folds_hold_every_class_within_one_of_exact() {
 #[test]
 fn folds_are_deterministic_for_a_seed_and_differ_between_seeds() {
     let d = multiclass(&[30, 12, 40]);
-    let a = folds::assign(&d, 5, 7).unwrap();
-    assert_eq!(a, folds::assign(&d, 5, 7).unwrap());
-    assert_ne!(a, folds::assign(&d, 5, 8).unwrap());
+    let a = folds::assign(&d.targets(), 5, 7).unwrap();
+    assert_eq!(a, folds::assign(&d.targets(), 5, 7).unwrap());
+    assert_ne!(a, folds::assign(&d.targets(), 5, 8).unwrap());
     let m = multilabel(300, 3);
-    let a = folds::assign(&m, 4, 7).unwrap();
-    assert_eq!(a, folds::assign(&m, 4, 7).unwrap());
-    assert_ne!(a, folds::assign(&m, 4, 8).unwrap());
+    let a = folds::assign(&m.targets(), 4, 7).unwrap();
+    assert_eq!(a, folds::assign(&m.targets(), 4, 7).unwrap());
+    assert_ne!(a, folds::assign(&m.targets(), 4, 8).unwrap());
 }
 
 /// A multi-label dataset with labels of very different frequencies that co-occur.
@@ -623,7 +613,7 @@ fn multilabel(n: usize, seed: u64) -> Dataset {
 /// The largest |count − n_label/k| over all folds and labels.
 fn worst_deviation(d: &Dataset, folds: &[usize], k: usize) -> f64 {
     let totals = d.class_counts();
-    let counts = folds::class_counts(d, folds, k);
+    let counts = folds::class_counts(&d.targets(), folds, k);
     let mut worst = 0.0f64;
     for fold in &counts {
         for (c, &n) in fold.iter().enumerate() {
@@ -641,7 +631,7 @@ fn iterative_stratification_keeps_label_proportions_close() {
     let totals = d.class_counts();
     assert!(totals.iter().all(|&n| n >= 20), "every label is present: {totals:?}");
     for seed in 0..5 {
-        let folds = folds::assign(&d, k, seed).unwrap();
+        let folds = folds::assign(&d.targets(), k, seed).unwrap();
         let worst = worst_deviation(&d, &folds, k);
         assert!(worst <= TOLERANCE, "seed {seed}: a label is {worst} samples off its share");
         let mut sizes = vec![0usize; k];
@@ -670,24 +660,24 @@ fn iterative_stratification_keeps_label_proportions_close() {
 #[test]
 fn fold_counts_must_fit_the_data_and_need_labels() {
     let d = multiclass(&[3, 2]);
-    assert!(matches!(folds::assign(&d, 1, 0), Err(FoldError::BadK { k: 1, n: 5 })));
-    assert!(matches!(folds::assign(&d, 6, 0), Err(FoldError::BadK { k: 6, n: 5 })));
-    assert!(folds::assign(&d, 5, 0).is_ok());
+    assert!(matches!(folds::assign(&d.targets(), 1, 0), Err(FoldError::BadK { k: 1, n: 5 })));
+    assert!(matches!(folds::assign(&d.targets(), 6, 0), Err(FoldError::BadK { k: 6, n: 5 })));
+    assert!(folds::assign(&d.targets(), 5, 0).is_ok());
     let mut unlabelled = d.clone();
     unlabelled.samples[0].target.clear();
-    assert!(matches!(folds::assign(&unlabelled, 2, 0), Err(FoldError::Unlabelled { .. })));
+    assert!(matches!(folds::assign(&unlabelled.targets(), 2, 0), Err(FoldError::Unlabelled { .. })));
 }
 
 #[test]
 fn folds_csv_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let d = multiclass(&[20, 7, 13]);
-    let folds = folds::assign(&d, 4, 3).unwrap();
+    let folds = folds::assign(&d.targets(), 4, 3).unwrap();
     let path = dir.path().join("folds.csv");
-    folds::write_csv(&path, &d, &folds).unwrap();
+    folds::write_csv(&path, &d.ids().iter().map(String::as_str).collect::<Vec<_>>(), &folds).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.starts_with("image_id,fold\n"), "{text}");
-    assert_eq!(folds::read_csv(&path, &d).unwrap(), folds);
+    assert_eq!(folds::read_csv(&path, &d.ids()).unwrap(), folds);
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
 }
@@ -703,7 +693,9 @@ fn folds_csv_errors_name_file_row_and_column() {
         format!("image_id,fold\n{},0\nnobody,1\n{},x\n{},99\n{},1\n", ids[0], ids[1], ids[2], ids[0]),
     )
     .unwrap();
-    let Err(FoldError::Invalid(problems)) = folds::read_csv(&path, &d) else { panic!("expected problems") };
+    let Err(FoldError::File(FileError::Invalid(problems))) = folds::read_csv(&path, &d.ids()) else {
+        panic!("expected problems")
+    };
     expect(&problems, &path, Some(3), Some("image_id"), "unknown id 'nobody'");
     expect(&problems, &path, Some(4), Some("fold"), "'x' is not a non-negative integer");
     expect(&problems, &path, Some(5), Some("fold"), "fold 99 is out of range");
@@ -714,69 +706,17 @@ fn folds_csv_errors_name_file_row_and_column() {
     assert_eq!(problems.len(), 7, "{problems:#?}");
 
     std::fs::write(&path, "image,split\na,0\n").unwrap();
-    let Err(FoldError::Invalid(problems)) = folds::read_csv(&path, &d) else { panic!() };
+    let Err(FoldError::File(FileError::Invalid(problems))) = folds::read_csv(&path, &d.ids()) else { panic!() };
     expect(&problems, &path, Some(1), Some("fold"), "no fold column");
 
     let gap = format!("image_id,fold\n{},0\n{},0\n{},2\n{},2\n", ids[0], ids[1], ids[2], ids[3]);
     std::fs::write(&path, gap).unwrap();
-    let Err(FoldError::Invalid(problems)) = folds::read_csv(&path, &d) else { panic!() };
+    let Err(FoldError::File(FileError::Invalid(problems))) = folds::read_csv(&path, &d.ids()) else { panic!() };
     expect(&problems, &path, None, Some("fold"), "folds 1 have no samples");
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// The real ELPV data set.
-
-#[test]
-fn elpv_import_of_the_installed_package() {
-    let Some(from) = std::env::var_os("ORCHARD_ELPV_DIR") else {
-        panic!(
-            "ORCHARD_ELPV_DIR is not set. Install the data set and point the variable at its data folder:\n  \
-             python -m pip install elpv-dataset==1.0.0.post1\n  \
-             export ORCHARD_ELPV_DIR=$(python -c 'import elpv_dataset, os; \
-             print(os.path.join(os.path.dirname(elpv_dataset.__file__), \"data\"))')"
-        );
-    };
-    let from = PathBuf::from(from);
-    assert!(from.join("labels.csv").is_file(), "ORCHARD_ELPV_DIR={} has no labels.csv", from.display());
-    let out = tempfile::tempdir().unwrap();
-    let summary = elpv::import(&from, out.path(), elpv::DEFAULT_TEST_FRACTION, 2020).unwrap();
-    assert_eq!(summary.total(), 2624);
-    assert_eq!(summary.class_counts, [1508, 295, 106, 715]);
-    assert_eq!(summary.module_counts, [("mono".to_string(), 1074), ("poly".to_string(), 1550)]);
-    assert_eq!(summary.linked + summary.copied, 2624);
-    for c in 0..4 {
-        let share = summary.test_counts[c] as f64 / summary.class_counts[c] as f64;
-        assert!((share - 0.25).abs() < 0.02, "class {c}: test share {share}");
-    }
-
-    let (train, _) =
-        dataset::load(out.path(), Split::Train, &LoadOptions { skip_bad: false, check_images: true }).unwrap();
-    assert_eq!(train.classes, elpv::CLASSES);
-    assert_eq!(train.samples.len(), summary.train());
-    assert_eq!(train.class_counts(), summary.train_counts);
-    let desc = dataset::describe(&train);
-    let images = desc.images.unwrap();
-    assert_eq!((images.width.min, images.width.max, images.height.min, images.height.max), (300, 300, 300, 300));
-    assert_eq!(images.formats, [(Format::Png, summary.train())]);
-
-    let (test, _) = dataset::load(out.path(), Split::Test, &LoadOptions::default()).unwrap();
-    assert_eq!(test.samples.len(), summary.test());
-    assert!(test.samples.iter().all(|s| s.target.is_empty() && s.path.extension().unwrap() == "png"));
-
-    // test_labels.csv is a one-hot table over the test ids, readable with the train.csv machinery.
-    let truth = std::fs::read_to_string(out.path().join("test_labels.csv")).unwrap();
-    assert_eq!(truth.lines().next().unwrap(), "image_id,functional,possibly_defective,likely_defective,defective");
-    assert_eq!(truth.lines().count(), summary.test() + 1);
-
-    // The split is deterministic for a seed.
-    let again = tempfile::tempdir().unwrap();
-    let second = elpv::import(&from, again.path(), elpv::DEFAULT_TEST_FRACTION, 2020).unwrap();
-    assert_eq!(second, elpv::ImportSummary { out: again.path().to_path_buf(), ..summary.clone() });
-    assert_eq!(
-        std::fs::read_to_string(out.path().join("test.csv")).unwrap(),
-        std::fs::read_to_string(again.path().join("test.csv")).unwrap()
-    );
-}
+// CSV edge cases.
 
 #[test]
 fn a_byte_order_mark_and_crlf_line_ends_are_tolerated() {

@@ -9,7 +9,14 @@ use std::process::Command;
 use orchard_data::decode::{decode_bytes, decode_file, encode_jpeg, encode_jpeg_with, probe_file, DecodeOptions};
 use orchard_data::image::RgbImage;
 
-fn png_bytes(width: u32, height: u32, color: png::ColorType, depth: png::BitDepth, data: &[u8], palette: Option<(&[u8], Option<&[u8]>)>) -> Vec<u8> {
+fn png_bytes(
+    width: u32,
+    height: u32,
+    color: png::ColorType,
+    depth: png::BitDepth,
+    data: &[u8],
+    palette: Option<(&[u8], Option<&[u8]>)>,
+) -> Vec<u8> {
     let mut out = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut out, width, height);
@@ -59,7 +66,8 @@ fn png_gray_at_every_bit_depth_is_exact_and_broadcast() {
     for bits in [1usize, 2, 4, 8, 16] {
         let max = (1u32 << bits) - 1;
         let samples: Vec<u16> = (0..w * h).map(|i| ((i as u32 * 37 + 5) % (max + 1)) as u16).collect();
-        let data = if bits == 16 { samples.iter().flat_map(|s| s.to_be_bytes()).collect() } else { pack(&samples, w, bits) };
+        let data =
+            if bits == 16 { samples.iter().flat_map(|s| s.to_be_bytes()).collect() } else { pack(&samples, w, bits) };
         let depth = png::BitDepth::from_u8(bits as u8).unwrap();
         let img = decode(&png_bytes(w as u32, h as u32, png::ColorType::Grayscale, depth, &data, None));
         assert_eq!((img.width, img.height), (w, h));
@@ -76,7 +84,9 @@ fn png_rgb_rgba_and_gray_alpha_drop_alpha_and_round_16_bit_exactly() {
     let values8: Vec<u8> = (0..w * h * 4).map(|i| (i * 53 % 256) as u8).collect();
     let values16: Vec<u16> = (0..w * h * 4).map(|i| (i as u32 * 40503 % 65536) as u16).collect();
     let round16 = |v: u16| ((v as f64) * 255.0 / 65535.0).round() as u8;
-    for (color, channels) in [(png::ColorType::Rgb, 3usize), (png::ColorType::Rgba, 4), (png::ColorType::GrayscaleAlpha, 2)] {
+    for (color, channels) in
+        [(png::ColorType::Rgb, 3usize), (png::ColorType::Rgba, 4), (png::ColorType::GrayscaleAlpha, 2)]
+    {
         let n = w * h * channels;
         let img8 = decode(&png_bytes(w as u32, h as u32, color, png::BitDepth::Eight, &values8[..n], None));
         let data16: Vec<u8> = values16[..n].iter().flat_map(|v| v.to_be_bytes()).collect();
@@ -100,7 +110,14 @@ fn png_palette_with_transparency_expands_to_its_colours() {
     let palette = [10u8, 20, 30, 200, 100, 0, 0, 255, 0, 255, 255, 255];
     let indices: Vec<u16> = vec![0, 1, 2, 3, 3, 2, 1, 0];
     let data = pack(&indices, 4, 2);
-    let img = decode(&png_bytes(4, 2, png::ColorType::Indexed, png::BitDepth::Two, &data, Some((&palette, Some(&[255, 0, 128])))));
+    let img = decode(&png_bytes(
+        4,
+        2,
+        png::ColorType::Indexed,
+        png::BitDepth::Two,
+        &data,
+        Some((&palette, Some(&[255, 0, 128]))),
+    ));
     for (i, &k) in indices.iter().enumerate() {
         let k = k as usize;
         assert_eq!(img.pixel(i % 4, i / 4), [palette[k * 3], palette[k * 3 + 1], palette[k * 3 + 2]]);
@@ -195,12 +212,16 @@ fn jpegs_from_another_encoder_match_its_decoder_with_exif_rotation_gray_and_cmyk
     // The rotated file is stored 160×120 and shown 120×160.
     let rotated = decode_file(&dir.path().join("rotated.jpg"), &DecodeOptions::default()).unwrap();
     assert_eq!((rotated.width, rotated.height), (120, 160));
-    let stored = decode_file(&dir.path().join("rotated.jpg"), &DecodeOptions { ignore_orientation: true, ..Default::default() }).unwrap();
+    let stored =
+        decode_file(&dir.path().join("rotated.jpg"), &DecodeOptions { ignore_orientation: true, ..Default::default() })
+            .unwrap();
     assert_eq!((stored.width, stored.height), (160, 120));
     let gray = decode_file(&dir.path().join("gray.jpg"), &DecodeOptions::default()).unwrap();
     assert!(gray.data.chunks(3).all(|p| p[0] == p[1] && p[1] == p[2]), "grayscale is broadcast to RGB");
     // A DCT-scaled decode of the rotated file honours the upright target size.
-    let small = decode_file(&dir.path().join("rotated.jpg"), &DecodeOptions { min_size: Some((60, 80)), ..Default::default() }).unwrap();
+    let small =
+        decode_file(&dir.path().join("rotated.jpg"), &DecodeOptions { min_size: Some((60, 80)), ..Default::default() })
+            .unwrap();
     assert_eq!((small.width, small.height), (60, 80));
 }
 
@@ -208,7 +229,9 @@ fn jpegs_from_another_encoder_match_its_decoder_with_exif_rotation_gray_and_cmyk
 fn large_jpegs_decode_at_reduced_scale_only_when_the_target_is_half_or_less() {
     let bytes = encode_jpeg(&photo_like(2048, 1365), 85).unwrap();
     let at = |w, h| {
-        let img = decode_bytes(&bytes, Path::new("big.jpg"), &DecodeOptions { min_size: Some((w, h)), ..Default::default() }).unwrap();
+        let img =
+            decode_bytes(&bytes, Path::new("big.jpg"), &DecodeOptions { min_size: Some((w, h)), ..Default::default() })
+                .unwrap();
         (img.width, img.height)
     };
     assert_eq!(at(224, 224), (512, 342));

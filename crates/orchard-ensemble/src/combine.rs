@@ -30,7 +30,7 @@
 //! assert_eq!(ranks, [1.0, 0.0, 0.0, 1.0]);
 //! ```
 
-use orchard_data::dataset::Task;
+use orchard_files::Task;
 
 use crate::{EnsembleError, Result};
 
@@ -79,10 +79,16 @@ pub fn normalised_weights(weights: Option<&[f64]>, members: usize) -> Result<Vec
 
 /// Combines `members` (each `rows × n_classes`, row-major, aligned) with `method` and optional `weights`;
 /// multi-class results are renormalised to rows summing to 1.
-pub fn combine(members: &[&[f64]], n_classes: usize, method: Method, weights: Option<&[f64]>, task: Task) -> Result<Vec<f64>> {
+pub fn combine(
+    members: &[&[f64]],
+    n_classes: usize,
+    method: Method,
+    weights: Option<&[f64]>,
+    task: Task,
+) -> Result<Vec<f64>> {
     let weights = normalised_weights(weights, members.len())?;
     let len = members[0].len();
-    if n_classes == 0 || len % n_classes != 0 || members.iter().any(|m| m.len() != len) {
+    if n_classes == 0 || !len.is_multiple_of(n_classes) || members.iter().any(|m| m.len() != len) {
         return Err(EnsembleError::Config(format!("members must all be rows × {n_classes} matrices of the same size")));
     }
     let mut out = match method {
@@ -91,7 +97,9 @@ pub fn combine(members: &[&[f64]], n_classes: usize, method: Method, weights: Op
         Method::Geometric => geometric(members, &weights, len),
         Method::Power(q) => {
             if !q.is_finite() || q == 0.0 {
-                return Err(EnsembleError::Config(format!("power {q}: the exponent must be finite and non-zero (use geometric for 0)")));
+                return Err(EnsembleError::Config(format!(
+                    "power {q}: the exponent must be finite and non-zero (use geometric for 0)"
+                )));
             }
             let powered = weighted_sum(members.iter().map(|m| m.iter().map(|p| p.powf(q)).collect()), &weights, len);
             powered.into_iter().map(|s| s.powf(1.0 / q)).collect()

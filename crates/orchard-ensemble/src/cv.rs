@@ -5,31 +5,10 @@
 //! search over weights of pure-noise members still finds weights whose in-sample AUC beats 0.5. The held-out
 //! numbers are what the fitted thing can be expected to do on new images.
 
-use orchard_metrics::{mean_column_auc, ColumnAuc};
+pub use orchard_files::ensemble_summary::{CvScores, FoldScore};
+use orchard_metrics::mean_column_auc;
 
 use crate::{EnsembleError, Result};
-
-/// One fold's held-out score.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct FoldScore {
-    /// The fold held out.
-    pub fold: usize,
-    /// How many rows it holds.
-    pub rows: usize,
-    /// Mean column-wise AUC (and per class) of its rows predicted by the thing fitted on the other folds.
-    pub held_out: ColumnAuc,
-}
-
-/// Held-out scores of every fold, and of all rows together.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct CvScores {
-    /// Per fold, in fold order.
-    pub folds: Vec<FoldScore>,
-    /// Mean over folds of their held-out mean AUC (folds where no class has a defined AUC left out).
-    pub mean_of_folds: Option<f64>,
-    /// AUC over all rows at once, each row predicted by the model fitted without its fold.
-    pub pooled: ColumnAuc,
-}
 
 /// The rows of a `rows × n_classes` matrix at `rows`, in that order.
 pub fn take_rows(values: &[f64], n_classes: usize, rows: &[usize]) -> Vec<f64> {
@@ -50,7 +29,10 @@ pub fn cross_validate<M>(
     fold_ids.sort_unstable();
     fold_ids.dedup();
     if fold_ids.len() < 2 {
-        return Err(EnsembleError::Config(format!("cross-validation needs at least 2 folds, the folds file has {}", fold_ids.len())));
+        return Err(EnsembleError::Config(format!(
+            "cross-validation needs at least 2 folds, the folds file has {}",
+            fold_ids.len()
+        )));
     }
     let mut held_out_predictions = vec![0.0; truth.len()];
     let mut scores = Vec::with_capacity(fold_ids.len());
@@ -61,7 +43,8 @@ pub fn cross_validate<M>(
         let model = fit(&train)?;
         let predicted = predict(&model, &held)?;
         for (i, &r) in held.iter().enumerate() {
-            held_out_predictions[r * n_classes..(r + 1) * n_classes].copy_from_slice(&predicted[i * n_classes..(i + 1) * n_classes]);
+            held_out_predictions[r * n_classes..(r + 1) * n_classes]
+                .copy_from_slice(&predicted[i * n_classes..(i + 1) * n_classes]);
         }
         let held_out = mean_column_auc(&take_rows(truth, n_classes, &held), &predicted, n_classes)?;
         scores.push(FoldScore { fold, rows: held.len(), held_out });

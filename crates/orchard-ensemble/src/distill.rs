@@ -5,8 +5,9 @@
 //! Several out-of-fold files (members) are averaged first. Every training image needs an out-of-fold row:
 //! a target made from the label alone would silently weaken the recipe, so missing ids are an error.
 
-use crate::predictions::{Aligned, Predictions};
-use crate::truth::Truth;
+use orchard_files::{Predictions, Truth};
+
+use crate::aligned::Aligned;
 use crate::{EnsembleError, Result};
 
 /// The default weight of the out-of-fold prediction.
@@ -26,32 +27,26 @@ pub fn soft_targets(oof: &Aligned, truth: &Truth, alpha: f64) -> Result<Predicti
             alpha * prediction + (1.0 - alpha) * labels[i]
         })
         .collect();
-    let blended = Predictions::new(&oof.id_column, oof.classes.clone(), oof.ids.clone(), values)?;
+    let blended = Predictions::new(&oof.id_column, oof.classes.clone(), oof.ids.clone(), values);
     // The truth's class order; a predicted class that label lists never name (so absent from the truth) last.
     let extra = oof.classes.iter().filter(|c| !truth.classes.contains(c)).cloned();
     let classes: Vec<String> = truth.classes.iter().filter(|c| oof.classes.contains(c)).cloned().chain(extra).collect();
-    Predictions::new(&oof.id_column, classes.clone(), truth.ids.clone(), blended.reordered(&truth.ids, &classes))
+    Ok(Predictions::new(&oof.id_column, classes.clone(), truth.ids.clone(), blended.reordered(&truth.ids, &classes)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::predictions::read_aligned;
-    use std::path::{Path, PathBuf};
-
-    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
+    use crate::aligned::read_aligned;
+    use crate::test_files::file;
 
     #[test]
     fn the_blend_follows_the_formula_on_the_truths_ids_and_classes() {
         let dir = tempfile::tempdir().unwrap();
-        let truth = Truth::read(&write(dir.path(), "train.csv", "image_id,a,b\nX,1,0\nY,0,1\nZ,1,0\n")).unwrap();
+        let truth = Truth::read_csv(&file(&dir, "train.csv", "image_id,a,b\nX,1,0\nY,0,1\nZ,1,0\n")).unwrap();
         // Two members, ids and columns in another order than the truth's.
-        let m1 = write(dir.path(), "m1.csv", "image_id,b,a\nZ,0.5,0.5\nX,0.25,0.75\nY,1,0\n");
-        let m2 = write(dir.path(), "m2.csv", "image_id,a,b\nY,0.5,0.5\nX,0.25,0.75\nZ,0,1\n");
+        let m1 = file(&dir, "m1.csv", "image_id,b,a\nZ,0.5,0.5\nX,0.25,0.75\nY,1,0\n");
+        let m2 = file(&dir, "m2.csv", "image_id,a,b\nY,0.5,0.5\nX,0.25,0.75\nZ,0,1\n");
         let st = soft_targets(&read_aligned(&[m1, m2]).unwrap(), &truth, 0.4).unwrap();
         assert_eq!(st.ids, ["X", "Y", "Z"]);
         assert_eq!(st.classes, ["a", "b"]);
@@ -65,11 +60,11 @@ mod tests {
     #[test]
     fn every_training_image_needs_an_oof_row_and_alpha_is_a_weight() {
         let dir = tempfile::tempdir().unwrap();
-        let truth = Truth::read(&write(dir.path(), "train.csv", "image_id,a,b\nX,1,0\nY,0,1\nZ,1,0\n")).unwrap();
-        let partial = read_aligned(&[write(dir.path(), "oof.csv", "image_id,a,b\nX,0.5,0.5\n")]).unwrap();
+        let truth = Truth::read_csv(&file(&dir, "train.csv", "image_id,a,b\nX,1,0\nY,0,1\nZ,1,0\n")).unwrap();
+        let partial = read_aligned(&[file(&dir, "oof.csv", "image_id,a,b\nX,0.5,0.5\n")]).unwrap();
         let err = soft_targets(&partial, &truth, 0.3).unwrap_err().to_string();
         assert!(err.contains("oof.csv") && err.contains("2 id(s)") && err.contains("'Y', 'Z'"), "{err}");
-        let full = read_aligned(&[write(dir.path(), "full.csv", "image_id,a,b\nX,0.5,0.5\nY,0,1\nZ,1,0\n")]).unwrap();
+        let full = read_aligned(&[file(&dir, "full.csv", "image_id,a,b\nX,0.5,0.5\nY,0,1\nZ,1,0\n")]).unwrap();
         assert!(soft_targets(&full, &truth, 1.5).unwrap_err().to_string().contains("alpha 1.5"));
         assert_eq!(soft_targets(&full, &truth, 0.0).unwrap().values, truth.values, "alpha 0: the labels");
     }

@@ -1,71 +1,53 @@
 //! Ensembles built from prediction CSVs: the stage after training, before the submission.
 //!
 //! Training writes one CSV per member (`image_id` + one probability column per class) for its out-of-fold
-//! (OOF) rows and for the test set. Everything here works on those files alone, without libtorch, so blends
-//! can be explored on a laptop long after the GPUs are gone:
+//! (OOF) rows and for the test set. Everything here works on those files alone, without libtorch or images,
+//! so blends can be explored on a laptop long after the GPUs are gone. The files themselves (predictions,
+//! truth, folds, summaries) are `orchard-files`'.
 //!
-//! - [`predictions`]: read, validate, align by id and write prediction CSVs (atomically).
-//! - [`truth`]: the labels to score against (a Kaggle one-hot CSV, an `image,label(s)` CSV, or any dataset
-//!   folder `orchard-data` reads) and the folds file.
+//! - [`aligned`]: several members' predictions on the same ids and classes.
 //! - [`combine`]: arithmetic, weighted, rank, geometric and power means.
 //! - [`cv`]: fit on K − 1 folds, score the held-out fold, for every fold.
 //! - [`search`]: weights chosen on OOF predictions to maximise mean column-wise ROC AUC (Caruana's greedy
 //!   selection, a pattern search over the simplex), with the honest, cross-validated estimate of the result.
 //! - [`stacking`]: a multinomial logistic-regression meta-model, also cross-validated.
-//! - [`run`]: one ensemble from the members' files to combined predictions and a summary.
+//! - [`run`]: one ensemble from the members' files to combined predictions, a summary and the fitted blend.
 //! - [`submission`]: write and check Kaggle submissions (sample-submission column order, test-id order;
 //!   per-label thresholds for PP2021-style label lists).
-//! - [`summary`]: members' and ensemble's scores, weights and the members' correlation, as JSON and text.
+//! - [`correlation`]: how alike the members' predictions are.
 //! - [`spec`]: a combiner by name (command-line flags, an experiment file) validated into a [`run::Combiner`].
 //! - [`distill`]: self-distillation's soft targets from out-of-fold predictions and the labels.
 
-pub mod atomic;
+pub mod aligned;
 pub mod combine;
+pub mod correlation;
 pub mod cv;
 pub mod distill;
-pub mod predictions;
 pub mod run;
 pub mod search;
 pub mod spec;
 pub mod stacking;
 pub mod submission;
-pub mod summary;
-pub mod table;
-pub mod truth;
+#[cfg(test)]
+mod test_files;
 
-use std::path::PathBuf;
-
-pub use orchard_data::dataset::{Problem, Task};
+use orchard_files::folds::FoldError;
+use orchard_files::FileError;
+pub use orchard_files::{Problem, Task};
 
 /// Why an ensemble could not be read, computed or written.
 #[derive(Debug, thiserror::Error)]
 pub enum EnsembleError {
-    /// Input files are wrong; every problem found is listed, each with file, row and column.
-    #[error("{}", orchard_data::dataset::format_problems(.0))]
-    Invalid(Vec<Problem>),
-    /// An input file could not be read.
-    #[error("{path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// An output file could not be written.
-    #[error("{path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A prediction, truth or submission file could not be read or written, or its contents are wrong
+    /// (every problem listed, each with file, row and column).
+    #[error(transparent)]
+    File(#[from] FileError),
     /// Arguments that cannot work together (wrong number of weights, a negative power, no members, ...).
     #[error("{0}")]
     Config(String),
     /// The folds file does not fit the truth.
     #[error(transparent)]
-    Folds(#[from] orchard_data::folds::FoldError),
-    /// The truth dataset folder is wrong.
-    #[error(transparent)]
-    Dataset(#[from] orchard_data::dataset::DatasetError),
+    Folds(#[from] FoldError),
     /// A metric could not be computed (e.g. every class lacks positives or negatives).
     #[error("metric: {0}")]
     Metric(#[from] orchard_metrics::MetricError),
@@ -78,7 +60,11 @@ impl EnsembleError {
     /// True when the user's files or arguments are at fault (the CLI exits with code 2), false when the
     /// failure is ours or the machine's (writing, fitting).
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, EnsembleError::Write { .. } | EnsembleError::Stacking(_))
+        match self {
+            EnsembleError::File(e) => e.is_bad_input(),
+            EnsembleError::Stacking(_) => false,
+            EnsembleError::Config(_) | EnsembleError::Folds(_) | EnsembleError::Metric(_) => true,
+        }
     }
 }
 

@@ -5,14 +5,16 @@
 //! them (that is what the test predictions use) and once per fold without it (that is what the summary's
 //! cross-validated AUC reports).
 
-use orchard_data::dataset::Task;
+use orchard_files::ensemble_summary::{MemberScore, Summary};
+use orchard_files::manifest::Blend;
+use orchard_files::{Predictions, Task};
 use orchard_metrics::mean_column_auc;
 
+use crate::aligned::Aligned;
 use crate::combine::{self, Method};
-use crate::predictions::{Aligned, Predictions};
+use crate::correlation;
 use crate::search::{self, Search};
-use crate::stacking::{self, Stacking};
-use crate::summary::{self, MemberScore, Summary};
+use crate::stacking::{self, Stacking, LOG_FLOOR};
 use crate::{EnsembleError, Result};
 
 /// How the members become one prediction.
@@ -41,6 +43,8 @@ pub struct Oof {
 /// What [`run`] produces.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// The blend as fitted: what [`apply`] turns members' predictions of new images into the ensemble's with.
+    pub blend: Blend,
     /// The combined test predictions, on the test files' ids and classes.
     pub predictions: Predictions,
     /// The combination applied to the out-of-fold rows (by what was fitted on all of them), when given.
@@ -56,43 +60,54 @@ pub fn run(combiner: &Combiner, label: &str, test: &Aligned, oof: Option<&Oof>, 
     let oof = oof.map(|o| on_test_classes(o, test)).transpose()?;
     let test_members = test.member_slices();
     let oof_members: Option<Vec<&[f64]>> = oof.as_ref().map(|o| o.members.member_slices());
-    let all_rows = |o: &Oof| (0..o.members.ids.len()).collect::<Vec<usize>>();
     let needs_folds = |what: &str| -> Result<(&Oof, &Vec<usize>)> {
-        let o = oof.as_ref().ok_or_else(|| EnsembleError::Config(format!("{what} needs the members' out-of-fold predictions and the truth")))?;
-        let folds = o.folds.as_ref().ok_or_else(|| EnsembleError::Config(format!("{what} needs the folds file, to report a cross-validated AUC")))?;
+        let o = oof.as_ref().ok_or_else(|| {
+            EnsembleError::Config(format!("{what} needs the members' out-of-fold predictions and the truth"))
+        })?;
+        let folds = o.folds.as_ref().ok_or_else(|| {
+            EnsembleError::Config(format!("{what} needs the folds file, to report a cross-validated AUC"))
+        })?;
         Ok((o, folds))
     };
 
-    let (values, oof_values, weights, cv) = match combiner {
+    let (blend, cv) = match combiner {
         Combiner::Fixed { method, weights } => {
-            let w = combine::normalised_weights(weights.as_deref(), test_members.len())?;
-            let values = combine::combine(&test_members, k, *method, Some(&w), task)?;
-            let oof_values = oof_members.as_ref().map(|m| combine::combine(m, k, *method, Some(&w), task)).transpose()?;
-            (values, oof_values, Some(w), None)
+            let weights = combine::normalised_weights(weights.as_deref(), test_members.len())?;
+            let blend = match *method {
+                Method::Mean => Blend::Mean { weights },
+                Method::Rank => Blend::Rank { weights },
+                Method::Geometric => Blend::Geometric { weights },
+                Method::Power(power) => Blend::Power { power, weights },
+            };
+            (blend, None)
         }
         Combiner::Search { search, ranks } => {
             let (o, folds) = needs_folds("a weight search")?;
             let members = o.members.member_slices();
-            let (method, report) = if *ranks {
+            let report = if *ranks {
                 let ranked: Vec<Vec<f64>> = members.iter().map(|m| combine::rank_columns(m, k)).collect();
                 let ranked: Vec<&[f64]> = ranked.iter().map(Vec::as_slice).collect();
-                (Method::Rank, search::cross_validate(&ranked, &o.truth, k, folds, search, task)?)
+                search::cross_validate(&ranked, &o.truth, k, folds, search, task)?
             } else {
-                (Method::Mean, search::cross_validate(&members, &o.truth, k, folds, search, task)?)
+                search::cross_validate(&members, &o.truth, k, folds, search, task)?
             };
-            let values = combine::combine(&test_members, k, method, Some(&report.weights), task)?;
-            let oof_values = combine::combine(&members, k, method, Some(&report.weights), task)?;
-            (values, Some(oof_values), Some(report.weights), Some(report.cv))
+            let weights = report.weights;
+            (if *ranks { Blend::Rank { weights } } else { Blend::Mean { weights } }, Some(report.cv))
         }
         Combiner::Stack(config) => {
             let (o, folds) = needs_folds("stacking")?;
-            let members = o.members.member_slices();
-            let report = stacking::cross_validate(&members, &o.truth, k, task, folds, config)?;
-            let test_rows: Vec<usize> = (0..test.ids.len()).collect();
-            let values = report.model.predict(&test_members, k, &test_rows);
-            let oof_values = report.model.predict(&members, k, &all_rows(o));
-            (values, Some(oof_values), None, Some(report.cv))
+            let report = stacking::cross_validate(&o.members.member_slices(), &o.truth, k, task, folds, config)?;
+            (Blend::Stack { log_floor: LOG_FLOOR, model: report.model }, Some(report.cv))
         }
+    };
+    let values = apply(&blend, &test_members, k, task)?;
+    let oof_values = oof_members.as_ref().map(|m| apply(&blend, m, k, task)).transpose()?;
+    let weights = match &blend {
+        Blend::Mean { weights }
+        | Blend::Rank { weights }
+        | Blend::Geometric { weights }
+        | Blend::Power { weights, .. } => Some(weights.clone()),
+        Blend::Stack { .. } => None,
     };
 
     let mut members = Vec::new();
@@ -106,8 +121,8 @@ pub fn run(combiner: &Combiner, label: &str, test: &Aligned, oof: Option<&Oof>, 
         _ => None,
     };
     let (correlation, correlation_of) = match &oof_members {
-        Some(m) => (summary::correlation(m, k), "oof"),
-        None => (summary::correlation(&test_members, k), "test"),
+        Some(m) => (correlation::correlation(m, k), "oof"),
+        None => (correlation::correlation(&test_members, k), "test"),
     };
     let summary = Summary {
         method: label.to_string(),
@@ -121,8 +136,30 @@ pub fn run(combiner: &Combiner, label: &str, test: &Aligned, oof: Option<&Oof>, 
         correlation_of: correlation_of.to_string(),
         thresholds: None,
     };
-    let predictions = Predictions::new(&test.id_column, test.classes.clone(), test.ids.clone(), values)?;
-    Ok(Outcome { predictions, oof_predictions: oof_values, summary })
+    let predictions = Predictions::new(&test.id_column, test.classes.clone(), test.ids.clone(), values);
+    Ok(Outcome { blend, predictions, oof_predictions: oof_values, summary })
+}
+
+/// The ensemble's predictions (`rows × n_classes`) from the members' (each `rows × n_classes`, in the blend's
+/// member order) by a fitted `blend`: the one computation behind `orchard ensemble`, an experiment's
+/// submission and a server's answers.
+pub fn apply(blend: &Blend, members: &[&[f64]], n_classes: usize, task: Task) -> Result<Vec<f64>> {
+    let (method, weights) = match blend {
+        Blend::Mean { weights } => (Method::Mean, weights),
+        Blend::Rank { weights } => (Method::Rank, weights),
+        Blend::Geometric { weights } => (Method::Geometric, weights),
+        Blend::Power { power, weights } => (Method::Power(*power), weights),
+        Blend::Stack { log_floor, model } => {
+            if *log_floor != LOG_FLOOR {
+                return Err(EnsembleError::Config(format!(
+                    "a stacked blend with log floor {log_floor}: this build computes features with {LOG_FLOOR}"
+                )));
+            }
+            let rows: Vec<usize> = (0..members.first().map_or(0, |m| m.len() / n_classes.max(1))).collect();
+            return Ok(stacking::predict(model, members, n_classes, &rows));
+        }
+    };
+    combine::combine(members, n_classes, method, Some(weights), task)
 }
 
 /// The out-of-fold set with its columns in the test predictions' class order and as many members.
@@ -145,9 +182,11 @@ fn on_test_classes(oof: &Oof, test: &Aligned) -> Result<Oof> {
             test.classes.join(", ")
         )));
     }
-    let cols: Vec<usize> = test.classes.iter().map(|c| oof.members.classes.iter().position(|x| x == c).expect("same classes")).collect();
+    let cols: Vec<usize> =
+        test.classes.iter().map(|c| oof.members.classes.iter().position(|x| x == c).expect("same classes")).collect();
     let k = cols.len();
-    let reorder = |m: &[f64]| -> Vec<f64> { m.chunks_exact(k).flat_map(|row| cols.iter().map(move |&c| row[c])).collect() };
+    let reorder =
+        |m: &[f64]| -> Vec<f64> { m.chunks_exact(k).flat_map(|row| cols.iter().map(move |&c| row[c])).collect() };
     let mut out = oof.clone();
     out.members.members = oof.members.members.iter().map(|m| reorder(m)).collect();
     out.truth = reorder(&oof.truth);

@@ -22,7 +22,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use orchard_data::dataset::Task;
+use orchard_files::Task;
 
 use crate::combine::{self, Method};
 use crate::cv::{self, CvScores};
@@ -191,7 +191,8 @@ impl Simplex {
     pub fn run(&self, scorer: &Scorer) -> Vec<f64> {
         let m = scorer.members();
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let best_member = (0..m).map(|i| (i, scorer.single(i))).fold((0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a }).0;
+        let best_member =
+            (0..m).map(|i| (i, scorer.single(i))).fold((0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a }).0;
         let mut starts = vec![vec![0.0; m]];
         let mut emphasised = vec![0.0; m];
         emphasised[best_member] = 3.0;
@@ -303,7 +304,14 @@ pub struct SearchReport {
 /// Runs `search` on all rows and cross-validated over `folds` (the fold of every row). Both scores are of
 /// the predictions as they will be written: for a multi-class `task` the blended rows are renormalised to
 /// sum to 1, which leaves a probability blend as it is but can reorder a rank blend's columns a little.
-pub fn cross_validate(members: &[&[f64]], truth: &[f64], n_classes: usize, folds: &[usize], search: &Search, task: Task) -> Result<SearchReport> {
+pub fn cross_validate(
+    members: &[&[f64]],
+    truth: &[f64],
+    n_classes: usize,
+    folds: &[usize],
+    search: &Search,
+    task: Task,
+) -> Result<SearchReport> {
     let blend = |w: &[f64], rows: &[usize]| {
         let parts: Vec<Vec<f64>> = members.iter().map(|m| cv::take_rows(m, n_classes, rows)).collect();
         let slices: Vec<&[f64]> = parts.iter().map(Vec::as_slice).collect();

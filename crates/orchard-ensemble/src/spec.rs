@@ -62,19 +62,30 @@ impl CombinerSpec {
         let combiner = match self.method.as_str() {
             "mean" => fixed(Method::Mean),
             "weighted" if self.weights.is_none() => {
-                return Err(invalid("method weighted needs weights, e.g. --weights 2,1,1,1 (weights = [2, 1, 1, 1] in a file)".into()))
+                return Err(invalid(
+                    "method weighted needs weights, e.g. --weights 2,1,1,1 (weights = [2, 1, 1, 1] in a file)".into(),
+                ))
             }
             "weighted" => fixed(Method::Mean),
             "rank" => fixed(Method::Rank),
             "geometric" => fixed(Method::Geometric),
             "power" => match self.power {
                 Some(p) if p.is_finite() && p != 0.0 => fixed(Method::Power(p)),
-                Some(p) => return Err(invalid(format!("power {p}: the exponent must be finite and non-zero (use method geometric for 0)"))),
+                Some(p) => {
+                    return Err(invalid(format!(
+                        "power {p}: the exponent must be finite and non-zero (use method geometric for 0)"
+                    )))
+                }
                 None => return Err(invalid("method power needs an exponent: --power P (power = P in a file)".into())),
             },
             "search" => Combiner::Search {
                 search: match self.search.as_str() {
-                    "greedy" => Search::Greedy(Greedy { iterations: self.iterations, bags: self.bags, seed: self.seed, ..Greedy::default() }),
+                    "greedy" => Search::Greedy(Greedy {
+                        iterations: self.iterations,
+                        bags: self.bags,
+                        seed: self.seed,
+                        ..Greedy::default()
+                    }),
                     "simplex" => Search::Simplex(Simplex { seed: self.seed, ..Simplex::default() }),
                     other => return Err(invalid(format!("search {other:?}: expected greedy or simplex"))),
                 },
@@ -85,7 +96,11 @@ impl CombinerSpec {
                 },
             },
             "stack" => Combiner::Stack(Stacking { c: self.c, ..Stacking::default() }),
-            other => return Err(invalid(format!("method {other:?}: expected mean, weighted, rank, geometric, power, search or stack"))),
+            other => {
+                return Err(invalid(format!(
+                    "method {other:?}: expected mean, weighted, rank, geometric, power, search or stack"
+                )))
+            }
         };
         if self.weights.is_some() && matches!(combiner, Combiner::Search { .. } | Combiner::Stack(_)) {
             return Err(invalid(format!("weights cannot be given with method {}: it chooses its own", self.method)));
@@ -109,9 +124,15 @@ mod tests {
     #[test]
     fn names_become_combiners_and_mistakes_are_named() {
         let spec = |method: &str| CombinerSpec { method: method.into(), ..Default::default() };
-        assert!(matches!(CombinerSpec::default().combiner().unwrap(), Combiner::Search { ranks: false, search: Search::Greedy(_) }));
+        assert!(matches!(
+            CombinerSpec::default().combiner().unwrap(),
+            Combiner::Search { ranks: false, search: Search::Greedy(_) }
+        ));
         assert_eq!(spec("rank").combiner().unwrap(), Combiner::Fixed { method: Method::Rank, weights: None });
-        assert_eq!(CombinerSpec { power: Some(2.0), ..spec("power") }.combiner().unwrap(), Combiner::Fixed { method: Method::Power(2.0), weights: None });
+        assert_eq!(
+            CombinerSpec { power: Some(2.0), ..spec("power") }.combiner().unwrap(),
+            Combiner::Fixed { method: Method::Power(2.0), weights: None }
+        );
         for (bad, want) in [
             (spec("weighted"), "--weights"),
             (spec("power"), "--power"),

@@ -10,9 +10,10 @@
 //! meta-model scored on the rows it was fitted on looks better than it is.
 
 use linfa::prelude::*;
-use linfa_logistic::{LogisticRegression, MultiFittedLogisticRegression, MultiLogisticRegression};
+use linfa_logistic::{LogisticRegression, MultiLogisticRegression};
 use ndarray::{Array1, Array2};
-use orchard_data::dataset::Task;
+use orchard_files::manifest::{BinaryModel, StackModel};
+use orchard_files::Task;
 
 use crate::cv::{self, CvScores};
 use crate::{EnsembleError, Result};
@@ -22,7 +23,10 @@ use crate::{EnsembleError, Result};
 /// a sum over rows, so the gradient tolerance grows with them.
 macro_rules! solver {
     ($params:expr, $config:expr, $rows:expr) => {
-        $params.alpha(1.0 / $config.c).max_iterations($config.max_iterations).gradient_tolerance($config.tolerance * $rows as f64)
+        $params
+            .alpha(1.0 / $config.c)
+            .max_iterations($config.max_iterations)
+            .gradient_tolerance($config.tolerance * $rows as f64)
     };
 }
 
@@ -47,74 +51,65 @@ impl Default for Stacking {
     }
 }
 
-/// A fitted multinomial logistic regression over `n_classes` classes; classes absent from the rows it was
-/// fitted on get probability 0 (and with a single class present, that class gets 1).
-#[derive(Debug, Clone)]
+/// A fitted multinomial logistic regression over `n_classes` classes: `softmax(x · coefficients[c] +
+/// intercepts[c])` over the classes present when it was fitted; absent classes get probability 0 (and with a
+/// single class present, that class gets 1). The coefficients are read out of linfa's fit, so that a model
+/// written to a manifest predicts exactly what this one does.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Multinomial {
-    model: Option<MultiFittedLogisticRegression<f64, usize>>,
     present: Vec<usize>,
+    coefficients: Vec<Vec<f64>>,
+    intercepts: Vec<f64>,
     n_classes: usize,
 }
 
 impl Multinomial {
     /// Probabilities, `rows × n_classes` row-major, for features `x` (`rows × n_features`).
     pub fn predict(&self, x: &[f64], n_features: usize) -> Vec<f64> {
-        let rows = x.len() / n_features.max(1);
-        let mut out = vec![0.0; rows * self.n_classes];
-        match &self.model {
-            None => (0..rows).for_each(|r| out[r * self.n_classes + self.present[0]] = 1.0),
-            Some(model) => {
-                let x = Array2::from_shape_vec((rows, n_features), x.to_vec()).expect("rows × n_features");
-                let p = model.predict_probabilities(&x);
-                for (r, row) in p.rows().into_iter().enumerate() {
-                    for (&class, &v) in model.classes().iter().zip(row.iter()) {
-                        out[r * self.n_classes + class] = v;
-                    }
-                }
-            }
-        }
-        out
+        softmax_predict(&self.present, &self.coefficients, &self.intercepts, self.n_classes, x, n_features)
     }
 }
 
 /// Fits the multinomial model to features `x` (`labels.len() × n_features`) and class indices `labels`.
-pub fn fit_multinomial(x: &[f64], n_features: usize, labels: &[usize], n_classes: usize, config: &Stacking) -> Result<Multinomial> {
+pub fn fit_multinomial(
+    x: &[f64],
+    n_features: usize,
+    labels: &[usize],
+    n_classes: usize,
+    config: &Stacking,
+) -> Result<Multinomial> {
     check_config(config)?;
     let mut present: Vec<usize> = labels.to_vec();
     present.sort_unstable();
     present.dedup();
     if present.len() < 2 {
-        return Ok(Multinomial { model: None, present, n_classes });
+        return Ok(Multinomial {
+            present,
+            coefficients: vec![vec![0.0; n_features]],
+            intercepts: vec![0.0],
+            n_classes,
+        });
     }
     let data = dataset(x, n_features, labels)?;
     let model = solver!(MultiLogisticRegression::default(), config, labels.len()).fit(&data).map_err(stacking_error)?;
-    Ok(Multinomial { model: Some(model), present, n_classes })
+    let params = model.params(); // n_features × classes, in the order of `model.classes()`
+    let coefficients = (0..model.classes().len()).map(|c| params.column(c).to_vec()).collect();
+    Ok(Multinomial {
+        present: model.classes().to_vec(),
+        coefficients,
+        intercepts: model.intercept().to_vec(),
+        n_classes,
+    })
 }
 
 /// A fitted binary logistic regression (or a constant when one outcome never occurs).
-#[derive(Debug, Clone)]
-pub struct Binary {
-    model: Option<linfa_logistic::FittedLogisticRegression<f64, bool>>,
-    constant: f64,
-}
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binary(BinaryModel);
 
 impl Binary {
     /// Probability of the positive outcome for each row of `x`.
     pub fn predict(&self, x: &[f64], n_features: usize) -> Vec<f64> {
-        let rows = x.len() / n_features.max(1);
-        match &self.model {
-            None => vec![self.constant; rows],
-            Some(model) => {
-                let x = Array2::from_shape_vec((rows, n_features), x.to_vec()).expect("rows × n_features");
-                let p = model.predict_probabilities(&x);
-                // linfa's "positive" class is the more frequent one, not `true`.
-                if model.labels().pos.class {
-                    p.to_vec()
-                } else {
-                    p.iter().map(|p| 1.0 - p).collect()
-                }
-            }
-        }
+        binary_predict(&self.0, x, n_features)
     }
 }
 
@@ -123,11 +118,55 @@ pub fn fit_binary(x: &[f64], n_features: usize, labels: &[bool], config: &Stacki
     check_config(config)?;
     let positives = labels.iter().filter(|&&l| l).count();
     if positives == 0 || positives == labels.len() {
-        return Ok(Binary { model: None, constant: if positives == 0 { 0.0 } else { 1.0 } });
+        return Ok(Binary(BinaryModel::Constant { p: if positives == 0 { 0.0 } else { 1.0 } }));
     }
     let data = dataset(x, n_features, labels)?;
     let model = solver!(LogisticRegression::default(), config, labels.len()).fit(&data).map_err(stacking_error)?;
-    Ok(Binary { model: Some(model), constant: 0.0 })
+    // linfa's "positive" class is the more frequent one, not `true`: P(true) = 1 − σ(z) = σ(−z) otherwise.
+    let sign = if model.labels().pos.class { 1.0 } else { -1.0 };
+    let coefficients = model.params().iter().map(|w| sign * w).collect();
+    Ok(Binary(BinaryModel::Logistic { coefficients, intercept: sign * model.intercept() }))
+}
+
+/// `x · w` for one row.
+fn dot(row: &[f64], w: &[f64]) -> f64 {
+    row.iter().zip(w).map(|(a, b)| a * b).sum()
+}
+
+/// Softmax over the present classes' scores, scattered into `n_classes` columns.
+fn softmax_predict(
+    present: &[usize],
+    coefficients: &[Vec<f64>],
+    intercepts: &[f64],
+    n_classes: usize,
+    x: &[f64],
+    n_features: usize,
+) -> Vec<f64> {
+    let rows = x.len() / n_features.max(1);
+    let mut out = vec![0.0; rows * n_classes];
+    for (r, row) in x.chunks_exact(n_features.max(1)).enumerate().take(rows) {
+        let scores: Vec<f64> = coefficients.iter().zip(intercepts).map(|(w, b)| dot(row, w) + b).collect();
+        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+        let sum: f64 = exps.iter().sum();
+        for (&class, e) in present.iter().zip(exps) {
+            out[r * n_classes + class] = e / sum;
+        }
+    }
+    out
+}
+
+/// One label's probability for every row.
+fn binary_predict(model: &BinaryModel, x: &[f64], n_features: usize) -> Vec<f64> {
+    let rows = x.len() / n_features.max(1);
+    match model {
+        BinaryModel::Constant { p } => vec![*p; rows],
+        BinaryModel::Logistic { coefficients, intercept } => x
+            .chunks_exact(n_features.max(1))
+            .take(rows)
+            .map(|row| 1.0 / (1.0 + (-(dot(row, coefficients) + intercept)).exp()))
+            .collect(),
+    }
 }
 
 /// Features and targets as linfa wants them.
@@ -159,49 +198,50 @@ pub fn features(members: &[&[f64]], n_classes: usize, rows: &[usize]) -> Vec<f64
     x
 }
 
-/// A meta-model fitted for a task.
-#[derive(Debug, Clone)]
-pub enum Stacked {
-    /// One softmax over the classes.
-    MultiClass(Multinomial),
-    /// One binary model per label.
-    MultiLabel(Vec<Binary>),
-}
-
 impl Stacking {
     /// Fits the meta-model on `rows` of the members' out-of-fold predictions and the truth.
-    pub fn fit(&self, members: &[&[f64]], truth: &[f64], n_classes: usize, task: Task, rows: &[usize]) -> Result<Stacked> {
+    pub fn fit(
+        &self,
+        members: &[&[f64]],
+        truth: &[f64],
+        n_classes: usize,
+        task: Task,
+        rows: &[usize],
+    ) -> Result<StackModel> {
         let x = features(members, n_classes, rows);
         let n_features = members.len() * n_classes;
         match task {
             Task::MultiClass => {
-                let labels: Vec<usize> = rows.iter().map(|&r| argmax(&truth[r * n_classes..(r + 1) * n_classes])).collect();
-                Ok(Stacked::MultiClass(fit_multinomial(&x, n_features, &labels, n_classes, self)?))
+                let labels: Vec<usize> =
+                    rows.iter().map(|&r| argmax(&truth[r * n_classes..(r + 1) * n_classes])).collect();
+                let m = fit_multinomial(&x, n_features, &labels, n_classes, self)?;
+                Ok(StackModel::Softmax { present: m.present, coefficients: m.coefficients, intercepts: m.intercepts })
             }
             Task::MultiLabel => {
                 let models = (0..n_classes)
                     .map(|c| {
                         let labels: Vec<bool> = rows.iter().map(|&r| truth[r * n_classes + c] >= 0.5).collect();
-                        fit_binary(&x, n_features, &labels, self)
+                        fit_binary(&x, n_features, &labels, self).map(|b| b.0)
                     })
                     .collect::<Result<_>>()?;
-                Ok(Stacked::MultiLabel(models))
+                Ok(StackModel::Sigmoid { classes: models })
             }
         }
     }
 }
 
-impl Stacked {
-    /// Predictions (`rows × n_classes`) for `rows` of the members' predictions (out-of-fold or test).
-    pub fn predict(&self, members: &[&[f64]], n_classes: usize, rows: &[usize]) -> Vec<f64> {
-        let x = features(members, n_classes, rows);
-        let n_features = members.len() * n_classes;
-        match self {
-            Stacked::MultiClass(model) => model.predict(&x, n_features),
-            Stacked::MultiLabel(models) => {
-                let columns: Vec<Vec<f64>> = models.iter().map(|m| m.predict(&x, n_features)).collect();
-                (0..rows.len()).flat_map(|r| columns.iter().map(move |c| c[r])).collect()
-            }
+/// A fitted meta-model's predictions (`rows × n_classes`) for `rows` of the members' predictions (out-of-fold
+/// or test).
+pub fn predict(model: &StackModel, members: &[&[f64]], n_classes: usize, rows: &[usize]) -> Vec<f64> {
+    let x = features(members, n_classes, rows);
+    let n_features = members.len() * n_classes;
+    match model {
+        StackModel::Softmax { present, coefficients, intercepts } => {
+            softmax_predict(present, coefficients, intercepts, n_classes, &x, n_features)
+        }
+        StackModel::Sigmoid { classes } => {
+            let columns: Vec<Vec<f64>> = classes.iter().map(|m| binary_predict(m, &x, n_features)).collect();
+            (0..rows.len()).flat_map(|r| columns.iter().map(move |c| c[r])).collect()
         }
     }
 }
@@ -214,7 +254,7 @@ fn argmax(row: &[f64]) -> usize {
 #[derive(Debug, Clone)]
 pub struct StackReport {
     /// Fitted on every row: the one to apply to test predictions.
-    pub model: Stacked,
+    pub model: StackModel,
     /// Mean AUC on the rows it was fitted on (optimistic).
     pub in_sample_auc: Option<f64>,
     /// Held-out scores: the honest estimate.
@@ -222,12 +262,19 @@ pub struct StackReport {
 }
 
 /// Fits on all rows and cross-validates over `folds`.
-pub fn cross_validate(members: &[&[f64]], truth: &[f64], n_classes: usize, task: Task, folds: &[usize], config: &Stacking) -> Result<StackReport> {
+pub fn cross_validate(
+    members: &[&[f64]],
+    truth: &[f64],
+    n_classes: usize,
+    task: Task,
+    folds: &[usize],
+    config: &Stacking,
+) -> Result<StackReport> {
     let all: Vec<usize> = (0..folds.len()).collect();
     let model = config.fit(members, truth, n_classes, task, &all)?;
-    let in_sample = orchard_metrics::mean_column_auc(truth, &model.predict(members, n_classes, &all), n_classes)?;
+    let in_sample = orchard_metrics::mean_column_auc(truth, &predict(&model, members, n_classes, &all), n_classes)?;
     let fit = |rows: &[usize]| config.fit(members, truth, n_classes, task, rows);
-    let predict = |m: &Stacked, rows: &[usize]| Ok(m.predict(members, n_classes, rows));
+    let predict = |m: &StackModel, rows: &[usize]| Ok(predict(m, members, n_classes, rows));
     let (cv, _, _) = cv::cross_validate(truth, n_classes, folds, fit, predict)?;
     Ok(StackReport { model, in_sample_auc: in_sample.mean, cv })
 }

@@ -13,12 +13,13 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use orchard_data::dataset::Task;
+pub use orchard_files::ensemble_summary::Threshold;
+use orchard_files::predictions::{compare_ids, read_ids};
+use orchard_files::table::{self, Table};
+use orchard_files::{atomic, FileError, Predictions, Problem, Task};
 
-use crate::atomic::{self, format_value};
-use crate::predictions::{compare_ids, csv_line, read_ids, Predictions};
-use crate::table;
-use crate::{EnsembleError, Problem, Result};
+use crate::run::{Oof, Outcome};
+use crate::{EnsembleError, Result};
 
 /// How far a multi-class row's sum may be from 1 (rounding in the CSV text).
 pub const ROW_SUM_TOLERANCE: f64 = 1e-6;
@@ -40,24 +41,29 @@ pub enum Format {
     },
 }
 
-/// A sample submission: its format and its ids (the id order when no test table is given).
+/// A sample submission: the columns it asks for, and its ids (the id order when no test table is given).
 #[derive(Debug, Clone)]
 pub struct Sample {
-    /// The file, for messages.
-    pub file: PathBuf,
-    /// Columns required.
     pub format: Format,
-    /// Ids in file order.
-    pub ids: Vec<String>,
+    /// Its file and its ids in file order.
+    pub ids: TestIds,
 }
 
 impl Sample {
+    /// The sample submission's file, for messages.
+    pub fn file(&self) -> &Path {
+        &self.ids.file
+    }
+
     /// Reads a sample submission.
     pub fn read(path: &Path) -> Result<Sample> {
-        let (table, mut problems) = table::read(path)?;
+        let table = Table::read(path)?;
+        let mut problems = table.problems();
         let id_column = table.headers.first().cloned().unwrap_or_default();
         if id_column != "image_id" && id_column != "image" {
-            problems.push(table.problem(format!("the first column must be image_id (or image), found '{id_column}'")).at_row(1));
+            problems.push(
+                table.problem(format!("the first column must be image_id (or image), found '{id_column}'")).at_row(1),
+            );
         }
         let format = if table.headers.len() == 2 && table.headers[1] == "labels" {
             Format::Labels { id_column }
@@ -69,7 +75,7 @@ impl Sample {
         };
         let ids = read_ids(&table, 0, &mut problems);
         fail_on(problems)?;
-        Ok(Sample { file: path.to_path_buf(), format, ids })
+        Ok(Sample { format, ids: TestIds { file: path.to_path_buf(), ids } })
     }
 }
 
@@ -85,10 +91,11 @@ pub struct TestIds {
 impl TestIds {
     /// The ids of a test table (`image_id`, else `image`), in file order, each non-empty and unique.
     pub fn read(path: &Path) -> Result<TestIds> {
-        let (table, mut problems) = table::read(path)?;
-        let Some(col) = table.column("image_id").or_else(|| table.column("image")) else {
+        let table = Table::read(path)?;
+        let mut problems = table.problems();
+        let Some(col) = table.id_column() else {
             problems.push(table.problem("the header has no image_id (or image) column").at_row(1));
-            return Err(EnsembleError::Invalid(problems));
+            return Err(FileError::Invalid(problems).into());
         };
         let ids = read_ids(&table, col, &mut problems);
         fail_on(problems)?;
@@ -97,25 +104,12 @@ impl TestIds {
 
     /// The sample submission's own ids, for when no test table is given.
     pub fn of_sample(sample: &Sample) -> TestIds {
-        TestIds { file: sample.file.clone(), ids: sample.ids.clone() }
+        sample.ids.clone()
     }
 }
 
 fn fail_on(problems: Vec<Problem>) -> Result<()> {
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(EnsembleError::Invalid(problems))
-    }
-}
-
-/// Per-label decision threshold chosen on out-of-fold predictions.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct Threshold {
-    /// Predict the label when its probability is at least this.
-    pub value: f64,
-    /// F1 of that rule on the out-of-fold rows (0 when the label never occurs).
-    pub f1: f64,
+    Ok(FileError::fail_on(problems)?)
 }
 
 /// For each class, the threshold maximising F1 of `score ≥ threshold` on the out-of-fold predictions
@@ -126,7 +120,8 @@ pub fn choose_thresholds(oof: &[f64], truth: &[f64], n_classes: usize) -> Vec<Th
     let rows = oof.len() / n_classes;
     (0..n_classes)
         .map(|c| {
-            let mut pairs: Vec<(f64, bool)> = (0..rows).map(|r| (oof[r * n_classes + c], truth[r * n_classes + c] >= 0.5)).collect();
+            let mut pairs: Vec<(f64, bool)> =
+                (0..rows).map(|r| (oof[r * n_classes + c], truth[r * n_classes + c] >= 0.5)).collect();
             pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
             let positives = pairs.iter().filter(|p| p.1).count();
             if positives == 0 {
@@ -138,7 +133,11 @@ pub fn choose_thresholds(oof: &[f64], truth: &[f64], n_classes: usize) -> Vec<Th
             while i < pairs.len() {
                 let score = pairs[i].0;
                 while i < pairs.len() && pairs[i].0 == score {
-                    if pairs[i].1 { tp += 1 } else { fp += 1 }
+                    if pairs[i].1 {
+                        tp += 1
+                    } else {
+                        fp += 1
+                    }
                     i += 1;
                 }
                 let f1 = 2.0 * tp as f64 / (2 * tp + fp + (positives - tp)) as f64;
@@ -155,9 +154,20 @@ pub fn choose_thresholds(oof: &[f64], truth: &[f64], n_classes: usize) -> Vec<Th
 /// The labels of one row: every class at or above its threshold, or, when none is, the class closest to
 /// its threshold (PP2021 rows always carry at least one label).
 fn row_labels<'a>(probs: &[f64], thresholds: &[Threshold], classes: &'a [String]) -> Vec<&'a str> {
-    let mut labels: Vec<&str> = classes.iter().zip(probs.iter().zip(thresholds)).filter(|(_, (p, t))| **p >= t.value).map(|(c, _)| c.as_str()).collect();
+    let mut labels: Vec<&str> = classes
+        .iter()
+        .zip(probs.iter().zip(thresholds))
+        .filter(|(_, (p, t))| **p >= t.value)
+        .map(|(c, _)| c.as_str())
+        .collect();
     if labels.is_empty() {
-        let best = (0..classes.len()).fold(0, |b, i| if probs[i] - thresholds[i].value > probs[b] - thresholds[b].value { i } else { b });
+        let best = (0..classes.len()).fold(0, |b, i| {
+            if probs[i] - thresholds[i].value > probs[b] - thresholds[b].value {
+                i
+            } else {
+                b
+            }
+        });
         labels.push(&classes[best]);
     }
     labels
@@ -165,7 +175,15 @@ fn row_labels<'a>(probs: &[f64], thresholds: &[Threshold], classes: &'a [String]
 
 /// Writes `predictions` (read from `pred_file`) as a submission shaped like `sample`, rows in `test`'s order. Multi-class rows
 /// are renormalised to sum to 1; label-list submissions need `thresholds` (one per class).
-pub fn write(path: &Path, sample: &Sample, test: &TestIds, predictions: &Predictions, pred_file: &Path, task: Task, thresholds: Option<&[Threshold]>) -> Result<()> {
+pub fn write(
+    path: &Path,
+    sample: &Sample,
+    test: &TestIds,
+    predictions: &Predictions,
+    pred_file: &Path,
+    task: Task,
+    thresholds: Option<&[Threshold]>,
+) -> Result<()> {
     let test_ids = &test.ids;
     fail_on(compare_ids(&test.file, test_ids, pred_file, &predictions.ids))?;
     let mut out = String::new();
@@ -173,35 +191,73 @@ pub fn write(path: &Path, sample: &Sample, test: &TestIds, predictions: &Predict
         Format::Probabilities { id_column, classes } => {
             let ours: HashSet<&String> = predictions.classes.iter().collect();
             if ours != classes.iter().collect::<HashSet<_>>() {
-                return Err(EnsembleError::Invalid(vec![Problem::new(
-                    pred_file,
-                    format!("classes [{}] differ from {}'s columns [{}]", predictions.classes.join(", "), sample.file.display(), classes.join(", ")),
-                )]));
+                let message = format!(
+                    "classes [{}] differ from {}'s columns [{}]",
+                    predictions.classes.join(", "),
+                    sample.file().display(),
+                    classes.join(", ")
+                );
+                return fail_on(vec![Problem::new(pred_file, message)]);
             }
             let mut values = predictions.reordered(test_ids, classes);
             values.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
             if task == Task::MultiClass {
                 crate::combine::normalise_rows(&mut values, classes.len());
             }
-            out.push_str(&csv_line(std::iter::once(id_column.as_str()).chain(classes.iter().map(String::as_str))));
+            out.push_str(&table::line(std::iter::once(id_column.as_str()).chain(classes.iter().map(String::as_str))));
             for (id, row) in test_ids.iter().zip(values.chunks_exact(classes.len())) {
-                let fields: Vec<String> = std::iter::once(id.clone()).chain(row.iter().map(|&v| format_value(v))).collect();
-                out.push_str(&csv_line(fields.iter().map(String::as_str)));
+                let fields: Vec<String> =
+                    std::iter::once(id.clone()).chain(row.iter().map(|&v| table::number(v))).collect();
+                out.push_str(&table::line(fields.iter().map(String::as_str)));
             }
         }
         Format::Labels { id_column } => {
             let thresholds = thresholds.filter(|t| t.len() == predictions.classes.len()).ok_or_else(|| {
-                EnsembleError::Config(format!("{} asks for label lists: thresholds (from out-of-fold predictions and the truth) are needed", sample.file.display()))
+                EnsembleError::Config(format!(
+                    "{} asks for label lists: thresholds (from out-of-fold predictions and the truth) are needed",
+                    sample.file().display()
+                ))
             })?;
             let values = predictions.reordered(test_ids, &predictions.classes);
-            out.push_str(&csv_line([id_column.as_str(), "labels"].into_iter()));
+            out.push_str(&table::line([id_column.as_str(), "labels"]));
             for (id, row) in test_ids.iter().zip(values.chunks_exact(predictions.classes.len())) {
                 let labels = row_labels(row, thresholds, &predictions.classes).join(" ");
-                out.push_str(&csv_line([id.as_str(), labels.as_str()].into_iter()));
+                out.push_str(&table::line([id.as_str(), labels.as_str()]));
             }
         }
     }
-    atomic::write(path, out.as_bytes())
+    atomic::write(path, out.as_bytes()).map_err(|source| FileError::Write { path: path.to_path_buf(), source })?;
+    Ok(())
+}
+
+/// Writes `outcome`'s predictions (combined from the members whose first test file is `pred_file`) as a
+/// submission shaped like `sample`, rows in `test`'s order. A label-list sample needs per-label thresholds,
+/// chosen on the blend's out-of-fold rows against the truth (so `oof` is required then) and recorded in the
+/// outcome's summary.
+pub fn write_outcome(
+    path: &Path,
+    sample: &Sample,
+    test: &TestIds,
+    outcome: &mut Outcome,
+    oof: Option<&Oof>,
+    pred_file: &Path,
+    task: Task,
+) -> Result<()> {
+    let k = outcome.predictions.classes.len();
+    let thresholds = match (&sample.format, oof, &outcome.oof_predictions) {
+        (Format::Labels { .. }, Some(oof), Some(values)) => Some(choose_thresholds(values, &oof.truth, k)),
+        (Format::Labels { .. }, ..) => {
+            return Err(EnsembleError::Config(format!(
+                "{} asks for label lists: the thresholds are chosen on out-of-fold predictions, so give the members' \
+                 out-of-fold files and the truth (--oof, --truth)",
+                sample.file().display()
+            )))
+        }
+        _ => None,
+    };
+    write(path, sample, test, &outcome.predictions, pred_file, task, thresholds.as_deref())?;
+    outcome.summary.thresholds = thresholds;
+    Ok(())
 }
 
 /// What a passing check saw.
@@ -215,7 +271,13 @@ pub struct CheckReport {
 
 /// Checks the submission `pred` against the sample submission and the test ids. `task` decides whether probability rows must sum to 1; `classes`, when known, are the
 /// allowed names in a label-list submission. Every problem is reported together.
-pub fn check(sample: &Sample, test: &TestIds, pred: &Path, task: Task, classes: Option<&[String]>) -> Result<CheckReport> {
+pub fn check(
+    sample: &Sample,
+    test: &TestIds,
+    pred: &Path,
+    task: Task,
+    classes: Option<&[String]>,
+) -> Result<CheckReport> {
     match &sample.format {
         Format::Probabilities { id_column, classes: want } => {
             let (p, mut problems) = Predictions::parse(pred)?;
@@ -230,14 +292,23 @@ pub fn check(sample: &Sample, test: &TestIds, pred: &Path, task: Task, classes: 
                     (true, true) => "columns are out of order".to_string(),
                     _ => format!("missing columns {missing:?}, unexpected columns {extra:?}"),
                 };
-                problems.push(Problem::new(pred, format!("{what}: the header must be {} as in {}", expected.join(","), sample.file.display())).at_row(1));
+                problems.push(
+                    Problem::new(
+                        pred,
+                        format!("{what}: the header must be {} as in {}", expected.join(","), sample.file().display()),
+                    )
+                    .at_row(1),
+                );
             }
             problems.extend(compare_ids(&test.file, &test.ids, pred, &p.ids));
             if task == Task::MultiClass && !p.classes.is_empty() {
                 for (r, row) in p.values.chunks_exact(p.classes.len()).enumerate() {
                     let sum: f64 = row.iter().sum();
                     if sum.is_finite() && (sum - 1.0).abs() > ROW_SUM_TOLERANCE {
-                        problems.push(Problem::new(pred, format!("row sums to {sum}, not 1 (multi-class probabilities)")).at_row(r as u64 + 2));
+                        problems.push(
+                            Problem::new(pred, format!("row sums to {sum}, not 1 (multi-class probabilities)"))
+                                .at_row(r as u64 + 2),
+                        );
                     }
                 }
             }
@@ -245,10 +316,15 @@ pub fn check(sample: &Sample, test: &TestIds, pred: &Path, task: Task, classes: 
             Ok(CheckReport { rows: p.rows(), columns: p.classes })
         }
         Format::Labels { id_column } => {
-            let (table, mut problems) = table::read(pred)?;
+            let table = Table::read(pred)?;
+            let mut problems = table.problems();
             if table.headers != [id_column.as_str(), "labels"] {
-                problems.push(table.problem(format!("the header must be {id_column},labels as in {}", sample.file.display())).at_row(1));
-                return Err(EnsembleError::Invalid(problems));
+                problems.push(
+                    table
+                        .problem(format!("the header must be {id_column},labels as in {}", sample.file().display()))
+                        .at_row(1),
+                );
+                return Err(FileError::Invalid(problems).into());
             }
             let ids = read_ids(&table, 0, &mut problems);
             for row in &table.rows {
@@ -259,9 +335,16 @@ pub fn check(sample: &Sample, test: &TestIds, pred: &Path, task: Task, classes: 
                 let mut seen = HashSet::new();
                 for label in labels {
                     if !seen.insert(label) {
-                        problems.push(table.problem(format!("label '{label}' appears twice")).at_row(row.line).in_column("labels"));
+                        problems.push(
+                            table
+                                .problem(format!("label '{label}' appears twice"))
+                                .at_row(row.line)
+                                .in_column("labels"),
+                        );
                     } else if classes.is_some_and(|c| !c.iter().any(|c| c == label)) {
-                        problems.push(table.problem(format!("unknown label '{label}'")).at_row(row.line).in_column("labels"));
+                        problems.push(
+                            table.problem(format!("unknown label '{label}'")).at_row(row.line).in_column("labels"),
+                        );
                     }
                 }
             }

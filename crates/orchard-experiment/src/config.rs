@@ -37,8 +37,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use orchard_ensemble::spec::CombinerSpec;
-use orchard_infer::tta::Tta;
-use orchard_train::TrainConfig;
+use orchard_files::config::Device;
+use orchard_files::{TrainConfig, Tta};
 use serde::Deserialize;
 use toml::{Table, Value};
 
@@ -77,7 +77,7 @@ pub struct PredictSettings {
     /// Images per batch (default: each run's validation batch).
     pub batch: Option<usize>,
     /// `cpu`, `cuda`, `cuda:N` or `auto` (the default: CUDA when available).
-    pub device: Option<String>,
+    pub device: Device,
     /// Decode threads (default: one per core).
     pub workers: Option<usize>,
 }
@@ -120,7 +120,8 @@ impl Experiment {
 
     /// Reads and validates an experiment file.
     pub fn read(path: &Path) -> Result<Experiment> {
-        let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::Io { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ExperimentError::Io { path: path.to_path_buf(), source })?;
         Experiment::parse(&text, path)
     }
 
@@ -129,19 +130,25 @@ impl Experiment {
         let bad = |message: String| ExperimentError::File { path: path.to_path_buf(), message };
         let file: File = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
         if file.folds < 2 {
-            return Err(bad(format!("folds = {}: an experiment needs at least 2 folds (its ensemble is fitted on out-of-fold rows)", file.folds)));
+            return Err(bad(format!(
+                "folds = {}: an experiment needs at least 2 folds (its ensemble is fitted on out-of-fold rows)",
+                file.folds
+            )));
         }
         if file.members.is_empty() {
             return Err(bad("no [[member]]: an experiment needs at least one".into()));
         }
         if let Some(key) = owned_key(&file.defaults) {
-            return Err(bad(format!("[defaults]: {key} is set by the experiment (one fold assignment and one directory per unit)")));
+            return Err(bad(format!(
+                "[defaults]: {key} is set by the experiment (one fold assignment and one directory per unit)"
+            )));
         }
         file.ensemble.combiner().map_err(|e| bad(format!("[ensemble]: {e}")))?;
         let mut names = BTreeSet::new();
         let mut members = Vec::new();
         for (i, table) in file.members.iter().enumerate() {
-            let member = resolve_member(table, &file.defaults, &file.data, file.folds).map_err(|m| bad(format!("member {}: {m}", label(table, i))))?;
+            let member = resolve_member(table, &file.defaults, &file.data, file.folds)
+                .map_err(|m| bad(format!("member {}: {m}", label(table, i))))?;
             if !names.insert(member.name.clone()) {
                 return Err(bad(format!("two members are named {:?}", member.name)));
             }
@@ -194,7 +201,11 @@ fn merge(base: &mut Table, over: &Table) {
 
 /// The sub-table `key` of `table`, created when missing.
 fn section<'a>(table: &'a mut Table, key: &str) -> std::result::Result<&'a mut Table, String> {
-    table.entry(key).or_insert_with(|| Value::Table(Table::new())).as_table_mut().ok_or_else(|| format!("{key} must be a table"))
+    table
+        .entry(key)
+        .or_insert_with(|| Value::Table(Table::new()))
+        .as_table_mut()
+        .ok_or_else(|| format!("{key} must be a table"))
 }
 
 /// A member table with its defaults, shorthands expanded, read as a training configuration.
@@ -205,14 +216,17 @@ fn resolve_member(table: &Table, defaults: &Table, data: &Path, folds: usize) ->
         Some(other) => return Err(format!("name must be a string, not {other}")),
         None => return Err("has no name".into()),
     };
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) || name.starts_with('.') {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) || name.starts_with('.')
+    {
         return Err(format!("name {name:?} must be a non-empty file name of letters, digits, '_', '-' and '.'"));
     }
     if let Some(key) = owned_key(&table) {
         return Err(format!("{key} is set by the experiment (one fold assignment and one directory per unit)"));
     }
     let mut merged = defaults.clone();
-    for (short, section_name, key) in [("arch", "model", "arch"), ("weights", "model", "weights"), ("size", "data", "size")] {
+    for (short, section_name, key) in
+        [("arch", "model", "arch"), ("weights", "model", "weights"), ("size", "data", "size")]
+    {
         if let Some(value) = table.remove(short) {
             let value = match (short, value) {
                 ("size", Value::Integer(n)) => Value::Array(vec![Value::Integer(n), Value::Integer(n)]),
@@ -222,7 +236,8 @@ fn resolve_member(table: &Table, defaults: &Table, data: &Path, folds: usize) ->
         }
     }
     merge(&mut merged, &table);
-    let mut config: TrainConfig = Value::Table(merged).try_into().map_err(|e: toml::de::Error| e.message().to_string())?;
+    let mut config: TrainConfig =
+        Value::Table(merged).try_into().map_err(|e: toml::de::Error| e.message().to_string())?;
     config.data.dir = data.to_path_buf();
     config.data.folds = Some(folds);
     config.validate().map_err(|e| e.to_string())?;
@@ -272,14 +287,24 @@ lr = 0.01
         let e = Experiment::parse(FILE, Path::new("e.toml")).unwrap();
         assert_eq!((e.folds, e.tta, e.ensemble.method.as_str()), (3, Tta::Dihedral, "rank"));
         let [a, b] = &e.members[..] else { panic!("two members") };
-        assert_eq!((a.name.as_str(), a.config.model.arch.as_str(), a.config.data.size), ("b0", "efficientnet_b0", Some((32, 32))));
+        assert_eq!(
+            (a.name.as_str(), a.config.model.arch.as_str(), a.config.data.size),
+            ("b0", "efficientnet_b0", Some((32, 32)))
+        );
         assert_eq!((a.config.epochs, a.config.batch, a.config.data.cache), (4, 8, true));
-        assert_eq!((b.config.data.size, b.config.epochs, b.config.batch, b.config.data.cache), (Some((24, 40)), 2, 8, false));
+        assert_eq!(
+            (b.config.data.size, b.config.epochs, b.config.batch, b.config.data.cache),
+            (Some((24, 40)), 2, 8, false)
+        );
         assert_eq!(b.config.schedule.function, Schedule::Constant { lr: 0.01 });
         assert_eq!((b.config.data.dir.as_path(), b.config.data.folds), (Path::new("d"), Some(3)));
-        let defaults = Experiment::parse("data = \"d\"\nout = \"o\"\n[[member]]\nname = \"m\"\n", Path::new("e.toml")).unwrap();
+        let defaults =
+            Experiment::parse("data = \"d\"\nout = \"o\"\n[[member]]\nname = \"m\"\n", Path::new("e.toml")).unwrap();
         assert_eq!((defaults.folds, defaults.tta, defaults.ensemble.method.as_str()), (5, Tta::None, "search"));
-        assert_eq!(defaults.members[0].config, TrainConfig { data: defaults.members[0].config.data.clone(), ..TrainConfig::default() });
+        assert_eq!(
+            defaults.members[0].config,
+            TrainConfig { data: defaults.members[0].config.data.clone(), ..TrainConfig::default() }
+        );
     }
 
     #[test]
@@ -287,7 +312,10 @@ lr = 0.01
         let cases = [
             (FILE.replace("epochs = 2", "epohcs = 2"), "member \"mnv2-wide\": unknown field `epohcs`"),
             (FILE.replace("cache = false", "fold = 1"), "member \"mnv2-wide\": data.fold is set by the experiment"),
-            (FILE.replace("[defaults.data]", "[defaults.data]\nfolds_csv = \"f.csv\""), "[defaults]: data.folds_csv is set by the experiment"),
+            (
+                FILE.replace("[defaults.data]", "[defaults.data]\nfolds_csv = \"f.csv\""),
+                "[defaults]: data.folds_csv is set by the experiment",
+            ),
             (FILE.replace("name = \"mnv2-wide\"", "name = \"b0\""), "two members are named \"b0\""),
             (FILE.replace("name = \"mnv2-wide\"", "name = \"../x\""), "must be a non-empty file name"),
             (FILE.replace("method = \"rank\"", "method = \"weighted\""), "[ensemble]: method weighted needs weights"),

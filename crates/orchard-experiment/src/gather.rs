@@ -2,44 +2,57 @@
 //! models merged (`OUT/members/<name>/oof.csv`) and their averaged test predictions
 //! (`OUT/members/<name>/test.csv`), both with the experiment's TTA; then the ensemble fitted on the
 //! out-of-fold rows (weights searched, with the search cross-validated over the folds), the submission
-//! (`OUT/submission.csv`, checked as `orchard submission check` does) and the summary.
+//! (`OUT/submission.csv`, checked as `orchard submission check` does), the summary (`OUT/summary.json`) and
+//! the manifest a server loads (`OUT/manifest.json`).
 
 use std::path::{Path, PathBuf};
 
-use orchard_ensemble::predictions::{align, Aligned, Predictions};
-use orchard_ensemble::run::{self, Oof};
-use orchard_ensemble::submission::{self, Format, Sample, TestIds};
-use orchard_ensemble::truth::Truth;
+use orchard_data::dataset::read_truth;
+use orchard_ensemble::aligned::{align, Aligned};
+use orchard_ensemble::run::{self, Oof, Outcome};
+use orchard_ensemble::submission::{self, Sample, TestIds};
+use orchard_files::experiment_summary::{ExperimentSummary, MemberReport};
+use orchard_files::manifest::{Manifest, MemberModel, PixelNormalization, FORMAT};
+use orchard_files::state::{BEST, LAST};
+use orchard_files::{Predictions, RunState, Task, Truth, Tta};
 use orchard_infer::predict::{predict, Options, Target};
-use orchard_infer::tta::Tta;
-use orchard_train::{checkpoint, RunState};
 
 use crate::config::Experiment;
-use crate::summary::{ExperimentSummary, MemberReport};
 use crate::units::{self, Unit, FOLDS};
 use crate::{ExperimentError, Result};
 
 /// The submission's file name in the experiment directory.
 pub const SUBMISSION: &str = "submission.csv";
 
-/// Predicts, ensembles, writes the submission and the summary; every unit must be complete.
+/// Predicts, ensembles, writes the submission, the summary and the manifest; every unit must be complete.
 pub fn gather(experiment: &Experiment) -> Result<ExperimentSummary> {
     let missing = units::incomplete(experiment)?;
     if !missing.is_empty() {
         let list: Vec<String> = missing.iter().map(|(u, s)| format!("{} ({s})", experiment.unit_name(*u))).collect();
-        return Err(ExperimentError::Units(format!("{} unit(s) are not complete: {}; train them first", list.len(), list.join(", "))));
+        return Err(ExperimentError::Units(format!(
+            "{} unit(s) are not complete: {}; train them first",
+            list.len(),
+            list.join(", ")
+        )));
     }
-    let truth = Truth::read(&experiment.data)?;
-    let device = experiment.predict.device.as_deref().unwrap_or("auto");
-    let device = orchard_torch::parse_device(device).map_err(|m| ExperimentError::File { path: experiment.file.clone(), message: format!("[predict] device: {m}") })?;
-    let options = |target| Options { target, tta: experiment.tta, batch: experiment.predict.batch, device, workers: experiment.predict.workers };
+    let truth = read_truth(&experiment.data)?;
+    let device = orchard_torch::device(experiment.predict.device);
+    let options = |target| Options {
+        target,
+        tta: experiment.tta,
+        batch: experiment.predict.batch,
+        device,
+        workers: experiment.predict.workers,
+    };
 
     let mut oof_members = Vec::new();
     let mut test_members = Vec::new();
     let mut reports = Vec::new();
+    let mut models = Vec::new();
     for (m, member) in experiment.members.iter().enumerate() {
         let dir = experiment.member_dir(m);
-        let runs: Vec<PathBuf> = (0..experiment.folds).map(|fold| experiment.unit_dir(Unit { member: m, fold })).collect();
+        let units: Vec<Unit> = (0..experiment.folds).map(|fold| Unit { member: m, fold }).collect();
+        let runs: Vec<PathBuf> = units.iter().map(|&u| experiment.unit_dir(u)).collect();
         let oof = predict(&runs, &experiment.data, &options(Target::Oof))?;
         let test = predict(&runs, &experiment.data, &options(Target::Test))?;
         let (oof_file, test_file) = (dir.join("oof.csv"), dir.join("test.csv"));
@@ -48,7 +61,7 @@ pub fn gather(experiment: &Experiment) -> Result<ExperimentSummary> {
         let plain = if experiment.tta == Tta::None { oof.clone() } else { merged_oof(&runs)? };
         let mut fold_best = Vec::new();
         for run in &runs {
-            fold_best.push(checkpoint::load_state::<RunState>(&run.join("last.ckpt"))?.best);
+            fold_best.push(RunState::read(&run.join(LAST))?.best);
         }
         reports.push(MemberReport {
             name: member.name.clone(),
@@ -60,6 +73,7 @@ pub fn gather(experiment: &Experiment) -> Result<ExperimentSummary> {
             oof_auc_without_tta: mean_auc(&truth, &oof_file, &plain)?,
             oof_auc: mean_auc(&truth, &oof_file, &oof)?,
         });
+        models.push(member_model(experiment, &member.name, &units)?);
         oof_members.push((oof_file, oof));
         test_members.push((test_file, test));
     }
@@ -72,18 +86,26 @@ pub fn gather(experiment: &Experiment) -> Result<ExperimentSummary> {
     let oof = Oof { members: oof, truth: targets, folds: Some(folds) };
     let mut outcome = run::run(&combiner, &experiment.ensemble.label(), &test, Some(&oof), truth.task)?;
 
-    let submission = write_submission(experiment, &test, &oof, &outcome.predictions, outcome.oof_predictions.as_deref(), truth.task)?;
-    outcome.summary.thresholds = submission.thresholds;
+    let rows = write_submission(experiment, &test, &oof, &mut outcome, truth.task)?;
+    let manifest = Manifest {
+        format: FORMAT,
+        classes: test.classes.clone(),
+        task: truth.task,
+        tta: experiment.tta,
+        members: models,
+        blend: outcome.blend.clone(),
+    };
+    manifest
+        .check()
+        .map_err(|message| ExperimentError::Units(format!("the manifest does not hold together: {message}")))?;
     // The summary names members, not their files.
     let names: Vec<String> = experiment.members.iter().map(|m| m.name.clone()).collect();
     outcome.summary.files = names.clone();
     for (score, name) in outcome.summary.members.iter_mut().zip(&names) {
         score.file = name.clone();
     }
-    let best_member = reports
-        .iter()
-        .filter_map(|r| r.oof_auc.map(|a| (r.name.clone(), a)))
-        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let best_member =
+        reports.iter().filter_map(|r| r.oof_auc.map(|a| (r.name.clone(), a))).max_by(|a, b| a.1.total_cmp(&b.1));
     let ensemble_auc = match &outcome.summary.cv {
         Some(cv) => cv.pooled.mean,
         None => outcome.summary.ensemble_oof.as_ref().and_then(|a| a.mean),
@@ -95,10 +117,29 @@ pub fn gather(experiment: &Experiment) -> Result<ExperimentSummary> {
         best_member,
         ensemble_auc,
         ensemble: outcome.summary,
-        submission: Some((SUBMISSION.to_string(), submission.rows)),
+        submission: Some((SUBMISSION.to_string(), rows)),
     };
     summary.write(&experiment.out)?;
+    manifest.write(&experiment.out)?;
     Ok(summary)
+}
+
+/// A member as the manifest records it: its fold models' checkpoints (relative to the experiment
+/// directory), its input size, normalisation and output function as its first fold trained them.
+fn member_model(experiment: &Experiment, name: &str, units: &[Unit]) -> Result<MemberModel> {
+    let checkpoints: Vec<PathBuf> =
+        units.iter().map(|&u| Path::new("members").join(name).join(format!("fold{}", u.fold)).join(BEST)).collect();
+    let state = RunState::read(&experiment.out.join(&checkpoints[0]))?;
+    let spec = orchard_models::spec(&state.arch).map_err(orchard_infer::InferError::from)?;
+    let (mean, std) = spec.normalization.mean_std();
+    Ok(MemberModel {
+        name: name.to_string(),
+        arch: state.arch,
+        size: state.size,
+        normalization: PixelNormalization { mean, std },
+        softmax: state.softmax,
+        checkpoints,
+    })
 }
 
 /// The units' own `oof.csv` files (predicted as they validated, without TTA), concatenated.
@@ -108,11 +149,7 @@ fn merged_oof(runs: &[PathBuf]) -> Result<Predictions> {
         let part = Predictions::read(&run.join("oof.csv"))?;
         match &mut merged {
             None => merged = Some(part),
-            Some(m) => {
-                let values = part.reordered(&part.ids, &m.classes);
-                m.ids.extend(part.ids);
-                m.values.extend(values);
-            }
+            Some(m) => m.extend(&part),
         }
     }
     Ok(merged.expect("an experiment has at least two folds"))
@@ -121,40 +158,31 @@ fn merged_oof(runs: &[PathBuf]) -> Result<Predictions> {
 /// Mean column-wise AUC of `p` (read from `file`, for messages) against the truth.
 fn mean_auc(truth: &Truth, file: &Path, p: &Predictions) -> Result<Option<f64>> {
     let targets = truth.aligned(file, &p.ids, &p.classes)?;
-    Ok(orchard_metrics::mean_column_auc(&targets, &p.values, p.classes.len()).map_err(orchard_ensemble::EnsembleError::from)?.mean)
-}
-
-/// What writing the submission produced.
-struct Written {
-    rows: usize,
-    thresholds: Option<Vec<submission::Threshold>>,
+    Ok(orchard_metrics::mean_column_auc(&targets, &p.values, p.classes.len())
+        .map_err(orchard_ensemble::EnsembleError::from)?
+        .mean)
 }
 
 /// `OUT/submission.csv`: in `sample_submission.csv`'s columns and `test.csv`'s id order when the dataset
 /// has them (label lists with thresholds chosen on the out-of-fold rows for a PP2021-style sample), else the
-/// combined predictions in the test split's order; then checked.
+/// combined predictions in the test split's order; then checked. Returns the rows written.
 fn write_submission(
     experiment: &Experiment,
     test: &Aligned,
     oof: &Oof,
-    predictions: &Predictions,
-    oof_predictions: Option<&[f64]>,
-    task: orchard_data::dataset::Task,
-) -> Result<Written> {
+    outcome: &mut Outcome,
+    task: Task,
+) -> Result<usize> {
     let path = experiment.out.join(SUBMISSION);
     let sample_file = experiment.data.join("sample_submission.csv");
     if !sample_file.exists() {
-        predictions.write(&path)?;
-        return Ok(Written { rows: predictions.rows(), thresholds: None });
+        outcome.predictions.write(&path)?;
+        return Ok(outcome.predictions.rows());
     }
     let sample = Sample::read(&sample_file)?;
     let test_csv = experiment.data.join("test.csv");
     let test_ids = if test_csv.exists() { TestIds::read(&test_csv)? } else { TestIds::of_sample(&sample) };
-    let thresholds = match (&sample.format, oof_predictions) {
-        (Format::Labels { .. }, Some(values)) => Some(submission::choose_thresholds(values, &oof.truth, test.n_classes())),
-        _ => None,
-    };
-    submission::write(&path, &sample, &test_ids, predictions, &test.files[0], task, thresholds.as_deref())?;
-    let report = submission::check(&sample, &test_ids, &path, task, Some(&predictions.classes))?;
-    Ok(Written { rows: report.rows, thresholds })
+    submission::write_outcome(&path, &sample, &test_ids, outcome, Some(oof), &test.files[0], task)?;
+    let report = submission::check(&sample, &test_ids, &path, task, Some(&outcome.predictions.classes))?;
+    Ok(report.rows)
 }

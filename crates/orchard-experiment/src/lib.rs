@@ -11,7 +11,8 @@
 //!
 //! - [`config`]: the experiment file, its members resolved into training configurations.
 //! - [`units`]: the units, their status (missing, partial, complete), the fold assignment, training.
-//! - [`gather`]: predictions, the ensemble, the submission and the summary.
+//! - [`gather`]: predictions, the ensemble, the submission, the summary and the manifest (the files are
+//!   `orchard-files`').
 //!
 //! ```no_run
 //! use orchard_experiment::{config::Experiment, gather, units};
@@ -28,7 +29,6 @@
 
 pub mod config;
 pub mod gather;
-pub mod summary;
 pub mod units;
 
 use std::path::PathBuf;
@@ -55,12 +55,13 @@ pub enum ExperimentError {
         #[source]
         source: std::io::Error,
     },
+    /// A file the runs wrote (checkpoint state, predictions, summaries) could not be read or written.
     #[error(transparent)]
-    Checkpoint(#[from] orchard_train::checkpoint::CheckpointError),
+    Files(#[from] orchard_files::FileError),
     #[error(transparent)]
     Dataset(#[from] orchard_data::dataset::DatasetError),
     #[error(transparent)]
-    Folds(#[from] orchard_data::folds::FoldError),
+    Folds(#[from] orchard_files::folds::FoldError),
     #[error(transparent)]
     Infer(#[from] orchard_infer::InferError),
     #[error(transparent)]
@@ -71,11 +72,15 @@ impl ExperimentError {
     /// True when the user's files or settings are at fault (the CLI exits with code 2).
     pub fn is_bad_input(&self) -> bool {
         match self {
-            ExperimentError::File { .. } | ExperimentError::Units(_) | ExperimentError::Dataset(_) | ExperimentError::Folds(_) => true,
+            ExperimentError::File { .. }
+            | ExperimentError::Units(_)
+            | ExperimentError::Dataset(_)
+            | ExperimentError::Folds(_) => true,
             ExperimentError::Unit { source, .. } => source.is_bad_input(),
             ExperimentError::Infer(e) => e.is_bad_input(),
             ExperimentError::Ensemble(e) => e.is_bad_input(),
-            ExperimentError::Io { .. } | ExperimentError::Checkpoint(_) => false,
+            ExperimentError::Files(e) => e.is_bad_input(),
+            ExperimentError::Io { .. } => false,
         }
     }
 }

@@ -11,9 +11,9 @@ use std::fmt;
 use std::path::PathBuf;
 
 use orchard_data::dataset::{self, LoadOptions, Split};
-use orchard_data::folds;
+use orchard_files::state::LAST;
+use orchard_files::{folds, RunState, TrainConfig};
 use orchard_train::progress::Progress;
-use orchard_train::{checkpoint, RunState, TrainConfig};
 
 use crate::config::Experiment;
 use crate::{ExperimentError, Result};
@@ -75,8 +75,15 @@ impl Experiment {
         let unknown = |why: String| ExperimentError::Units(format!("unit {name:?}: {why}"));
         let (member, fold) = name.rsplit_once('/').ok_or_else(|| unknown("expected MEMBER/FOLD, e.g. b0/2".into()))?;
         let names: Vec<&str> = self.members.iter().map(|m| m.name.as_str()).collect();
-        let member = names.iter().position(|n| *n == member).ok_or_else(|| unknown(format!("no member {member:?} (members: {})", names.join(", "))))?;
-        let fold = fold.parse().ok().filter(|f| *f < self.folds).ok_or_else(|| unknown(format!("fold must be 0 to {}", self.folds - 1)))?;
+        let member = names
+            .iter()
+            .position(|n| *n == member)
+            .ok_or_else(|| unknown(format!("no member {member:?} (members: {})", names.join(", "))))?;
+        let fold = fold
+            .parse()
+            .ok()
+            .filter(|f| *f < self.folds)
+            .ok_or_else(|| unknown(format!("fold must be 0 to {}", self.folds - 1)))?;
         Ok(Unit { member, fold })
     }
 
@@ -91,11 +98,11 @@ impl Experiment {
 
     /// The unit's status, from its `last.ckpt`.
     pub fn status(&self, unit: Unit) -> Result<Status> {
-        let last = self.unit_dir(unit).join("last.ckpt");
+        let last = self.unit_dir(unit).join(LAST);
         if !last.exists() {
             return Ok(Status::Missing);
         }
-        let state: RunState = checkpoint::load_state(&last)?;
+        let state = RunState::read(&last)?;
         let epochs = self.members[unit.member].config.epochs;
         Ok(if state.stopped_early || state.epochs_done >= epochs {
             Status::Complete { done: state.epochs_done }
@@ -112,10 +119,10 @@ pub fn prepare(experiment: &Experiment) -> Result<()> {
     let out = &experiment.out;
     std::fs::create_dir_all(out).map_err(|source| ExperimentError::Io { path: out.clone(), source })?;
     let (dataset, _) = dataset::load(&experiment.data, Split::Train, &LoadOptions::default())?;
-    let assignment = folds::assign(&dataset, experiment.folds, experiment.seed)?;
+    let assignment = folds::assign(&dataset.targets(), experiment.folds, experiment.seed)?;
     let path = out.join(FOLDS);
     if path.exists() {
-        if folds::read_csv(&path, &dataset)? != assignment {
+        if folds::read_csv(&path, &dataset.ids())? != assignment {
             return Err(ExperimentError::Units(format!(
                 "{} holds another fold assignment than folds = {}, seed = {} make on {}: the units there were trained on it; \
                  choose another out directory",
@@ -127,7 +134,8 @@ pub fn prepare(experiment: &Experiment) -> Result<()> {
         }
         return Ok(());
     }
-    folds::write_csv(&path, &dataset, &assignment)?;
+    let ids: Vec<&str> = dataset.samples.iter().map(|s| s.id.as_str()).collect();
+    folds::write_csv(&path, &ids, &assignment)?;
     Ok(())
 }
 

@@ -3,6 +3,8 @@
 //! A run directory (`orchard train --out RUN`) keeps its best model in `best.ckpt`. This crate loads it back
 //! and turns images into per-image class probabilities, the prediction CSVs `orchard-ensemble` combines:
 //!
+//! - [`predictor`]: the one inference loop (validation during training uses it too).
+//! - [`preprocess`]: torchvision's evaluation crop of single images (resize the shorter side, centre crop).
 //! - [`model`]: a run's best model, rebuilt from the checkpoint's architecture, classes and weights, in the
 //!   memory layout it was validated in.
 //! - [`tta`]: test-time augmentation: probabilities averaged over the flips or the eight symmetries of the
@@ -22,6 +24,8 @@
 
 pub mod model;
 pub mod predict;
+pub mod predictor;
+pub mod preprocess;
 pub mod tta;
 
 use std::path::PathBuf;
@@ -30,7 +34,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
     #[error(transparent)]
-    Checkpoint(#[from] orchard_train::checkpoint::CheckpointError),
+    Checkpoint(#[from] orchard_models::weights::checkpoint::CheckpointError),
     #[error(transparent)]
     Model(#[from] orchard_models::ModelError),
     #[error(transparent)]
@@ -39,13 +43,13 @@ pub enum InferError {
     Decode(#[from] orchard_data::decode::DecodeError),
     /// The run's fold settings no longer fit the data (a folds file that changed, ...).
     #[error(transparent)]
-    Train(#[from] orchard_train::TrainError),
+    Folds(#[from] orchard_files::folds::FoldError),
     #[error(transparent)]
-    Predictions(#[from] orchard_ensemble::EnsembleError),
+    File(#[from] orchard_files::FileError),
     /// A run that cannot be used as asked, naming the run directory.
     #[error("{run}: {message}")]
     Run { run: PathBuf, message: String },
-    /// Options that cannot work (no runs, a zero batch, an unknown device, ...).
+    /// Options that cannot work (no runs, a zero batch, ...).
     #[error("{0}")]
     Config(String),
 }
@@ -54,10 +58,9 @@ impl InferError {
     /// True when the user's runs, data or options are at fault (the CLI exits with code 2).
     pub fn is_bad_input(&self) -> bool {
         match self {
-            InferError::Checkpoint(_) | InferError::Run { .. } | InferError::Config(_) => true,
+            InferError::Checkpoint(_) | InferError::Run { .. } | InferError::Config(_) | InferError::Folds(_) => true,
             InferError::Model(_) | InferError::Dataset(_) | InferError::Decode(_) => true,
-            InferError::Train(e) => e.is_bad_input(),
-            InferError::Predictions(e) => e.is_bad_input(),
+            InferError::File(e) => e.is_bad_input(),
         }
     }
 }

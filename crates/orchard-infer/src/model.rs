@@ -5,20 +5,19 @@
 
 use std::path::{Path, PathBuf};
 
+use orchard_data::decode::DecodeError;
 use orchard_data::loader::Loader;
 use orchard_data::pipeline::{Pipeline, PipelineConfig, Source};
+use orchard_files::state::BEST;
+use orchard_files::RunState;
+use orchard_models::weights::checkpoint;
 use orchard_models::Classifier;
 use orchard_torch::Layout;
-use orchard_train::checkpoint;
-use orchard_train::loss::Loss;
-use orchard_train::RunState;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Device, Tensor};
 
+use crate::predictor::Predictor;
 use crate::tta::Tta;
 use crate::{InferError, Result};
-
-/// The file of a run directory that holds the model to predict with.
-pub const BEST: &str = "best.ckpt";
 
 /// A trained model ready to predict.
 pub struct RunModel {
@@ -30,8 +29,6 @@ pub struct RunModel {
     model: Classifier,
     device: Device,
     layout: Layout,
-    /// Turns logits into probabilities: softmax rows or independent sigmoids, as the run trained.
-    probabilities: Loss,
 }
 
 impl RunModel {
@@ -39,30 +36,22 @@ impl RunModel {
     /// with its shape; anything missing or mis-shaped is reported by name.
     pub fn load(dir: &Path, device: Device) -> Result<RunModel> {
         let loaded = checkpoint::load::<RunState>(&dir.join(BEST))?;
-        let state = loaded.state;
         let bad = |message: String| InferError::Run { run: dir.to_path_buf(), message };
         let vs = nn::VarStore::new(device);
-        let model = orchard_models::build(&state.arch, &vs.root(), Some(state.classes.len() as i64))?;
-        let saved = loaded.groups.get("model").ok_or_else(|| bad(format!("{BEST} holds no model tensors")))?;
-        let mut problems = Vec::new();
+        let model = orchard_models::build(&loaded.state.arch, &vs.root(), Some(loaded.state.classes.len() as i64))?;
+        if loaded.groups.get("model").is_none_or(|g| g.is_empty()) {
+            return Err(bad(format!("{BEST} holds no model tensors")));
+        }
+        loaded
+            .restore("model", &vs, |_| false)
+            .map_err(|m| bad(format!("{BEST} does not fit {}: {m}", loaded.state.arch)))?;
+        let state = loaded.state;
         let layout = if state.config.channels_last { Layout::ChannelsLast } else { Layout::Contiguous };
-        for (name, mut var) in vs.variables() {
-            match saved.get(&name) {
-                None => problems.push(format!("{name} is missing")),
-                Some(t) if t.size() != var.size() => problems.push(format!("{name} is {:?} in {BEST}, {:?} in {}", t.size(), var.size(), state.arch)),
-                Some(t) => tch::no_grad(|| {
-                    var.copy_(t);
-                    if layout == Layout::ChannelsLast && var.dim() == 4 {
-                        var.set_data(&channels_last(&var));
-                    }
-                }),
-            }
+        if layout == Layout::ChannelsLast {
+            let mut variables: Vec<Tensor> = vs.variables().into_values().collect();
+            orchard_torch::convolutions_to_channels_last(variables.iter_mut());
         }
-        if !problems.is_empty() {
-            return Err(bad(format!("{BEST} does not fit {}: {}", state.arch, problems.join("; "))));
-        }
-        let probabilities = Loss { softmax: state.softmax, label_smoothing: 0.0, class_weights: None };
-        Ok(RunModel { dir: dir.to_path_buf(), state, _vs: vs, model, device, layout, probabilities })
+        Ok(RunModel { dir: dir.to_path_buf(), state, _vs: vs, model, device, layout })
     }
 
     /// The class names, in output column order.
@@ -76,23 +65,14 @@ impl RunModel {
         Pipeline::new(PipelineConfig { size: (w, h), seed: self.state.config.seed, ..Default::default() }, source)
     }
 
+    /// The model as a predictor, in the run's layout and output function.
+    pub fn predictor(&self) -> Predictor<'_> {
+        Predictor { model: &self.model, device: self.device, layout: self.layout, softmax: self.state.softmax }
+    }
+
     /// Probabilities of every image `loader` yields, in its order, row-major N×C, averaged over `tta`'s
     /// transforms.
-    pub fn predict(&self, loader: &Loader, tta: Tta) -> Result<Vec<f64>> {
-        let normalization = self.model.spec().normalization;
-        let mut out = Vec::new();
-        for batch in loader.epoch(0) {
-            let xs = orchard_torch::images(&batch?, normalization, self.device, self.layout);
-            let probs = tch::no_grad(|| self.predict_tensor(&xs, tta));
-            out.extend(Vec::<f64>::try_from(probs.to_kind(Kind::Double).to_device(Device::Cpu).flatten(0, -1)).expect("f64 probabilities"));
-        }
-        Ok(out)
-    }
-
-    /// Probabilities for a batch of normalised images (N×3×H×W), averaged over `tta`'s transforms.
-    pub fn predict_tensor(&self, xs: &Tensor, tta: Tta) -> Tensor {
-        crate::tta::average(xs, tta, self.layout, |x| self.probabilities.probabilities(&self.model.forward_t(x, false)))
+    pub fn predict(&self, loader: &Loader, tta: Tta) -> std::result::Result<Vec<f64>, DecodeError> {
+        self.predictor().predict(loader, tta)
     }
 }
-
-pub use orchard_torch::channels_last;

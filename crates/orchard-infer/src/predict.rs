@@ -15,7 +15,7 @@ use std::sync::Arc;
 use orchard_data::dataset::{self, Dataset, LoadOptions, Split};
 use orchard_data::loader::{Loader, LoaderConfig};
 use orchard_data::pipeline::Source;
-use orchard_ensemble::predictions::Predictions;
+use orchard_files::{folds, Predictions};
 use tch::Device;
 
 use crate::model::RunModel;
@@ -74,7 +74,11 @@ pub fn predict(runs: &[PathBuf], data: &Path, options: &Options) -> Result<Predi
             Some((first, c)) if c != model.classes() => {
                 return Err(InferError::Run {
                     run: dir.clone(),
-                    message: format!("its classes {:?} differ from those of {} ({c:?})", model.classes(), first.display()),
+                    message: format!(
+                        "its classes {:?} differ from those of {} ({c:?})",
+                        model.classes(),
+                        first.display()
+                    ),
                 })
             }
             Some(_) => {}
@@ -98,16 +102,25 @@ pub fn predict(runs: &[PathBuf], data: &Path, options: &Options) -> Result<Predi
         values.iter_mut().for_each(|v| *v /= runs.len() as f64);
     }
     let (_, classes) = classes.expect("at least one run");
-    Ok(Predictions::new("image_id", classes, ids, values)?)
+    Ok(Predictions::new("image_id", classes, ids, values))
 }
 
 /// The dataset indices of `model`'s validation fold; each image may be validated by one run only.
-fn validation_fold(model: &RunModel, dataset: &Dataset, validated_by: &mut HashMap<usize, PathBuf>) -> Result<Vec<usize>> {
+fn validation_fold(
+    model: &RunModel,
+    dataset: &Dataset,
+    validated_by: &mut HashMap<usize, PathBuf>,
+) -> Result<Vec<usize>> {
     let bad = |message: String| InferError::Run { run: model.dir.clone(), message };
     if dataset.classes != model.classes() {
-        return Err(bad(format!("it was trained on classes {:?}, the dataset has {:?}", model.classes(), dataset.classes)));
+        return Err(bad(format!(
+            "it was trained on classes {:?}, the dataset has {:?}",
+            model.classes(),
+            dataset.classes
+        )));
     }
-    let (_, val) = orchard_train::trainer::split(&model.state.config, dataset)?;
+    let config = &model.state.config;
+    let (_, val) = folds::split(&config.data, config.seed, &dataset.targets())?;
     if val.is_empty() {
         return Err(bad("it has no validation fold (trained on all the data): nothing to predict out of fold".into()));
     }
@@ -130,6 +143,11 @@ fn predict_samples(model: &RunModel, dataset: &Dataset, samples: Vec<usize>, opt
     let config = &model.state.config;
     let batch_size = options.batch.unwrap_or(config.eval_batch.unwrap_or(config.batch));
     let workers = options.workers.unwrap_or_else(|| LoaderConfig::default().workers);
-    let loader = Loader::new(pipeline, samples, Arc::new(Vec::new()), LoaderConfig { batch_size, workers, ..Default::default() });
-    model.predict(&loader, options.tta)
+    let loader = Loader::new(
+        pipeline,
+        samples,
+        Arc::new(Vec::new()),
+        LoaderConfig { batch_size, workers, ..Default::default() },
+    );
+    Ok(model.predict(&loader, options.tta)?)
 }

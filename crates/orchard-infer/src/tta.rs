@@ -11,60 +11,20 @@
 //! copies are the same set in another order), so the result would be invariant only to about 1e-7; with the
 //! sorted sum, predictions over a group are exactly invariant under that group.
 
-use std::fmt;
-use std::str::FromStr;
-
 use orchard_data::image::Dihedral;
 use orchard_torch::Layout;
-use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-/// Which copies of a batch are averaged.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Tta {
-    /// The batch as it is.
-    #[default]
-    None,
-    /// Identity, left-right, up-down and both flips.
-    Flips,
-    /// The eight symmetries of the square (the flips on non-square inputs).
-    Dihedral,
-}
+pub use orchard_files::Tta;
 
-impl Tta {
-    /// The transforms for an input of `height` × `width` pixels: only those that keep its shape.
-    pub fn transforms(self, height: i64, width: i64) -> Vec<Dihedral> {
-        let all = Dihedral::all();
-        match self {
-            Tta::None => vec![Dihedral::IDENTITY],
-            Tta::Flips => all.into_iter().filter(|d| !d.transpose).collect(),
-            Tta::Dihedral if height == width => all.to_vec(),
-            Tta::Dihedral => all.into_iter().filter(|d| !d.transpose).collect(),
-        }
-    }
-}
-
-impl fmt::Display for Tta {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Tta::None => "none",
-            Tta::Flips => "flips",
-            Tta::Dihedral => "dihedral",
-        })
-    }
-}
-
-impl FromStr for Tta {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "none" => Ok(Tta::None),
-            "flips" => Ok(Tta::Flips),
-            "dihedral" => Ok(Tta::Dihedral),
-            other => Err(format!("unknown TTA mode {other:?}: expected none, flips or dihedral")),
-        }
+/// The transforms of `tta` for an input of `height` × `width` pixels: only those that keep its shape.
+pub fn transforms(tta: Tta, height: i64, width: i64) -> Vec<Dihedral> {
+    let all = Dihedral::all();
+    match tta {
+        Tta::None => vec![Dihedral::IDENTITY],
+        Tta::Flips => all.into_iter().filter(|d| !d.transpose).collect(),
+        Tta::Dihedral if height == width => all.to_vec(),
+        Tta::Dihedral => all.into_iter().filter(|d| !d.transpose).collect(),
     }
 }
 
@@ -82,7 +42,7 @@ pub fn apply(xs: &Tensor, d: Dihedral, layout: Layout) -> Tensor {
         x = x.flip([2]);
     }
     match layout {
-        Layout::ChannelsLast => crate::model::channels_last(&x),
+        Layout::ChannelsLast => orchard_torch::channels_last(&x),
         Layout::Contiguous => x.contiguous(),
     }
 }
@@ -90,7 +50,7 @@ pub fn apply(xs: &Tensor, d: Dihedral, layout: Layout) -> Tensor {
 /// The mean of `f` over `tta`'s copies of the batch `xs` (N×C×H×W); `f` returns N×K probabilities.
 pub fn average(xs: &Tensor, tta: Tta, layout: Layout, mut f: impl FnMut(&Tensor) -> Tensor) -> Tensor {
     let size = xs.size();
-    let transforms = tta.transforms(size[2], size[3]);
+    let transforms = transforms(tta, size[2], size[3]);
     if transforms.len() == 1 {
         return f(xs);
     }
@@ -120,7 +80,11 @@ mod tests {
                     // Output pixel (ox, oy) = d.map_point(x, y): the value of source (x, y) lands there.
                     let (ox, oy) = d.map_point(x, y, w as usize, h as usize);
                     for c in 0..3 {
-                        assert_eq!(t.double_value(&[1, c, oy as i64, ox as i64]), xs.double_value(&[1, c, y as i64, x as i64]), "{d:?}");
+                        assert_eq!(
+                            t.double_value(&[1, c, oy as i64, ox as i64]),
+                            xs.double_value(&[1, c, y as i64, x as i64]),
+                            "{d:?}"
+                        );
                     }
                 }
             }
@@ -129,12 +93,12 @@ mod tests {
 
     #[test]
     fn shapes_are_kept_and_layouts_honoured() {
-        assert_eq!(Tta::Dihedral.transforms(4, 4).len(), 8);
-        assert_eq!(Tta::Dihedral.transforms(4, 6).len(), 4, "no transposes on a non-square input");
-        assert_eq!(Tta::Flips.transforms(4, 4).len(), 4);
-        assert_eq!(Tta::None.transforms(4, 6), [Dihedral::IDENTITY]);
+        assert_eq!(transforms(Tta::Dihedral, 4, 4).len(), 8);
+        assert_eq!(transforms(Tta::Dihedral, 4, 6).len(), 4, "no transposes on a non-square input");
+        assert_eq!(transforms(Tta::Flips, 4, 4).len(), 4);
+        assert_eq!(transforms(Tta::None, 4, 6), [Dihedral::IDENTITY]);
         let xs = batch(4, 6);
-        for d in Tta::Dihedral.transforms(4, 6) {
+        for d in transforms(Tta::Dihedral, 4, 6) {
             assert_eq!(apply(&xs, d, Layout::Contiguous).size(), [2, 3, 4, 6]);
             let cl = apply(&xs, d, Layout::ChannelsLast);
             assert!(cl.equal(&apply(&xs, d, Layout::Contiguous)), "{d:?}: same values");
@@ -149,13 +113,12 @@ mod tests {
     fn the_average_is_the_mean_over_the_copies() {
         let xs = batch(3, 3);
         // f sums the top-left pixel's channels: each copy puts another corner (or edge) pixel there.
-        let f = |x: &Tensor| x.narrow(2, 0, 1).narrow(3, 0, 1).sum_dim_intlist([1, 2, 3].as_slice(), false, None).view([2, 1]);
+        let f = |x: &Tensor| {
+            x.narrow(2, 0, 1).narrow(3, 0, 1).sum_dim_intlist([1, 2, 3].as_slice(), false, None).view([2, 1])
+        };
         let flips = average(&xs, Tta::Flips, Layout::Contiguous, f);
         let corner = |y: i64, x: i64| (0..3).map(|c| xs.double_value(&[0, c, y, x])).sum::<f64>();
         let want = (corner(0, 0) + corner(0, 2) + corner(2, 0) + corner(2, 2)) / 4.0;
         assert_eq!(flips.double_value(&[0, 0]), want);
-        let parse: Result<Vec<Tta>, _> = ["none", "flips", "dihedral"].iter().map(|s| s.parse()).collect();
-        assert_eq!(parse.unwrap(), [Tta::None, Tta::Flips, Tta::Dihedral]);
-        assert!("rot".parse::<Tta>().unwrap_err().contains("none, flips or dihedral"));
     }
 }

@@ -7,15 +7,16 @@ use std::sync::{Mutex, MutexGuard};
 
 use orchard_data::decode::{decode_file, DecodeOptions};
 use orchard_data::image::{Dihedral, RgbImage};
-use orchard_data::synth::{generate, SynthConfig};
-use orchard_ensemble::predictions::Predictions;
+use orchard_demo::synth::{generate, SynthConfig};
+use orchard_files::Predictions;
+use orchard_files::TrainConfig;
 use orchard_infer::model::RunModel;
 use orchard_infer::predict::{predict, Options, Target};
 use orchard_infer::tta::Tta;
 use orchard_metrics::schedule::Schedule;
 use orchard_torch::Layout;
 use orchard_train::progress::Silent;
-use orchard_train::{train, TrainConfig};
+use orchard_train::train;
 use tch::{Device, Kind, Tensor};
 
 /// Training draws from libtorch's global generator; tests that train take turns.
@@ -31,20 +32,18 @@ fn synth(dir: &Path, train: usize, test: usize, (width, height): (usize, usize),
     out
 }
 
-/// EfficientNet-B0 from scratch, constant learning rate, EMA, K folds.
-fn config(data: &Path, size: (usize, usize), epochs: u32, folds: usize, fold: usize) -> TrainConfig {
-    let mut c = TrainConfig { epochs, batch: 8, workers: Some(2), ema: Some(0.9), batch_norm_momentum: Some(0.9), ..Default::default() };
-    c.data.dir = data.to_path_buf();
-    c.data.size = Some(size);
-    c.data.folds = Some(folds);
-    c.data.fold = fold;
-    c.eval_batch = Some(5);
-    c.schedule.function = Schedule::Constant { lr: 1e-3 };
-    c
+/// EfficientNet-B0 from scratch, constant learning rate, EMA, K folds, as a run's `config.toml` says it.
+fn config(data: &Path, (h, w): (usize, usize), epochs: u32, folds: usize, fold: usize) -> TrainConfig {
+    TrainConfig::from_toml(&format!(
+        "epochs = {epochs}\nbatch = 8\neval_batch = 5\nworkers = 2\nema = 0.9\nbatch_norm_momentum = 0.9\n\
+         [data]\ndir = {data:?}\nsize = [{h}, {w}]\nfolds = {folds}\nfold = {fold}\n\
+         [schedule.function]\nkind = \"constant\"\nlr = 0.001\n"
+    ))
+    .unwrap()
 }
 
 fn mean_auc(data: &Path, p: &Predictions) -> f64 {
-    let truth = orchard_ensemble::truth::Truth::read(data).unwrap();
+    let truth = orchard_data::dataset::read_truth(data).unwrap();
     assert_eq!(truth.classes, p.classes);
     let row = |id: &String| truth.ids.iter().position(|t| t == id).unwrap();
     let t: Vec<f64> = p.ids.iter().flat_map(|id| truth.values[row(id) * 4..row(id) * 4 + 4].to_vec()).collect();
@@ -83,7 +82,8 @@ fn out_of_fold_predictions_reproduce_the_runs_oof_csv_and_fold_models_average_on
 
     // Test predictions of several runs are the mean of each run's.
     let test = predict(&runs, &data, &Options::new(Target::Test)).unwrap();
-    let single: Vec<Predictions> = runs.iter().map(|r| predict(&[r.clone()], &data, &Options::new(Target::Test)).unwrap()).collect();
+    let single: Vec<Predictions> =
+        runs.iter().map(|r| predict(std::slice::from_ref(r), &data, &Options::new(Target::Test)).unwrap()).collect();
     assert_eq!(test.ids, ["Test_0", "Test_1", "Test_2", "Test_3", "Test_4"]);
     for (i, v) in test.values.iter().enumerate() {
         let want = (single[0].values[i] + single[1].values[i]) / 2.0;
@@ -133,35 +133,56 @@ fn dihedral_tta_is_exactly_invariant_under_the_symmetries_of_the_square() {
     train(config(&data, (32, 32), 1, 3, 0), &run, false, &mut Silent).unwrap();
 
     let originals: Vec<(String, RgbImage)> = (0..10)
-        .map(|i| (format!("Test_{i}"), decode_file(&data.join(format!("images/Test_{i}.jpg")), &DecodeOptions::default()).unwrap()))
+        .map(|i| {
+            (
+                format!("Test_{i}"),
+                decode_file(&data.join(format!("images/Test_{i}.jpg")), &DecodeOptions::default()).unwrap(),
+            )
+        })
         .collect();
     // Each image gets another element of D4 (the identity included), so a batch mixes them.
-    let transformed: Vec<(String, RgbImage)> =
-        originals.iter().enumerate().map(|(i, (id, image))| (id.clone(), image.transformed(Dihedral::all()[(i + 3) % 8]))).collect();
+    let transformed: Vec<(String, RgbImage)> = originals
+        .iter()
+        .enumerate()
+        .map(|(i, (id, image))| (id.clone(), image.transformed(Dihedral::all()[(i + 3) % 8])))
+        .collect();
     let a = png_dataset(&tmp.path().join("a"), &originals);
     let b = png_dataset(&tmp.path().join("b"), &transformed);
 
     let options = |tta| Options { tta, ..Options::new(Target::Test) };
-    let (pa, pb) = (predict(&[run.clone()], &a, &options(Tta::Dihedral)).unwrap(), predict(&[run.clone()], &b, &options(Tta::Dihedral)).unwrap());
+    let (pa, pb) = (
+        predict(std::slice::from_ref(&run), &a, &options(Tta::Dihedral)).unwrap(),
+        predict(std::slice::from_ref(&run), &b, &options(Tta::Dihedral)).unwrap(),
+    );
     assert_eq!(pa.ids, pb.ids);
     assert_eq!(pa.values, pb.values, "dihedral TTA: the same probabilities, bit for bit");
     // Not vacuous: without TTA (or with flips only, for the transposed images) the predictions differ.
-    let none = (predict(&[run.clone()], &a, &options(Tta::None)).unwrap(), predict(&[run.clone()], &b, &options(Tta::None)).unwrap());
+    let none = (
+        predict(std::slice::from_ref(&run), &a, &options(Tta::None)).unwrap(),
+        predict(std::slice::from_ref(&run), &b, &options(Tta::None)).unwrap(),
+    );
     assert_ne!(none.0.values, none.1.values);
-    let flips = (predict(&[run.clone()], &a, &options(Tta::Flips)).unwrap(), predict(&[run.clone()], &b, &options(Tta::Flips)).unwrap());
+    let flips = (
+        predict(std::slice::from_ref(&run), &a, &options(Tta::Flips)).unwrap(),
+        predict(std::slice::from_ref(&run), &b, &options(Tta::Flips)).unwrap(),
+    );
     let row = |p: &Predictions, i: usize| p.values[i * 4..i * 4 + 4].to_vec();
     for i in 0..10 {
         let d = Dihedral::all()[(i + 3) % 8];
-        assert_eq!(row(&flips.0, i) == row(&flips.1, i), !d.transpose, "image {i} under {d:?}: flips cover exactly the non-transposes");
+        assert_eq!(
+            row(&flips.0, i) == row(&flips.1, i),
+            !d.transpose,
+            "image {i} under {d:?}: flips cover exactly the non-transposes"
+        );
     }
 
     // The same at the tensor level, on a whole batch of random images and every element of D4.
     let model = RunModel::load(&run, Device::Cpu).unwrap();
-    let xs = orchard_infer::model::channels_last(&Tensor::randn([6, 3, 32, 32], (Kind::Float, Device::Cpu)));
-    let base = model.predict_tensor(&xs, Tta::Dihedral);
+    let xs = orchard_torch::channels_last(&Tensor::randn([6, 3, 32, 32], (Kind::Float, Device::Cpu)));
+    let base = model.predictor().predict_tensor(&xs, Tta::Dihedral);
     for d in Dihedral::all() {
         let moved = orchard_infer::tta::apply(&xs, d, Layout::ChannelsLast);
-        assert!(model.predict_tensor(&moved, Tta::Dihedral).equal(&base), "{d:?}");
+        assert!(model.predictor().predict_tensor(&moved, Tta::Dihedral).equal(&base), "{d:?}");
     }
 }
 
@@ -178,10 +199,20 @@ fn flips_tta_does_not_lower_the_out_of_fold_auc_of_a_model_trained_with_flips() 
     c.batch = 16;
     c.eval_batch = None;
     c.ema = None;
-    c.schedule.function = Schedule::WarmupCosine(orchard_metrics::schedule::WarmupCosine { warmup: 1.0, total: 8.0, max: 2e-3, min: 2e-5 });
+    c.schedule.function = Schedule::WarmupCosine(orchard_metrics::schedule::WarmupCosine {
+        warmup: 1.0,
+        total: 8.0,
+        max: 2e-3,
+        min: 2e-5,
+    });
     let run = tmp.path().join("run");
     train(c, &run, false, &mut Silent).unwrap();
-    let auc = |tta| mean_auc(&data, &predict(&[run.clone()], &data, &Options { tta, ..Options::new(Target::Oof) }).unwrap());
+    let auc = |tta| {
+        mean_auc(
+            &data,
+            &predict(std::slice::from_ref(&run), &data, &Options { tta, ..Options::new(Target::Oof) }).unwrap(),
+        )
+    };
     let (none, flips, dihedral) = (auc(Tta::None), auc(Tta::Flips), auc(Tta::Dihedral));
     eprintln!("out-of-fold mean AUC: none {none:.4}, flips {flips:.4}, dihedral {dihedral:.4}");
     assert!(none > 0.65, "the model learned the lesions: {none}");

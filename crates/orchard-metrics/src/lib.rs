@@ -66,7 +66,7 @@ pub(crate) fn check_matrix(truth: &[f64], probs: &[f64], n_classes: usize) -> Re
     if n_classes == 0 {
         return Err(MetricError::Shape("n_classes must be positive".into()));
     }
-    if truth.len() != probs.len() || truth.len() % n_classes != 0 {
+    if truth.len() != probs.len() || !truth.len().is_multiple_of(n_classes) {
         return Err(MetricError::Shape(format!(
             "truth has {} values and probabilities {}; both must be rows × {n_classes}",
             truth.len(),

@@ -31,7 +31,14 @@ impl Reference {
     /// The notebook's constants for `replicas` data-parallel replicas (8 on a TPU v3-8): LR_START 1e-5,
     /// LR_MAX 1e-4 × replicas, LR_MIN 1e-5, 15 epochs of ramp-up, 3 of sustain, decay 0.8.
     pub fn keras_notebook(replicas: u32) -> Self {
-        Reference { start: 1e-5, max: 1e-4 * f64::from(replicas), min: 1e-5, rampup_epochs: 15.0, sustain_epochs: 3.0, exp_decay: 0.8 }
+        Reference {
+            start: 1e-5,
+            max: 1e-4 * f64::from(replicas),
+            min: 1e-5,
+            rampup_epochs: 15.0,
+            sustain_epochs: 3.0,
+            exp_decay: 0.8,
+        }
     }
 
     /// Learning rate at `epoch` (0-based), written exactly as the notebook's `lrfn`.
@@ -66,7 +73,11 @@ impl WarmupCosine {
         if epoch < self.warmup {
             self.min + (self.max - self.min) * epoch / self.warmup
         } else if epoch >= self.total || self.total <= self.warmup {
-            if epoch >= self.total { self.min } else { self.max }
+            if epoch >= self.total {
+                self.min
+            } else {
+                self.max
+            }
         } else {
             let pct = (epoch - self.warmup) / (self.total - self.warmup);
             self.min + (self.max - self.min) * 0.5 * (1.0 + (PI * pct).cos())

@@ -64,10 +64,22 @@ fn reference_schedule_equals_the_notebooks_lrfn() {
         let schedule = if i < 2 {
             Reference::keras_notebook(replicas)
         } else {
-            Reference { start, max: max * f64::from(replicas), min, rampup_epochs: rampup.into(), sustain_epochs: sustain.into(), exp_decay: decay }
+            Reference {
+                start,
+                max: max * f64::from(replicas),
+                min,
+                rampup_epochs: rampup.into(),
+                sustain_epochs: sustain.into(),
+                exp_decay: decay,
+            }
         };
         for (epoch, want) in expected[i].as_array().unwrap().iter().enumerate() {
-            assert_close(schedule.lr(epoch as f64), want.as_f64().unwrap(), 1e-15, &format!("config {i} epoch {epoch}"));
+            assert_close(
+                schedule.lr(epoch as f64),
+                want.as_f64().unwrap(),
+                1e-15,
+                &format!("config {i} epoch {epoch}"),
+            );
         }
     }
 }

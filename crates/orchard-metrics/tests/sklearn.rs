@@ -53,7 +53,13 @@ fn equals_scikit_learn_on_random_cases() {
             labels.iter_mut().for_each(|l| *l = case % 2 == 0); // degenerate: one class only
         }
         let scores = (0..n)
-            .map(|_| if levels == 0 { rng.random_range(-3.0..3.0) } else { rng.random_range(0..levels) as f64 / levels as f64 })
+            .map(|_| {
+                if levels == 0 {
+                    rng.random_range(-3.0..3.0)
+                } else {
+                    rng.random_range(0..levels) as f64 / levels as f64
+                }
+            })
             .collect();
         auc_cases.push((labels, scores));
     }
@@ -70,13 +76,27 @@ fn equals_scikit_learn_on_random_cases() {
             let raw: Vec<f64> = (0..k)
                 .map(|_| match case % 4 {
                     0 => rng.random_range(0..4) as f64, // ties, and zero probabilities after normalising
-                    1 => if rng.random_bool(0.3) { 0.0 } else { rng.random_range(0.0..1.0) },
+                    1 => {
+                        if rng.random_bool(0.3) {
+                            0.0
+                        } else {
+                            rng.random_range(0.0..1.0)
+                        }
+                    }
                     _ => rng.random_range(0.001..1.0),
                 })
                 .collect();
             let sum: f64 = raw.iter().sum();
             for c in 0..k {
-                probs[r * k + c] = if sum == 0.0 { if c == 0 { 1.0 } else { 0.0 } } else { raw[c] / sum };
+                probs[r * k + c] = if sum == 0.0 {
+                    if c == 0 {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                } else {
+                    raw[c] / sum
+                };
             }
         }
         multi.push(Multi { k, truth, probs });
@@ -127,5 +147,8 @@ fn equals_scikit_learn_on_random_cases() {
         assert!((ours - theirs).abs() <= 1e-12, "multi {i}: log loss ours {ours} sklearn {theirs}");
     }
     assert!(undefined_columns > 5, "rare classes absent in some cases: {undefined_columns}");
-    eprintln!("{compared} AUC cases + {degenerate} degenerate, {} multi-class cases; worst |ours - sklearn| = {worst:e}", multi.len());
+    eprintln!(
+        "{compared} AUC cases + {degenerate} degenerate, {} multi-class cases; worst |ours - sklearn| = {worst:e}",
+        multi.len()
+    );
 }

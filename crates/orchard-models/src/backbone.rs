@@ -1,24 +1,36 @@
-//! The interface every architecture implements, and the classifier that puts a head on any of them.
-//!
-//! A [`Backbone`] turns normalised images into a feature map; a [`Classifier`] pools that map, applies
-//! dropout and a dense layer, the head every reference model here ends with (Keras' `avg_pool` →
-//! `top_dropout` → `predictions`; timm's `forward_head`). Training, ensembling and serving hold a
-//! `Classifier` and never ask which architecture is inside.
+//! The interface every architecture implements: a [`Backbone`] turns normalised images into a feature map and
+//! says what the rest of Orchard needs to know about it ([`ModelSpec`]); a family module lists its members
+//! through [`Variants`] and builds their layers into [`Built`], the one implementation of [`Backbone`].
+//! [`crate::Classifier`] puts a head on any backbone.
 
 use std::fmt;
 
-use orchard_data::normalize::Normalization;
 use tch::{nn, Tensor};
 
+use crate::batch_norm::SharedMomentum;
+use crate::import_rules::ImportRules;
 use crate::init::Initializer;
-use crate::layers::{global_avg_pool, layer_path, Dense};
-use crate::registry::ModelError;
+use crate::layers::layer_path;
+use crate::Normalization;
+
+/// Errors of building a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("unknown model {name:?}; registered models: {}", known.join(", "))]
+    UnknownModel { name: String, known: Vec<&'static str> },
+    #[error("a classification head needs at least one class, got num_classes = {0}")]
+    InvalidNumClasses(i64),
+    #[error("{0} has no stochastic depth to set a drop-path rate for")]
+    NoStochasticDepth(String),
+    #[error("{name} needs inputs of at least {min}x{min} pixels, got {width}x{height} (width x height)")]
+    InputTooSmall { name: String, min: i64, height: i64, width: i64 },
+}
 
 /// What the rest of Orchard needs to know about an architecture without building it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelSpec {
     /// Registry name, e.g. `efficientnet_b0`.
-    pub name: String,
+    pub name: &'static str,
     /// Input size `(height, width)` the architecture was designed and pre-trained at.
     pub default_size: (i64, i64),
     /// Smallest input side the architecture accepts (Keras' `min_size`): below it a valid-padded
@@ -30,17 +42,43 @@ pub struct ModelSpec {
     pub num_features: i64,
     /// The reference framework's head on top of this backbone.
     pub head: HeadSpec,
+    /// What the family adds to the import of other frameworks' weight files.
+    pub import: ImportRules,
 }
 
 /// Keras' smallest input side for its applications other than InceptionResNetV2 (75).
 pub const KERAS_MIN_SIZE: i64 = 32;
 
 impl ModelSpec {
+    /// The spec of an architecture designed for `size`×`size` inputs, accepting sides down to
+    /// [`KERAS_MIN_SIZE`] and importing weights by the generic rules alone; the `with_` methods change those.
+    pub fn new(name: &'static str, size: i64, normalization: Normalization, num_features: i64, head: HeadSpec) -> Self {
+        ModelSpec {
+            name,
+            default_size: (size, size),
+            min_size: KERAS_MIN_SIZE,
+            normalization,
+            num_features,
+            head,
+            import: ImportRules::default(),
+        }
+    }
+
+    /// The spec with another smallest input side.
+    pub fn with_min_size(self, min_size: i64) -> Self {
+        ModelSpec { min_size, ..self }
+    }
+
+    /// The spec with the family's import rules.
+    pub fn with_import(self, import: ImportRules) -> Self {
+        ModelSpec { import, ..self }
+    }
+
     /// Refuses an input of `height`×`width` that is smaller than [`ModelSpec::min_size`] on either side, before
     /// libtorch would fail deep inside the network.
     pub fn check_input(&self, height: i64, width: i64) -> Result<(), ModelError> {
         if height < self.min_size || width < self.min_size {
-            return Err(ModelError::InputTooSmall { name: self.name.clone(), min: self.min_size, height, width });
+            return Err(ModelError::InputTooSmall { name: self.name.to_string(), min: self.min_size, height, width });
         }
         Ok(())
     }
@@ -56,6 +94,13 @@ pub struct HeadSpec {
     pub layer: String,
     /// Initialiser of the dense kernel (its bias starts at zero).
     pub init: Initializer,
+}
+
+impl HeadSpec {
+    /// The dense layer `layer`, after dropout at `dropout`, its kernel drawn by `init`.
+    pub fn new(layer: &str, dropout: f64, init: Initializer) -> Self {
+        HeadSpec { dropout, layer: layer.to_string(), init }
+    }
 }
 
 /// A named set of layers trained together: the unit of freezing and of discriminative learning rates.
@@ -105,187 +150,165 @@ pub trait Backbone: Send + fmt::Debug {
     fn set_drop_path_rate(&mut self, _rate: f64) -> bool {
         false
     }
+
+    /// Sets the momentum with which every batch norm of this backbone, and of no other, moves its running
+    /// statistics in training (Keras' convention: the weight of the old value); `None` restores each layer's
+    /// own.
+    fn set_batch_norm_momentum(&mut self, momentum: Option<f64>);
 }
 
-/// A classification head: global average pooling → dropout → dense.
+/// What a family's layers compute; [`Built`] adds what every backbone carries beside them.
+pub trait Layers: Send + fmt::Debug {
+    /// The feature map: [`Backbone::forward_features`].
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor;
+
+    /// [`Backbone::set_drop_path_rate`].
+    fn set_drop_path_rate(&mut self, _rate: f64) -> bool {
+        false
+    }
+}
+
+/// A family's layers with their spec, layer groups and batch-norm momentum setting: the one implementation of
+/// [`Backbone`], so that a family writes only what its layers are and compute.
 #[derive(Debug)]
-struct Head {
-    dense: Dense,
-    dropout: f64,
-    num_classes: i64,
-    group: LayerGroup,
+pub struct Built<L> {
+    spec: ModelSpec,
+    groups: Vec<LayerGroup>,
+    momentum: SharedMomentum,
+    /// The family's layers.
+    pub(crate) layers: L,
 }
 
-/// A backbone with an optional head: the model that training and inference use.
-#[derive(Debug)]
-pub struct Classifier {
-    backbone: Box<dyn Backbone>,
-    head: Option<Head>,
-}
-
-impl Classifier {
-    /// Puts the backbone's reference head with `num_classes` outputs on `backbone`, its variables under
-    /// `path` (the path the backbone was built under); `None` builds no head, like Keras' `include_top=False,
-    /// pooling="avg"`.
-    pub fn new(backbone: Box<dyn Backbone>, path: &nn::Path, num_classes: Option<i64>) -> Result<Self, ModelError> {
-        let head = match num_classes {
-            None => None,
-            Some(n) if n < 1 => return Err(ModelError::InvalidNumClasses(n)),
-            Some(num_classes) => {
-                let spec = backbone.spec();
-                let layer = &spec.head.layer;
-                let dense = Dense::new(&layer_path(path, layer), spec.num_features, num_classes, spec.head.init);
-                let group = LayerGroup::of_layers("head", path, [layer]);
-                Some(Head { dense, dropout: spec.head.dropout, num_classes, group })
-            }
-        };
-        Ok(Classifier { backbone, head })
-    }
-
-    /// Overrides the head's dropout rate and the backbone's stochastic depth (see
-    /// [`Backbone::set_drop_path_rate`]); `None` keeps the architecture's reference value. Short runs from
-    /// scratch learn faster with less of both.
-    pub fn set_regularization(&mut self, dropout: Option<f64>, drop_path: Option<f64>) -> Result<(), ModelError> {
-        if let Some(rate) = drop_path {
-            if !self.backbone.set_drop_path_rate(rate) {
-                return Err(ModelError::NoStochasticDepth(self.spec().name.clone()));
-            }
-        }
-        if let (Some(p), Some(head)) = (dropout, &mut self.head) {
-            head.dropout = p;
-        }
-        Ok(())
-    }
-
-    /// The backbone's spec.
-    pub fn spec(&self) -> &ModelSpec {
-        self.backbone.spec()
-    }
-
-    /// The feature extractor under the head.
-    pub fn backbone(&self) -> &dyn Backbone {
-        self.backbone.as_ref()
-    }
-
-    /// Number of outputs of the head, `None` without one.
-    pub fn num_classes(&self) -> Option<i64> {
-        self.head.as_ref().map(|h| h.num_classes)
-    }
-
-    /// Pooled features: the input of the head's dropout.
-    ///
-    /// # Shapes
-    /// N×3×H×W → N×[`ModelSpec::num_features`].
-    pub fn embedding(&self, xs: &Tensor, train: bool) -> Tensor {
-        global_avg_pool(&self.backbone.forward_features(xs, train), false)
-    }
-
-    /// Logits (no softmax), or the pooled features without a head.
-    ///
-    /// # Shapes
-    /// N×3×H×W → N×num_classes (N×num_features without a head).
-    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.forward_modes(xs, train, train)
-    }
-
-    /// Logits with the backbone and the head in separate modes: fine-tuning with frozen batch-norm
-    /// statistics runs the backbone in inference mode (`backbone_train = false`, Keras'
-    /// `base_model(x, training=False)`) while the head's dropout trains.
-    ///
-    /// # Shapes
-    /// N×3×H×W → N×num_classes (N×num_features without a head).
-    pub fn forward_modes(&self, xs: &Tensor, backbone_train: bool, head_train: bool) -> Tensor {
-        let features = self.embedding(xs, backbone_train);
-        match &self.head {
-            None => features,
-            Some(head) => head.dense.forward(&features.dropout(head.dropout, head_train)),
-        }
-    }
-
-    /// The backbone's layer groups followed by `head` when there is one.
-    pub fn layer_groups(&self) -> Vec<LayerGroup> {
-        let mut groups = self.backbone.layer_groups();
-        groups.extend(self.head.as_ref().map(|h| h.group.clone()));
-        groups
+impl<L> Built<L> {
+    /// Runs `build`, which makes the layers of the architecture of `spec` and their layer groups; every batch
+    /// norm it creates follows this backbone's momentum setting.
+    pub(crate) fn new(spec: ModelSpec, build: impl FnOnce() -> (L, Vec<LayerGroup>)) -> Self {
+        let ((layers, groups), momentum) = SharedMomentum::share(build);
+        Built { spec, groups, momentum, layers }
     }
 }
 
-impl nn::ModuleT for Classifier {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        Classifier::forward_t(self, xs, train)
+impl<L: Layers> Backbone for Built<L> {
+    fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.layers.forward_t(xs, train)
+    }
+
+    fn layer_groups(&self) -> Vec<LayerGroup> {
+        self.groups.clone()
+    }
+
+    fn set_drop_path_rate(&mut self, rate: f64) -> bool {
+        self.layers.set_drop_path_rate(rate)
+    }
+
+    fn set_batch_norm_momentum(&mut self, momentum: Option<f64>) {
+        self.momentum.set(momentum);
     }
 }
 
-/// Builds `name` with a 4-class head under a non-root path and checks that its layer groups are `expected`,
-/// in order, and that every variable is in exactly one of them.
+/// A family's table of variants: what a family module provides so that the registry can list, describe and
+/// build its members: its names, specs and constructors all derive from the table.
+pub trait Variants: Sized + Sync + 'static {
+    /// Every variant, smallest first.
+    const ALL: &'static [Self];
+    /// The variant's spec, without building it.
+    fn spec(&self) -> ModelSpec;
+    /// Builds the variant with fresh weights as its reference framework does (Keras `weights=None`).
+    fn build(&self, path: &nn::Path) -> Box<dyn Backbone>;
+
+    /// The variant's registry name, its spec's.
+    fn name(&self) -> &'static str {
+        self.spec().name
+    }
+
+    /// Looks a variant up by registry name.
+    fn by_name(name: &str) -> Option<&'static Self> {
+        Self::ALL.iter().find(|v| v.name() == name)
+    }
+}
+
+/// Builds `name` with a 1000-class head at the root of a var store and checks that its variables are exactly
+/// the keys and shapes of its PyTorch reference's state dict, as `tests/fixtures/state_dict_keys.py` lists them
+/// in `tests/fixtures/state_dict_keys/<name>.txt` (one `key dim dim …` line per tensor, without the batch-norm
+/// step counters): the reference's weight files then load by name.
 #[cfg(test)]
-pub(crate) fn assert_groups_partition(name: &str, expected: &[&str]) {
-    let vs = nn::VarStore::new(tch::Device::Cpu);
-    let model = crate::build(name, &vs.root().sub("member0"), Some(4)).unwrap();
-    let groups = model.layer_groups();
-    let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
-    assert_eq!(names, expected, "{name}");
-    for var in vs.variables().keys() {
-        let owners: Vec<&str> = groups.iter().filter(|g| g.contains(var)).map(|g| g.name.as_str()).collect();
-        assert_eq!(owners.len(), 1, "{name}: {var} is in groups {owners:?}");
-    }
-}
+pub(crate) fn assert_variables_are_the_state_dict(name: &str) {
+    use std::collections::BTreeMap;
 
-/// Builds `name` with a 1000-class head at the root of a var store and checks the shapes of the variables
-/// `expected` names; returns every variable for further checks.
-#[cfg(test)]
-pub(crate) fn assert_variable_shapes(
-    name: &str,
-    expected: &[(&str, &[i64])],
-) -> std::collections::HashMap<String, Tensor> {
+    let file = format!("{}/tests/fixtures/state_dict_keys/{name}.txt", env!("CARGO_MANIFEST_DIR"));
+    let listing = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let expected: BTreeMap<&str, Vec<i64>> = listing
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            Some((fields.next()?, fields.map(|d| d.parse().unwrap()).collect()))
+        })
+        .collect();
     let vs = nn::VarStore::new(tch::Device::Cpu);
     let _model = crate::build(name, &vs.root(), Some(1000)).unwrap();
-    let vars = vs.variables();
-    for (key, shape) in expected {
-        assert_eq!(vars.get(*key).map(Tensor::size).as_deref(), Some(*shape), "{name}: {key}");
-    }
-    vars
+    let actual: BTreeMap<String, Vec<i64>> = vs.variables().into_iter().map(|(k, t)| (k, t.size())).collect();
+    let missing: Vec<&&str> = expected.keys().filter(|k| !actual.contains_key(**k)).collect();
+    let unexpected: Vec<&String> = actual.keys().filter(|k| !expected.contains_key(k.as_str())).collect();
+    let mis_shaped: Vec<(&String, &Vec<i64>)> =
+        actual.iter().filter(|(k, shape)| expected.get(k.as_str()).is_some_and(|s| s != *shape)).collect();
+    assert!(expected.len() > 100, "{file} lists only {} tensors", expected.len());
+    assert!(
+        missing.is_empty() && unexpected.is_empty() && mis_shaped.is_empty(),
+        "{name}: missing {missing:?}, unexpected {unexpected:?}, mis-shaped {mis_shaped:?}"
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Two training-mode forward passes of the same batch differ only through dropout and stochastic depth.
-    fn training_passes_differ(name: &str, dropout: Option<f64>, drop_path: Option<f64>) -> bool {
-        tch::manual_seed(0);
+    /// Builds `name` with a 4-class head under a non-root path, as an ensemble member is, and checks that its
+    /// layer groups are `expected`, in order, and that every variable is in exactly one of them.
+    fn assert_groups_partition(name: &str, expected: &[&str]) {
         let vs = nn::VarStore::new(tch::Device::Cpu);
-        let mut model = crate::build(name, &vs.root(), Some(3)).unwrap();
-        model.set_regularization(dropout, drop_path).unwrap();
-        let xs = Tensor::rand([2, 3, 32, 32], (tch::Kind::Float, tch::Device::Cpu)) * 255.0;
-        let (a, b) = (model.forward_t(&xs, true), model.forward_t(&xs, true));
-        a != b
-    }
-
-    #[test]
-    fn regularization_can_be_switched_off_and_architectures_without_stochastic_depth_say_so() {
-        for name in ["efficientnet_b0", "efficientnet_lite0"] {
-            assert!(training_passes_differ(name, None, None), "{name}: the reference rates are random");
-            assert!(training_passes_differ(name, Some(0.0), None), "{name}: stochastic depth alone is random");
-            assert!(training_passes_differ(name, None, Some(0.0)), "{name}: dropout alone is random");
-            assert!(!training_passes_differ(name, Some(0.0), Some(0.0)), "{name}: without either, passes agree");
+        let model = crate::build(name, &vs.root().sub("member0"), Some(4)).unwrap();
+        let groups = model.layer_groups();
+        let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, expected, "{name}");
+        for var in vs.variables().keys() {
+            let owners: Vec<&str> = groups.iter().filter(|g| g.contains(var)).map(|g| g.name.as_str()).collect();
+            assert_eq!(owners.len(), 1, "{name}: {var} is in groups {owners:?}");
         }
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let mut resnet = crate::build("resnet50_v2", &vs.root(), Some(3)).unwrap();
-        let err = resnet.set_regularization(Some(0.1), Some(0.1)).unwrap_err();
-        assert_eq!(err.to_string(), "resnet50_v2 has no stochastic depth to set a drop-path rate for");
-        resnet.set_regularization(Some(0.1), None).unwrap();
     }
-}
 
-#[cfg(test)]
-mod input_size_tests {
+    /// Every family's layer groups from the input to the head (the names `group_lr` takes), each holding its
+    /// own variables; that they cover every model's variables once is also checked by the sweep test.
+    #[test]
+    fn layer_groups_are_named_in_order_and_hold_every_variable_once() {
+        let seven_stages =
+            ["stem", "block1", "block2", "block3", "block4", "block5", "block6", "block7", "top", "head"];
+        let inception = ["stem", "mixed_5b", "block35", "mixed_6a", "block17", "mixed_7a", "block8", "top", "head"];
+        let families: [(&str, &[&str]); 6] = [
+            ("efficientnet_b0", &seven_stages),
+            ("efficientnet_lite2", &seven_stages),
+            ("mobilenet_v2", &seven_stages),
+            ("resnet50", &["stem", "layer1", "layer2", "layer3", "layer4", "head"]),
+            ("resnet50_v2", &["stem", "conv2", "conv3", "conv4", "conv5", "top", "head"]),
+            ("inception_resnet_v2", &inception),
+        ];
+        for (name, expected) in families {
+            assert_groups_partition(name, expected);
+        }
+    }
+
     #[test]
     fn inputs_below_the_architecture_minimum_are_refused_by_name() {
         let irv2 = crate::spec("inception_resnet_v2").unwrap();
         irv2.check_input(75, 75).unwrap();
         let err = irv2.check_input(74, 299).unwrap_err();
-        assert_eq!(err.to_string(), "inception_resnet_v2 needs inputs of at least 75x75 pixels, got 299x74 (width x height)");
+        assert_eq!(
+            err.to_string(),
+            "inception_resnet_v2 needs inputs of at least 75x75 pixels, got 299x74 (width x height)"
+        );
         for name in crate::names() {
             let spec = crate::spec(name).unwrap();
             spec.check_input(spec.default_size.0, spec.default_size.1).unwrap();

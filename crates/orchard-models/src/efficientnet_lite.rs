@@ -26,15 +26,18 @@
 //! The input is `(x - 127) / 128` ([`Normalization::Lite`]). Default sizes are the TF reference's (224, 240,
 //! 260, 280, 300); timm evaluates its ports of Lite3 and Lite4 at 300 and 380.
 
-use orchard_data::normalize::Normalization;
 use tch::{nn, Tensor};
 
-use crate::backbone::{Backbone, HeadSpec, LayerGroup, ModelSpec, KERAS_MIN_SIZE};
-use crate::efficientnet::{self, round_filters, round_repeats, BASE_STAGES, DROP_CONNECT_RATE};
+use crate::backbone::{Backbone, Built, HeadSpec, LayerGroup, Layers, ModelSpec, Variants};
+use crate::batch_norm::BatchNorm;
+use crate::efficientnet::{
+    self, lay_out_blocks, round_filters, round_repeats, BlockArgs, StageArgs, BASE_STAGES, DROP_CONNECT_RATE,
+};
+use crate::import_rules::{ImportRules, TimmLayout};
 use crate::init::Initializer;
 use crate::inverted_residual::{InvertedResidual, Trunk};
-use crate::layers::{BatchNorm, Conv2d, ConvBn, ConvConfig};
-use crate::registry::Variants;
+use crate::layers::{Conv2d, ConvBn, ConvConfig};
+use crate::Normalization;
 
 /// Channels out of the stem, whatever the width coefficient.
 const STEM_WIDTH: i64 = 32;
@@ -49,93 +52,50 @@ const BN_MOMENTUM: f64 = 0.99;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Variant(pub efficientnet::Variant);
 
-const fn variant(name: &'static str, width: f64, depth: f64, resolution: i64, dropout: f64) -> Variant {
+/// Lite-`n`, which scales width and depth as B`n` does (the TF reference's `efficientnet_lite_params` repeat
+/// B0 … B4's coefficients), at its own default size and head dropout.
+const fn lite(name: &'static str, n: usize, resolution: i64, dropout: f64) -> Variant {
+    let efficientnet::Variant { width, depth, .. } = efficientnet::VARIANTS[n];
     Variant(efficientnet::Variant { name, width, depth, resolution, dropout })
 }
 
 /// Lite0 … Lite4.
 pub const VARIANTS: [Variant; 5] = [
-    variant("efficientnet_lite0", 1.0, 1.0, 224, 0.2),
-    variant("efficientnet_lite1", 1.0, 1.1, 240, 0.2),
-    variant("efficientnet_lite2", 1.1, 1.2, 260, 0.3),
-    variant("efficientnet_lite3", 1.2, 1.4, 280, 0.3),
-    variant("efficientnet_lite4", 1.4, 1.8, 300, 0.3),
+    lite("efficientnet_lite0", 0, 224, 0.2),
+    lite("efficientnet_lite1", 1, 240, 0.2),
+    lite("efficientnet_lite2", 2, 260, 0.3),
+    lite("efficientnet_lite3", 3, 280, 0.3),
+    lite("efficientnet_lite4", 4, 300, 0.3),
 ];
 
-/// One block as built.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct BlockArgs {
-    /// Stage number, from 1.
-    pub stage: usize,
-    pub kernel: i64,
-    pub stride: i64,
-    pub filters_in: i64,
-    pub filters_out: i64,
-    pub expand_ratio: i64,
-    /// Stochastic-depth rate.
-    pub drop_rate: f64,
-}
-
-impl BlockArgs {
-    /// Whether the block adds its input to its output.
-    pub fn residual(&self) -> bool {
-        self.stride == 1 && self.filters_in == self.filters_out
-    }
-}
-
 impl Variant {
-    /// Every block in order (`_blocks.0`, `_blocks.1`, …), with stochastic depth rising to
-    /// `drop_connect_rate` (the model code's default: [`DROP_CONNECT_RATE`]).
+    /// Every block in order (`_blocks.0`, `_blocks.1`, …): EfficientNet's, but for Lite's unscaled block counts
+    /// of the first and last stages and unscaled stem (the first block reads its 32 channels), and without
+    /// squeeze-excitation; stochastic depth rises to `drop_connect_rate` (the model code's default:
+    /// [`DROP_CONNECT_RATE`]).
     pub fn blocks(&self, drop_connect_rate: f64) -> Vec<BlockArgs> {
+        let Variant(efficientnet::Variant { width, depth, .. }) = *self;
         let last = BASE_STAGES.len() - 1;
-        let repeats = |i: usize| {
-            let r = BASE_STAGES[i].repeats;
-            if i == 0 || i == last {
-                r
-            } else {
-                round_repeats(r, self.0.depth)
-            }
+        let stage_size = |i: usize, stage: &StageArgs| match i {
+            0 => (stage.repeats, STEM_WIDTH),
+            _ if i == last => (stage.repeats, round_filters(stage.filters_in, width)),
+            _ => (round_repeats(stage.repeats, depth), round_filters(stage.filters_in, width)),
         };
-        let total: i64 = (0..BASE_STAGES.len()).map(repeats).sum();
-        let mut blocks = Vec::with_capacity(total as usize);
-        for (i, stage) in BASE_STAGES.iter().enumerate() {
-            let filters_in = if i == 0 { STEM_WIDTH } else { round_filters(stage.filters_in, self.0.width) };
-            let filters_out = round_filters(stage.filters_out, self.0.width);
-            for j in 0..repeats(i) {
-                blocks.push(BlockArgs {
-                    stage: i + 1,
-                    kernel: stage.kernel,
-                    stride: if j == 0 { stage.stride } else { 1 },
-                    filters_in: if j == 0 { filters_in } else { filters_out },
-                    filters_out,
-                    expand_ratio: stage.expand_ratio,
-                    drop_rate: drop_connect_rate * blocks.len() as f64 / total as f64,
-                });
-            }
-        }
-        blocks
+        let blocks = lay_out_blocks(stage_size, width, drop_connect_rate);
+        blocks.into_iter().map(|block| BlockArgs { se_ratio: 0.0, ..block }).collect()
     }
-
 }
 
 impl Variants for Variant {
     const ALL: &'static [Variant] = &VARIANTS;
 
-    fn name(&self) -> &'static str {
-        self.0.name
-    }
-
-    /// The TF reference's size, `(x - 127) / 128` input, 1280 features, `_fc`.
+    /// The TF reference's size, `(x - 127) / 128` input, 1280 features, `_fc`; timm's ports rename into the
+    /// lukemelas layout.
     fn spec(&self) -> ModelSpec {
         let Variant(efficientnet::Variant { name, resolution, dropout, .. }) = *self;
-        ModelSpec {
-            name: name.to_string(),
-            default_size: (resolution, resolution),
-            min_size: KERAS_MIN_SIZE,
-            normalization: Normalization::Lite,
-            num_features: HEAD_WIDTH,
-            head: HeadSpec { dropout, layer: "_fc".into(), init: Initializer::PyTorchDefault },
-        }
+        let head = HeadSpec::new("_fc", dropout, Initializer::PyTorchDefault);
+        let import = ImportRules { timm: Some(TimmLayout::Lukemelas), ..Default::default() };
+        ModelSpec::new(name, resolution, Normalization::Lite, HEAD_WIDTH, head).with_import(import)
     }
 
     /// The variant as the model code builds it (`EfficientNet.from_name`).
@@ -155,7 +115,7 @@ fn conv_bn(conv: &nn::Path, bn: &nn::Path, c_in: i64, c_out: i64, kernel: i64, s
 
 /// An MBConv block without squeeze-excitation, the model code's `MBConvBlock`, at `path`.
 fn mb_conv(path: &nn::Path, args: &BlockArgs) -> InvertedResidual {
-    let hidden = args.filters_in * args.expand_ratio;
+    let hidden = args.filters();
     let layer = |name: &str| path.sub(name);
     InvertedResidual {
         expand: (args.expand_ratio != 1)
@@ -167,40 +127,43 @@ fn mb_conv(path: &nn::Path, args: &BlockArgs) -> InvertedResidual {
     }
 }
 
-/// An EfficientNet-Lite backbone: stem, blocks, head convolution.
+/// An EfficientNet-Lite backbone's layers: stem, blocks, head convolution.
 #[derive(Debug)]
 pub struct EfficientNetLite {
-    spec: ModelSpec,
     trunk: Trunk,
-    groups: Vec<LayerGroup>,
 }
 
 impl EfficientNetLite {
     /// Builds `variant` with fresh PyTorch-initialised weights and stochastic depth rising to
     /// `drop_connect_rate`, its variables under `path`.
-    pub fn new(path: &nn::Path, variant: &Variant, drop_connect_rate: f64) -> Self {
-        let stem = conv_bn(&path.sub("_conv_stem"), &path.sub("_bn0"), 3, STEM_WIDTH, 3, 2, 1);
-        let block_args = variant.blocks(drop_connect_rate);
-        let last = block_args.last().map_or(STEM_WIDTH, |b| b.filters_out);
-        let top = conv_bn(&path.sub("_conv_head"), &path.sub("_bn1"), last, HEAD_WIDTH, 1, 1, 1);
+    pub fn new(path: &nn::Path, variant: &Variant, drop_connect_rate: f64) -> Built<Self> {
+        Built::new(variant.spec(), || {
+            let stem = conv_bn(&path.sub("_conv_stem"), &path.sub("_bn0"), 3, STEM_WIDTH, 3, 2, 1);
+            let block_args = variant.blocks(drop_connect_rate);
+            let last = block_args.last().map_or(STEM_WIDTH, |b| b.filters_out);
+            let top = conv_bn(&path.sub("_conv_head"), &path.sub("_bn1"), last, HEAD_WIDTH, 1, 1, 1);
 
-        let mut groups = vec![LayerGroup::of_layers("stem", path, ["_conv_stem", "_bn0"])];
-        for stage in 1..=BASE_STAGES.len() {
-            let blocks = block_args.iter().enumerate().filter(|(_, b)| b.stage == stage);
-            let layers = blocks.map(|(i, _)| format!("_blocks.{i}"));
-            groups.push(LayerGroup::of_layers(&format!("block{stage}"), path, layers));
-        }
-        groups.push(LayerGroup::of_layers("top", path, ["_conv_head", "_bn1"]));
+            // `stem`, `block1` … `block7` (the blocks of each stage), `top`.
+            let mut groups = vec![LayerGroup::of_layers("stem", path, ["_conv_stem", "_bn0"])];
+            for stage in 1..=BASE_STAGES.len() {
+                let blocks = block_args.iter().enumerate().filter(|(_, b)| b.stage == stage);
+                let layers = blocks.map(|(i, _)| format!("_blocks.{i}"));
+                groups.push(LayerGroup::of_layers(&format!("block{stage}"), path, layers));
+            }
+            groups.push(LayerGroup::of_layers("top", path, ["_conv_head", "_bn1"]));
 
-        let blocks_path = path.sub("_blocks");
-        let blocks = block_args.iter().enumerate().map(|(i, args)| mb_conv(&blocks_path.sub(i), args)).collect();
-        EfficientNetLite { spec: variant.spec(), trunk: Trunk { stem, blocks, top }, groups }
+            let blocks_path = path.sub("_blocks");
+            let blocks = block_args.iter().enumerate().map(|(i, args)| mb_conv(&blocks_path.sub(i), args)).collect();
+            (EfficientNetLite { trunk: Trunk { stem, blocks, top } }, groups)
+        })
     }
 }
 
-impl Backbone for EfficientNetLite {
-    fn spec(&self) -> &ModelSpec {
-        &self.spec
+impl Layers for EfficientNetLite {
+    /// # Shapes
+    /// N×3×H×W, `(x - 127) / 128` → N×1280×⌈H/32⌉×⌈W/32⌉.
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.trunk.forward_t(xs, train)
     }
 
     /// Block `i` of `n` drops its residual branch at `rate·i/n`, as [`Variant::blocks`] lays it out.
@@ -210,18 +173,6 @@ impl Backbone for EfficientNetLite {
             block.drop_rate = rate * i as f64 / n;
         }
         true
-    }
-
-    /// # Shapes
-    /// N×3×H×W, `(x - 127) / 128` → N×1280×⌈H/32⌉×⌈W/32⌉.
-    fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.trunk.forward_t(xs, train)
-    }
-
-    /// `stem` (`_conv_stem`, `_bn0`), `block1` … `block7` (the blocks of each stage), `top` (`_conv_head`,
-    /// `_bn1`).
-    fn layer_groups(&self) -> Vec<LayerGroup> {
-        self.groups.clone()
     }
 }
 
@@ -246,32 +197,10 @@ mod tests {
         assert_eq!(VARIANTS[4].spec().num_features, 1280);
     }
 
+    /// Exactly the model code's state-dict keys and shapes, those of the weight files: no `_expand_conv` in
+    /// the first block (expansion 1), 16 blocks, `_fc`.
     #[test]
     fn variables_carry_the_weight_files_keys() {
-        let vars = crate::backbone::assert_variable_shapes(
-            "efficientnet_lite0",
-            &[
-                ("_conv_stem.weight", &[32, 3, 3, 3]),
-                ("_bn0.running_var", &[32]),
-                ("_blocks.0._depthwise_conv.weight", &[32, 1, 3, 3]),
-                ("_blocks.0._project_conv.weight", &[16, 32, 1, 1]),
-                ("_blocks.1._expand_conv.weight", &[96, 16, 1, 1]),
-                ("_blocks.3._depthwise_conv.weight", &[144, 1, 5, 5]),
-                ("_blocks.15._bn2.running_mean", &[320]),
-                ("_conv_head.weight", &[1280, 320, 1, 1]),
-                ("_bn1.weight", &[1280]),
-                ("_fc.weight", &[1000, 1280]),
-            ],
-        );
-        assert!(!vars.contains_key("_blocks.0._expand_conv.weight"), "expansion 1 has no expanding convolution");
-        assert!(!vars.contains_key("_blocks.16._bn0.weight"));
-    }
-
-    #[test]
-    fn layer_groups_cover_every_variable_once() {
-        crate::backbone::assert_groups_partition(
-            "efficientnet_lite2",
-            &["stem", "block1", "block2", "block3", "block4", "block5", "block6", "block7", "top", "head"],
-        );
+        crate::backbone::assert_variables_are_the_state_dict("efficientnet_lite0");
     }
 }

@@ -24,15 +24,15 @@
 //! auto-named in creation order, `conv2d`, `conv2d_1`, … `conv2d_202` and `batch_normalization` …
 //! `batch_normalization_202`, the names a fresh Keras 3 session gives them. Orchard builds the layers in the
 //! same order under the same names (files from other sessions or Keras 2 number them from another start;
-//! [`crate::keras::load`] renumbers by order). Kernels are `glorot_uniform`, biases and offsets zero.
+//! [`crate::weights::keras::load`] renumbers by order). Kernels are `glorot_uniform`, biases and offsets zero.
 
-use orchard_data::normalize::Normalization;
 use tch::{nn, Tensor};
 
-use crate::backbone::{Backbone, HeadSpec, LayerGroup, ModelSpec};
+use crate::backbone::{Backbone, Built, HeadSpec, LayerGroup, Layers, ModelSpec, Variants};
+use crate::batch_norm::BatchNorm;
 use crate::init::Initializer;
-use crate::layers::{avg_pool_same, max_pool, BatchNorm, Conv2d, ConvConfig, Padding};
-use crate::registry::Variants;
+use crate::layers::{avg_pool_same, max_pool, Conv2d, ConvConfig, Padding};
+use crate::Normalization;
 
 // ---------------------------------------------------------------------------------------------------------
 // The tables
@@ -160,6 +160,24 @@ pub const VARIANTS: [Variant; 1] = [Variant {
 pub const NUM_FEATURES: i64 = 1536;
 /// The smallest input Keras accepts (`min_size`): below it the reductions run out of pixels.
 pub const MIN_SIZE: i64 = 75;
+
+// ---------------------------------------------------------------------------------------------------------
+// Registry entry
+
+impl Variants for Variant {
+    const ALL: &'static [Self] = &VARIANTS;
+
+    /// The variant's spec: 299×299, [-1, 1] input, 1536 features, Keras' plain dense top.
+    fn spec(&self) -> ModelSpec {
+        let head = HeadSpec::new("predictions", 0.0, Initializer::GLOROT_UNIFORM);
+        ModelSpec::new(self.name, self.resolution, Normalization::SignedUnit, NUM_FEATURES, head)
+            .with_min_size(MIN_SIZE)
+    }
+
+    fn build(&self, path: &nn::Path) -> Box<dyn Backbone> {
+        Box::new(InceptionResNetV2::new(path, self))
+    }
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Layers and blocks
@@ -317,10 +335,9 @@ impl ResidualBlock {
 // ---------------------------------------------------------------------------------------------------------
 // The model
 
-/// An Inception-ResNet-v2 backbone.
+/// An Inception-ResNet-v2 backbone's layers.
 #[derive(Debug)]
 pub struct InceptionResNetV2 {
-    spec: ModelSpec,
     stem_a: Vec<ConvBn>,
     stem_b: Vec<ConvBn>,
     mixed_5b: Module,
@@ -329,62 +346,51 @@ pub struct InceptionResNetV2 {
     /// The three residual stages, after `mixed_5b`, `mixed_6a` and `mixed_7a`.
     stages: [Vec<ResidualBlock>; 3],
     conv_7b: ConvBn,
-    groups: Vec<LayerGroup>,
 }
 
 impl InceptionResNetV2 {
     /// Builds `variant` with fresh Keras-initialised weights, its variables under `path`, in Keras' layer order.
-    pub fn new(path: &nn::Path, variant: &Variant) -> Self {
-        let mut names = Namer::new(path);
-        let mut groups = Vec::new();
-        let (stem_a, c) = names.sequence(3, STEM_A);
-        let (stem_b, c) = names.sequence(c, STEM_B);
-        groups.push(names.group("stem"));
+    pub fn new(path: &nn::Path, variant: &Variant) -> Built<Self> {
+        Built::new(variant.spec(), || {
+            let mut names = Namer::new(path);
+            let mut groups = Vec::new();
+            let (stem_a, c) = names.sequence(3, STEM_A);
+            let (stem_b, c) = names.sequence(c, STEM_B);
+            groups.push(names.group("stem"));
 
-        let mut channels = c;
-        let mut modules = Vec::new();
-        let mut stages: [Vec<ResidualBlock>; 3] = Default::default();
-        for ((module, stage), blocks) in [MIXED_5B, MIXED_6A, MIXED_7A].iter().zip(&variant.stages).zip(&mut stages) {
-            let (built, c) = Module::new(&mut names, channels, module);
-            modules.push(built);
-            channels = c;
-            groups.push(names.group(module.name));
-            for b in 1..=stage.repeats {
-                let (scale, relu) = match stage.last_linear {
-                    Some(scale) if b == stage.repeats => (scale, false),
-                    _ => (stage.scale, true),
-                };
-                let name = format!("{}_{b}", stage.name);
-                blocks.push(ResidualBlock::new(&mut names, &name, channels, stage.branches, scale, relu));
+            let mut channels = c;
+            let mut modules = Vec::new();
+            let mut stages: [Vec<ResidualBlock>; 3] = Default::default();
+            let tables = [MIXED_5B, MIXED_6A, MIXED_7A].iter().zip(&variant.stages).zip(&mut stages);
+            for ((module, stage), blocks) in tables {
+                let (built, c) = Module::new(&mut names, channels, module);
+                modules.push(built);
+                channels = c;
+                groups.push(names.group(module.name));
+                for b in 1..=stage.repeats {
+                    let (scale, relu) = match stage.last_linear {
+                        Some(scale) if b == stage.repeats => (scale, false),
+                        _ => (stage.scale, true),
+                    };
+                    let name = format!("{}_{b}", stage.name);
+                    blocks.push(ResidualBlock::new(&mut names, &name, channels, stage.branches, scale, relu));
+                }
+                groups.push(names.group(stage.name));
             }
-            groups.push(names.group(stage.name));
-        }
-        let conv_7b = names.conv_bn_named("conv_7b".into(), "conv_7b_bn".into(), channels, same(NUM_FEATURES, 1, 1));
-        groups.push(names.group("top"));
+            let conv_7b =
+                names.conv_bn_named("conv_7b".into(), "conv_7b_bn".into(), channels, same(NUM_FEATURES, 1, 1));
+            groups.push(names.group("top"));
 
-        let [mixed_5b, mixed_6a, mixed_7a]: [Module; 3] = modules.try_into().expect("three Inception modules");
-        InceptionResNetV2 {
-            spec: variant.spec(),
-            stem_a,
-            stem_b,
-            mixed_5b,
-            mixed_6a,
-            mixed_7a,
-            stages,
-            conv_7b,
-            groups,
-        }
+            let [mixed_5b, mixed_6a, mixed_7a]: [Module; 3] = modules.try_into().expect("three Inception modules");
+            (InceptionResNetV2 { stem_a, stem_b, mixed_5b, mixed_6a, mixed_7a, stages, conv_7b }, groups)
+        })
     }
 }
 
-impl Backbone for InceptionResNetV2 {
-    fn spec(&self) -> &ModelSpec {
-        &self.spec
-    }
-
+impl Layers for InceptionResNetV2 {
     /// # Shapes
     /// N×3×H×W in [-1, 1], H and W ≥ [`MIN_SIZE`] → N×1536×h×w (8×8 at 299, 1×1 at 75).
-    fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let x = max_pool(&chain(&self.stem_a, xs, train), 3, 2);
         let x = max_pool(&chain(&self.stem_b, &x, train), 3, 2);
         let mut x = x;
@@ -395,37 +401,6 @@ impl Backbone for InceptionResNetV2 {
             }
         }
         self.conv_7b.forward_t(&x, train)
-    }
-
-    fn layer_groups(&self) -> Vec<LayerGroup> {
-        self.groups.clone()
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Registry entry
-
-impl Variants for Variant {
-    const ALL: &'static [Self] = &VARIANTS;
-
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    /// The variant's spec: 299×299, [-1, 1] input, 1536 features, Keras' plain dense top.
-    fn spec(&self) -> ModelSpec {
-        ModelSpec {
-            name: self.name.to_string(),
-            default_size: (self.resolution, self.resolution),
-            min_size: MIN_SIZE,
-            normalization: Normalization::SignedUnit,
-            num_features: NUM_FEATURES,
-            head: HeadSpec { dropout: 0.0, layer: "predictions".into(), init: Initializer::GLOROT_UNIFORM },
-        }
-    }
-
-    fn build(&self, path: &nn::Path) -> Box<dyn Backbone> {
-        Box::new(InceptionResNetV2::new(path, self))
     }
 }
 
@@ -465,18 +440,8 @@ mod tests {
         assert_eq!(variables["conv2d_79.weight"].size(), [192, 160, 7, 1]);
         assert_eq!(variables["block17_1_conv.weight"].size(), [1088, 384, 1, 1]);
         assert_eq!(variables["conv_7b.weight"].size(), [1536, 2080, 1, 1]);
-        let last = model.stages[2].last().unwrap();
+        let last = model.layers.stages[2].last().unwrap();
         assert_eq!((last.scale, last.relu), (1.0, false));
-        assert!(model.stages[2][..9].iter().all(|b| b.scale == 0.2 && b.relu));
-    }
-
-    /// Stem, stages, top and head; that the groups cover every variable once is checked for every model by
-    /// the sweep test.
-    #[test]
-    fn layer_groups_are_the_stem_the_stages_the_top_and_the_head() {
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let groups = crate::build("inception_resnet_v2", &vs.root(), Some(4)).unwrap().layer_groups();
-        let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
-        assert_eq!(names, ["stem", "mixed_5b", "block35", "mixed_6a", "block17", "mixed_7a", "block8", "top", "head"]);
+        assert!(model.layers.stages[2][..9].iter().all(|b| b.scale == 0.2 && b.relu));
     }
 }

@@ -152,6 +152,9 @@ mod tests {
         }
         let normal = Initializer::Normal { std: 0.01 }.sample(&[1000, 100], 100, 1000, Device::Cpu);
         assert!((normal.std(true).double_value(&[]) / 0.01 - 1.0).abs() < 0.01);
-        assert_eq!(Initializer::Normal { std: 0.01 }.sample_bias(3, 100, Device::Cpu).abs().sum(Kind::Float).double_value(&[]), 0.0);
+        assert_eq!(
+            Initializer::Normal { std: 0.01 }.sample_bias(3, 100, Device::Cpu).abs().sum(Kind::Float).double_value(&[]),
+            0.0
+        );
     }
 }

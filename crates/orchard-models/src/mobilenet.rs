@@ -20,14 +20,14 @@
 //!
 //! The input is normalised with ImageNet's mean and standard deviation ([`Normalization::ImageNet`]).
 
-use orchard_data::normalize::Normalization;
 use tch::{nn, Tensor};
 
-use crate::backbone::{Backbone, HeadSpec, LayerGroup, ModelSpec, KERAS_MIN_SIZE};
+use crate::backbone::{Backbone, Built, HeadSpec, LayerGroup, Layers, ModelSpec, Variants};
+use crate::import_rules::{ImportRules, TimmLayout};
 use crate::init::Initializer;
 use crate::inverted_residual::{InvertedResidual, Trunk};
 use crate::layers::ConvBn;
-use crate::registry::Variants;
+use crate::Normalization;
 
 /// Channels out of `features.0`.
 const STEM_WIDTH: i64 = 32;
@@ -77,21 +77,12 @@ pub const VARIANTS: [Variant; 1] = [Variant { name: "mobilenet_v2" }];
 impl Variants for Variant {
     const ALL: &'static [Variant] = &VARIANTS;
 
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
     /// torchvision's defaults: 224×224, ImageNet normalisation, 1280 features, dropout 0.2 before
-    /// `classifier.1`.
+    /// `classifier.1`; timm's `mobilenetv2_100` renames into torchvision's layout.
     fn spec(&self) -> ModelSpec {
-        ModelSpec {
-            name: self.name.to_string(),
-            default_size: (224, 224),
-            min_size: KERAS_MIN_SIZE,
-            normalization: Normalization::ImageNet,
-            num_features: LAST_WIDTH,
-            head: HeadSpec { dropout: DROPOUT, layer: "classifier.1".into(), init: Initializer::Normal { std: 0.01 } },
-        }
+        let head = HeadSpec::new("classifier.1", DROPOUT, Initializer::Normal { std: 0.01 });
+        let import = ImportRules { timm: Some(TimmLayout::TorchvisionFeatures), ..Default::default() };
+        ModelSpec::new(self.name, 224, Normalization::ImageNet, LAST_WIDTH, head).with_import(import)
     }
 
     /// The model as torchvision builds it with `weights=None`.
@@ -125,85 +116,54 @@ fn inverted_residual(path: &nn::Path, c_in: i64, c_out: i64, stride: i64, expand
     }
 }
 
-/// The MobileNetV2 backbone: `features.0` … `features.18`.
+/// The MobileNetV2 backbone's layers: `features.0` … `features.18`.
 #[derive(Debug)]
 pub struct MobileNetV2 {
-    spec: ModelSpec,
     trunk: Trunk,
-    groups: Vec<LayerGroup>,
 }
 
 impl MobileNetV2 {
-    /// Builds `variant` with fresh torchvision-initialised weights, its variables under `path`.
-    pub fn new(path: &nn::Path, variant: &Variant) -> Self {
-        let features = path.sub("features");
-        let stem = conv_norm(&features.sub(0), 3, STEM_WIDTH, 3, 2, 1);
-        let mut groups = vec![LayerGroup::of_layers("stem", path, ["features.0"])];
-        let (mut blocks, mut c_in) = (Vec::new(), STEM_WIDTH);
-        for (s, stage) in STAGES.iter().enumerate() {
-            let first = blocks.len() + 1;
-            for b in 0..stage.blocks {
-                let stride = if b == 0 { stage.stride } else { 1 };
-                let path = features.sub(blocks.len() + 1);
-                blocks.push(inverted_residual(&path, c_in, stage.channels, stride, stage.expand_ratio));
-                c_in = stage.channels;
+    /// Builds `variant` with fresh torchvision-initialised weights, its variables under `path`: layer groups
+    /// `stem` (`features.0`), `block1` … `block7` (the rows of [`STAGES`]), `top` (`features.18`).
+    pub fn new(path: &nn::Path, variant: &Variant) -> Built<Self> {
+        Built::new(variant.spec(), || {
+            let features = path.sub("features");
+            let stem = conv_norm(&features.sub(0), 3, STEM_WIDTH, 3, 2, 1);
+            let mut groups = vec![LayerGroup::of_layers("stem", path, ["features.0"])];
+            let (mut blocks, mut c_in) = (Vec::new(), STEM_WIDTH);
+            for (s, stage) in STAGES.iter().enumerate() {
+                let first = blocks.len() + 1;
+                for b in 0..stage.blocks {
+                    let stride = if b == 0 { stage.stride } else { 1 };
+                    let path = features.sub(blocks.len() + 1);
+                    blocks.push(inverted_residual(&path, c_in, stage.channels, stride, stage.expand_ratio));
+                    c_in = stage.channels;
+                }
+                let layers = (first..first + stage.blocks).map(|i| format!("features.{i}"));
+                groups.push(LayerGroup::of_layers(&format!("block{}", s + 1), path, layers));
             }
-            let layers = (first..first + stage.blocks).map(|i| format!("features.{i}"));
-            groups.push(LayerGroup::of_layers(&format!("block{}", s + 1), path, layers));
-        }
-        let top_index = blocks.len() + 1;
-        let top = conv_norm(&features.sub(top_index), c_in, LAST_WIDTH, 1, 1, 1);
-        groups.push(LayerGroup::of_layers("top", path, [format!("features.{top_index}")]));
-        MobileNetV2 { spec: variant.spec(), trunk: Trunk { stem, blocks, top }, groups }
+            let top_index = blocks.len() + 1;
+            let top = conv_norm(&features.sub(top_index), c_in, LAST_WIDTH, 1, 1, 1);
+            groups.push(LayerGroup::of_layers("top", path, [format!("features.{top_index}")]));
+            (MobileNetV2 { trunk: Trunk { stem, blocks, top } }, groups)
+        })
     }
 }
 
-impl Backbone for MobileNetV2 {
-    fn spec(&self) -> &ModelSpec {
-        &self.spec
-    }
-
+impl Layers for MobileNetV2 {
     /// # Shapes
     /// N×3×H×W, ImageNet-normalised → N×1280×h×w, h = H/32 for H a multiple of 32.
-    fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         self.trunk.forward_t(xs, train)
-    }
-
-    /// `stem` (`features.0`), `block1` … `block7` (the rows of [`STAGES`]), `top` (`features.18`).
-    fn layer_groups(&self) -> Vec<LayerGroup> {
-        self.groups.clone()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    /// Exactly torchvision's state-dict keys and shapes, the `conv` entries shifted down in the block without
+    /// expansion (`features.1.conv.1.weight` is its projection), `classifier.1`.
     #[test]
     fn variables_carry_torchvision_state_dict_keys() {
-        let vars = crate::backbone::assert_variable_shapes(
-            "mobilenet_v2",
-            &[
-                ("features.0.0.weight", &[32, 3, 3, 3]),
-                ("features.0.1.running_var", &[32]),
-                ("features.1.conv.0.0.weight", &[32, 1, 3, 3]),
-                ("features.1.conv.1.weight", &[16, 32, 1, 1]),
-                ("features.1.conv.2.bias", &[16]),
-                ("features.2.conv.0.0.weight", &[96, 16, 1, 1]),
-                ("features.2.conv.1.0.weight", &[96, 1, 3, 3]),
-                ("features.2.conv.2.weight", &[24, 96, 1, 1]),
-                ("features.2.conv.3.running_mean", &[24]),
-                ("features.17.conv.2.weight", &[320, 960, 1, 1]),
-                ("features.18.0.weight", &[1280, 320, 1, 1]),
-                ("classifier.1.weight", &[1000, 1280]),
-            ],
-        );
-        assert!(!vars.contains_key("features.19.0.weight"));
-    }
-
-    #[test]
-    fn layer_groups_cover_every_variable_once() {
-        crate::backbone::assert_groups_partition(
-            "mobilenet_v2",
-            &["stem", "block1", "block2", "block3", "block4", "block5", "block6", "block7", "top", "head"],
-        );
+        crate::backbone::assert_variables_are_the_state_dict("mobilenet_v2");
     }
 }

@@ -1,49 +1,19 @@
 //! Architectures by name: the only place that knows which families exist.
 //!
-//! Each family module offers its variant names, their specs, and a constructor (most through a preset table,
-//! [`VariantTable`]); adding a family is one entry in `FAMILIES`.
+//! Each family module lists its variants through [`Variants`] (names, specs, constructors); adding a family is
+//! one entry in `FAMILIES`.
 
 use tch::nn;
 
-use crate::backbone::{Backbone, Classifier, ModelSpec};
+use crate::backbone::{Backbone, ModelError, ModelSpec, Variants};
+use crate::classifier::Classifier;
 use crate::{efficientnet, efficientnet_lite, inception_resnet_v2, mobilenet, resnet, resnet_v2};
-
-/// Errors of building a model.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    #[error("unknown model {name:?}; registered models: {}", known.join(", "))]
-    UnknownModel { name: String, known: Vec<&'static str> },
-    #[error("a classification head needs at least one class, got num_classes = {0}")]
-    InvalidNumClasses(i64),
-    #[error("{0} has no stochastic depth to set a drop-path rate for")]
-    NoStochasticDepth(String),
-    #[error("{name} needs inputs of at least {min}x{min} pixels, got {width}x{height} (width x height)")]
-    InputTooSmall { name: String, min: i64, height: i64, width: i64 },
-}
 
 /// One architecture family's entry points.
 struct Family {
     names: fn() -> Vec<&'static str>,
     spec: fn(&str) -> Option<ModelSpec>,
     build: fn(&str, &nn::Path) -> Option<Box<dyn Backbone>>,
-}
-
-/// A family's table of variants: what a family module provides so that the registry can list, describe and
-/// build its members: its names, specs and constructors all derive from the table.
-pub trait Variants: Sized + Sync + 'static {
-    /// Every variant, smallest first.
-    const ALL: &'static [Self];
-    /// The variant's registry name.
-    fn name(&self) -> &'static str;
-    /// The variant's spec, without building it.
-    fn spec(&self) -> ModelSpec;
-    /// Builds the variant with fresh weights as its reference framework does (Keras `weights=None`).
-    fn build(&self, path: &nn::Path) -> Box<dyn Backbone>;
-
-    /// Looks a variant up by registry name.
-    fn by_name(name: &str) -> Option<&'static Self> {
-        Self::ALL.iter().find(|v| v.name() == name)
-    }
 }
 
 impl Family {
@@ -97,6 +67,7 @@ pub fn build(name: &str, path: &nn::Path, num_classes: Option<i64>) -> Result<Cl
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::import_rules::{ImportRules, TimmLayout};
 
     #[test]
     fn names_are_unique_and_each_has_a_spec_of_its_own_name() {
@@ -107,6 +78,22 @@ mod tests {
         assert_eq!(unique.len(), names.len());
         for name in names {
             assert_eq!(spec(name).unwrap().name, name);
+        }
+    }
+
+    /// The families that need more than the generic weight import declare it; the others add nothing.
+    #[test]
+    fn families_declare_their_weight_import_rules() {
+        let rules = |name| spec(name).unwrap().import;
+        assert_eq!(rules("mobilenet_v2").timm, Some(TimmLayout::TorchvisionFeatures));
+        for name in ["efficientnet_lite0", "efficientnet_lite4"] {
+            assert_eq!(rules(name).timm, Some(TimmLayout::Lukemelas), "{name}");
+        }
+        for name in ["efficientnet_b0", "efficientnet_b7"] {
+            assert!(rules(name).after_keras.is_some() && rules(name).timm.is_none(), "{name}");
+        }
+        for name in ["resnet50", "resnet152", "resnet50_v2", "inception_resnet_v2"] {
+            assert_eq!(rules(name), ImportRules::default(), "{name}");
         }
     }
 

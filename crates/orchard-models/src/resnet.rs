@@ -21,13 +21,12 @@
 //!
 //! The input is normalised with ImageNet's mean and standard deviation ([`Normalization::ImageNet`]).
 
-use orchard_data::normalize::Normalization;
 use tch::{nn, Tensor};
 
-use crate::backbone::{Backbone, HeadSpec, LayerGroup, ModelSpec, KERAS_MIN_SIZE};
+use crate::backbone::{Backbone, Built, HeadSpec, LayerGroup, Layers, ModelSpec, Variants};
 use crate::init::Initializer;
 use crate::layers::ConvBn;
-use crate::registry::Variants;
+use crate::Normalization;
 
 /// Bottleneck output channels per input channel of its 3×3 convolution.
 const EXPANSION: i64 = 4;
@@ -36,12 +35,12 @@ const STAGE_WIDTHS: [i64; 4] = [64, 128, 256, 512];
 /// Channels out of the stem.
 const STEM_WIDTH: i64 = 64;
 
-/// One member of the family.
+/// One member of the family, and of [`crate::resnet_v2`]'s, which stacks its blocks alike.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Variant {
-    /// Registry name (torchvision's constructor name).
+    /// Registry name (here torchvision's constructor name).
     pub name: &'static str,
-    /// Bottleneck blocks in `layer1` … `layer4`.
+    /// Bottleneck blocks in the four stages (`layer1` … `layer4` here).
     pub blocks: [usize; 4],
 }
 
@@ -55,20 +54,10 @@ pub const VARIANTS: [Variant; 3] = [
 impl Variants for Variant {
     const ALL: &'static [Variant] = &VARIANTS;
 
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
     /// torchvision's defaults: 224×224, ImageNet normalisation, 2048 features, the dense `fc` without dropout.
     fn spec(&self) -> ModelSpec {
-        ModelSpec {
-            name: self.name.to_string(),
-            default_size: (224, 224),
-            min_size: KERAS_MIN_SIZE,
-            normalization: Normalization::ImageNet,
-            num_features: STAGE_WIDTHS[3] * EXPANSION,
-            head: HeadSpec { dropout: 0.0, layer: "fc".into(), init: Initializer::PyTorchDefault },
-        }
+        let head = HeadSpec::new("fc", 0.0, Initializer::PyTorchDefault);
+        ModelSpec::new(self.name, 224, Normalization::ImageNet, STAGE_WIDTHS[3] * EXPANSION, head)
     }
 
     /// The variant as torchvision builds it with `weights=None`.
@@ -120,60 +109,52 @@ impl Bottleneck {
     }
 }
 
-/// A ResNet v1.5 backbone: stem, four stages of bottlenecks.
+/// A ResNet v1.5 backbone's layers: stem, four stages of bottlenecks.
 #[derive(Debug)]
 pub struct ResNet {
-    spec: ModelSpec,
     stem: ConvBn,
     stages: Vec<Vec<Bottleneck>>,
-    groups: Vec<LayerGroup>,
 }
 
 impl ResNet {
-    /// Builds `variant` with fresh torchvision-initialised weights, its variables under `path`.
-    pub fn new(path: &nn::Path, variant: &Variant) -> Self {
-        let stem = conv_bn(&path.sub("conv1"), &path.sub("bn1"), 3, STEM_WIDTH, 7, 2);
-        let mut groups = vec![LayerGroup::of_layers("stem", path, ["conv1", "bn1"])];
-        let mut c_in = STEM_WIDTH;
-        let mut stages = Vec::with_capacity(STAGE_WIDTHS.len());
-        for (i, (&width, &blocks)) in STAGE_WIDTHS.iter().zip(&variant.blocks).enumerate() {
-            let name = format!("layer{}", i + 1);
-            let stage_path = path.sub(&name);
-            let stride = if i == 0 { 1 } else { 2 };
-            let stage = (0..blocks)
-                .map(|b| {
-                    let block = Bottleneck::new(&stage_path.sub(b), c_in, width, if b == 0 { stride } else { 1 });
-                    c_in = width * EXPANSION;
-                    block
-                })
-                .collect();
-            stages.push(stage);
-            groups.push(LayerGroup::of_layers(&name, path, [&name]));
-        }
-        ResNet { spec: variant.spec(), stem, stages, groups }
+    /// Builds `variant` with fresh torchvision-initialised weights, its variables under `path`: layer groups
+    /// `stem` (`conv1`, `bn1`), then `layer1` … `layer4`; ResNet has no layers between its last stage and the
+    /// head, hence no `top`.
+    pub fn new(path: &nn::Path, variant: &Variant) -> Built<Self> {
+        Built::new(variant.spec(), || {
+            let stem = conv_bn(&path.sub("conv1"), &path.sub("bn1"), 3, STEM_WIDTH, 7, 2);
+            let mut groups = vec![LayerGroup::of_layers("stem", path, ["conv1", "bn1"])];
+            let mut c_in = STEM_WIDTH;
+            let mut stages = Vec::with_capacity(STAGE_WIDTHS.len());
+            for (i, (&width, &blocks)) in STAGE_WIDTHS.iter().zip(&variant.blocks).enumerate() {
+                let name = format!("layer{}", i + 1);
+                let stage_path = path.sub(&name);
+                let stride = if i == 0 { 1 } else { 2 };
+                let stage = (0..blocks)
+                    .map(|b| {
+                        let block = Bottleneck::new(&stage_path.sub(b), c_in, width, if b == 0 { stride } else { 1 });
+                        c_in = width * EXPANSION;
+                        block
+                    })
+                    .collect();
+                stages.push(stage);
+                groups.push(LayerGroup::of_layers(&name, path, [&name]));
+            }
+            (ResNet { stem, stages }, groups)
+        })
     }
 }
 
-impl Backbone for ResNet {
-    fn spec(&self) -> &ModelSpec {
-        &self.spec
-    }
-
+impl Layers for ResNet {
     /// # Shapes
     /// N×3×H×W, ImageNet-normalised → N×2048×h×w, h = H/32 for H a multiple of 32.
-    fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let x = self.stem.forward_t(xs, train).relu();
         let mut x = x.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         for block in self.stages.iter().flatten() {
             x = block.forward_t(&x, train);
         }
         x
-    }
-
-    /// `stem` (`conv1`, `bn1`), then `layer1` … `layer4`; ResNet has no layers between its last stage and the
-    /// head, hence no `top`.
-    fn layer_groups(&self) -> Vec<LayerGroup> {
-        self.groups.clone()
     }
 }
 
@@ -182,24 +163,11 @@ mod tests {
     use super::*;
     use tch::{Device, Kind};
 
+    /// Exactly torchvision's state-dict keys and shapes: bias-free convolutions, a projection (`downsample`) in
+    /// each stage's first block only, `fc`.
     #[test]
     fn variables_carry_torchvision_state_dict_keys() {
-        let vars = crate::backbone::assert_variable_shapes(
-            "resnet50",
-            &[
-                ("conv1.weight", &[64, 3, 7, 7]),
-                ("bn1.running_mean", &[64]),
-                ("layer1.0.downsample.0.weight", &[256, 64, 1, 1]),
-                ("layer2.0.conv2.weight", &[128, 128, 3, 3]),
-                ("layer2.0.downsample.0.weight", &[512, 256, 1, 1]),
-                ("layer4.2.bn3.running_var", &[2048]),
-                ("fc.weight", &[1000, 2048]),
-                ("fc.bias", &[1000]),
-            ],
-        );
-        assert!(!vars.contains_key("layer1.1.downsample.0.weight"), "only a stage's first block projects");
-        // 3 × 4 convolutions + 4 projections … : every convolution is bias-free.
-        assert!(vars.keys().filter(|k| k.contains("conv")).all(|k| k.ends_with(".weight")));
+        crate::backbone::assert_variables_are_the_state_dict("resnet50");
     }
 
     #[test]
@@ -211,10 +179,5 @@ mod tests {
         let var = w.var(true).double_value(&[]);
         assert!((var / (2.0 / 4608.0) - 1.0).abs() < 0.02, "variance {var}");
         assert_eq!(vs.variables()["layer4.0.bn3.weight"].mean(Kind::Float).double_value(&[]), 1.0);
-    }
-
-    #[test]
-    fn layer_groups_cover_every_variable_once() {
-        crate::backbone::assert_groups_partition("resnet50", &["stem", "layer1", "layer2", "layer3", "layer4", "head"]);
     }
 }

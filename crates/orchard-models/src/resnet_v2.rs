@@ -20,13 +20,13 @@
 //! - batch norm has epsilon 1.001e-5 (not the 1e-3 of the other Keras families) and momentum 0.99; kernels are
 //!   `glorot_uniform`, biases zero.
 
-use orchard_data::normalize::Normalization;
 use tch::{nn, Tensor};
 
-use crate::backbone::{Backbone, HeadSpec, LayerGroup, ModelSpec, KERAS_MIN_SIZE};
+use crate::backbone::{Backbone, Built, HeadSpec, LayerGroup, Layers, ModelSpec, Variants};
+use crate::batch_norm::BatchNorm;
 use crate::init::Initializer;
-use crate::layers::{max_pool, zero_pad, BatchNorm, Conv2d, ConvConfig, Padding};
-use crate::registry::Variants;
+use crate::layers::{max_pool, zero_pad, Conv2d, ConvConfig, Padding};
+use crate::{resnet, Normalization};
 
 // ---------------------------------------------------------------------------------------------------------
 // Constants and the table
@@ -44,21 +44,35 @@ const STEM_FILTERS: i64 = 64;
 /// Keras' default input size for the family.
 const DEFAULT_SIZE: i64 = 224;
 
-/// One member of the family: its name and the blocks of each stage.
+/// One member of the family: its name and the blocks of each stage (`conv2` … `conv5`), as for ResNet v1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Variant {
-    /// Registry name.
-    pub name: &'static str,
-    /// Blocks in `conv2` … `conv5`.
-    pub blocks: [usize; 4],
+pub struct Variant(pub resnet::Variant);
+
+/// ResNet50V2, ResNet101V2, ResNet152V2 as their Keras `stack_fn`s stack them: with the blocks of ResNet-50,
+/// -101 and -152 (He et al. 2016, Table 1).
+pub const VARIANTS: [Variant; 3] = [v2("resnet50_v2", 0), v2("resnet101_v2", 1), v2("resnet152_v2", 2)];
+
+/// The v2 of `resnet::VARIANTS[n]`.
+const fn v2(name: &'static str, n: usize) -> Variant {
+    Variant(resnet::Variant { name, blocks: resnet::VARIANTS[n].blocks })
 }
 
-/// ResNet50V2, ResNet101V2, ResNet152V2 as their Keras `stack_fn`s stack them.
-pub const VARIANTS: [Variant; 3] = [
-    Variant { name: "resnet50_v2", blocks: [3, 4, 6, 3] },
-    Variant { name: "resnet101_v2", blocks: [3, 4, 23, 3] },
-    Variant { name: "resnet152_v2", blocks: [3, 8, 36, 3] },
-];
+// ---------------------------------------------------------------------------------------------------------
+// Registry entry
+
+impl Variants for Variant {
+    const ALL: &'static [Self] = &VARIANTS;
+
+    /// The variant's spec: 224×224, [-1, 1] input, 2048 features, Keras' plain dense top.
+    fn spec(&self) -> ModelSpec {
+        let head = HeadSpec::new("predictions", 0.0, Initializer::GLOROT_UNIFORM);
+        ModelSpec::new(self.0.name, DEFAULT_SIZE, Normalization::SignedUnit, NUM_FEATURES, head)
+    }
+
+    fn build(&self, path: &nn::Path) -> Box<dyn Backbone> {
+        Box::new(ResNetV2::new(path, self))
+    }
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Blocks
@@ -138,91 +152,56 @@ impl Block {
 // ---------------------------------------------------------------------------------------------------------
 // The model
 
-/// A ResNet v2 backbone: stem, four stages of pre-activation bottlenecks, final batch norm and ReLU.
+/// A ResNet v2 backbone's layers: stem, four stages of pre-activation bottlenecks, final batch norm and ReLU.
 #[derive(Debug)]
 pub struct ResNetV2 {
-    spec: ModelSpec,
     conv1: Conv2d,
     blocks: Vec<Block>,
     post_bn: BatchNorm,
-    groups: Vec<LayerGroup>,
 }
 
 impl ResNetV2 {
     /// Builds `variant` with fresh Keras-initialised weights, its variables under `path`.
-    pub fn new(path: &nn::Path, variant: &Variant) -> Self {
-        let conv1 = Conv2d::new(
-            &path.sub("conv1_conv"),
-            3,
-            STEM_FILTERS,
-            ConvConfig::new(7).stride(2).padding(Padding::Valid).bias(true),
-        );
-        let mut groups =
-            vec![LayerGroup { name: "stem".into(), prefixes: vec![format!("{}.", path.path("conv1_conv"))] }];
-        let mut blocks = Vec::new();
-        let mut channels = STEM_FILTERS;
-        for (s, &count) in variant.blocks.iter().enumerate() {
-            let stage = format!("conv{}", s + 2);
-            for b in 1..=count {
-                let stride = if b == count { STAGE_STRIDES[s] } else { 1 };
-                let name = format!("{stage}_block{b}");
-                blocks.push(Block::new(path, &name, channels, STAGE_FILTERS[s], stride, b == 1));
-                channels = 4 * STAGE_FILTERS[s];
+    pub fn new(path: &nn::Path, variant: &Variant) -> Built<Self> {
+        Built::new(variant.spec(), || {
+            let conv1 = Conv2d::new(
+                &path.sub("conv1_conv"),
+                3,
+                STEM_FILTERS,
+                ConvConfig::new(7).stride(2).padding(Padding::Valid).bias(true),
+            );
+            let mut groups =
+                vec![LayerGroup { name: "stem".into(), prefixes: vec![format!("{}.", path.path("conv1_conv"))] }];
+            let mut blocks = Vec::new();
+            let mut channels = STEM_FILTERS;
+            for (s, &count) in variant.0.blocks.iter().enumerate() {
+                let stage = format!("conv{}", s + 2);
+                for b in 1..=count {
+                    let stride = if b == count { STAGE_STRIDES[s] } else { 1 };
+                    let name = format!("{stage}_block{b}");
+                    blocks.push(Block::new(path, &name, channels, STAGE_FILTERS[s], stride, b == 1));
+                    channels = 4 * STAGE_FILTERS[s];
+                }
+                // Every layer of the stage is `convN_blockM_…`.
+                groups.push(LayerGroup { name: stage.clone(), prefixes: vec![path.path(&format!("{stage}_"))] });
             }
-            // Every layer of the stage is `convN_blockM_…`.
-            groups.push(LayerGroup { name: stage.clone(), prefixes: vec![path.path(&format!("{stage}_"))] });
-        }
-        let post_bn = batch_norm(&path.sub("post_bn"), channels);
-        groups.push(LayerGroup { name: "top".into(), prefixes: vec![format!("{}.", path.path("post_bn"))] });
-        ResNetV2 { spec: variant.spec(), conv1, blocks, post_bn, groups }
+            let post_bn = batch_norm(&path.sub("post_bn"), channels);
+            groups.push(LayerGroup { name: "top".into(), prefixes: vec![format!("{}.", path.path("post_bn"))] });
+            (ResNetV2 { conv1, blocks, post_bn }, groups)
+        })
     }
 }
 
-impl Backbone for ResNetV2 {
-    fn spec(&self) -> &ModelSpec {
-        &self.spec
-    }
-
+impl Layers for ResNetV2 {
     /// # Shapes
     /// N×3×H×W in [-1, 1] → N×2048×⌈H/32⌉×⌈W/32⌉.
-    fn forward_features(&self, xs: &Tensor, train: bool) -> Tensor {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let x = self.conv1.forward(&zero_pad(xs, [3, 3, 3, 3]));
         let mut x = max_pool(&zero_pad(&x, [1, 1, 1, 1]), 3, 2);
         for block in &self.blocks {
             x = block.forward_t(&x, train);
         }
         self.post_bn.forward_t(&x, train).relu()
-    }
-
-    fn layer_groups(&self) -> Vec<LayerGroup> {
-        self.groups.clone()
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Registry entry
-
-impl Variants for Variant {
-    const ALL: &'static [Self] = &VARIANTS;
-
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    /// The variant's spec: 224×224, [-1, 1] input, 2048 features, Keras' plain dense top.
-    fn spec(&self) -> ModelSpec {
-        ModelSpec {
-            name: self.name.to_string(),
-            default_size: (DEFAULT_SIZE, DEFAULT_SIZE),
-            min_size: KERAS_MIN_SIZE,
-            normalization: Normalization::SignedUnit,
-            num_features: NUM_FEATURES,
-            head: HeadSpec { dropout: 0.0, layer: "predictions".into(), init: Initializer::GLOROT_UNIFORM },
-        }
-    }
-
-    fn build(&self, path: &nn::Path) -> Box<dyn Backbone> {
-        Box::new(ResNetV2::new(path, self))
     }
 }
 
@@ -234,7 +213,7 @@ mod tests {
     fn depth_is_three_layers_per_block_plus_stem_and_top() {
         // The "50", "101", "152" count the weighted layers: 3 per bottleneck, the stem convolution, the dense top.
         for (variant, depth) in VARIANTS.iter().zip([50, 101, 152]) {
-            assert_eq!(3 * variant.blocks.iter().sum::<usize>() + 2, depth, "{}", variant.name);
+            assert_eq!(3 * variant.0.blocks.iter().sum::<usize>() + 2, depth, "{}", variant.0.name);
         }
     }
 
@@ -243,6 +222,7 @@ mod tests {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let model = ResNetV2::new(&vs.root(), &VARIANTS[0]);
         let kinds: Vec<String> = model
+            .layers
             .blocks
             .iter()
             .map(|b| match b.shortcut {
@@ -258,15 +238,5 @@ mod tests {
         // An odd size exercises the padding: 97 → 49 (conv1) → 25 (pool1) → 13 → 7 → 4 → 4.
         let xs = Tensor::zeros([1, 3, 97, 97], (tch::Kind::Float, tch::Device::Cpu));
         assert_eq!(tch::no_grad(|| model.forward_features(&xs, false)).size(), [1, NUM_FEATURES, 4, 4]);
-    }
-
-    /// Stem, stages, top and head; that the groups cover every variable once is checked for every model by
-    /// the sweep test.
-    #[test]
-    fn layer_groups_are_the_stem_the_stages_the_top_and_the_head() {
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let groups = crate::build("resnet50_v2", &vs.root(), Some(4)).unwrap().layer_groups();
-        let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
-        assert_eq!(names, ["stem", "conv2", "conv3", "conv4", "conv5", "top", "head"]);
     }
 }

@@ -6,6 +6,7 @@
 
 use std::ffi::c_int;
 
+use orchard_files::config::Precision;
 use tch::Device;
 
 extern "C" {
@@ -20,6 +21,15 @@ extern "C" {
 pub enum HalfType {
     BFloat16,
     Float16,
+}
+
+/// The reduced type a configured precision computes in; `None` for f32 (no autocast).
+pub fn half_type(precision: Precision) -> Option<HalfType> {
+    match precision {
+        Precision::F32 => None,
+        Precision::Bf16 => Some(HalfType::BFloat16),
+        Precision::F16 => Some(HalfType::Float16),
+    }
 }
 
 fn device_code(device: Device) -> c_int {

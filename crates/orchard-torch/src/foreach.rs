@@ -12,7 +12,14 @@ use tch::Tensor;
 use torch_sys::C_tensor;
 
 extern "C" {
-    fn orchard_foreach_lerp(targets: *const *mut C_tensor, ends: *const *mut C_tensor, n: usize, weight: f64, err: *mut c_char, len: usize) -> c_int;
+    fn orchard_foreach_lerp(
+        targets: *const *mut C_tensor,
+        ends: *const *mut C_tensor,
+        n: usize,
+        weight: f64,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
     #[allow(clippy::too_many_arguments)]
     fn orchard_foreach_adam(
         params: *const *mut C_tensor,
@@ -43,7 +50,14 @@ extern "C" {
         err: *mut c_char,
         len: usize,
     ) -> c_int;
-    fn orchard_foreach_unscale(grads: *const *mut C_tensor, n: usize, found_inf: *mut C_tensor, inv_scale: *mut C_tensor, err: *mut c_char, len: usize) -> c_int;
+    fn orchard_foreach_unscale(
+        grads: *const *mut C_tensor,
+        n: usize,
+        found_inf: *mut C_tensor,
+        inv_scale: *mut C_tensor,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
 }
 
 /// The C++ side copies the tensor handles and changes only the storage behind them, never the handles.
@@ -101,19 +115,47 @@ pub fn adam_(params: &[Tensor], grads: &[Tensor], m: &[Tensor], v: &[Tensor], s:
     let (p, g, m, v) = (handles(params), handles(grads), handles(m), handles(v));
     // SAFETY: every array holds `p.len()` live tensor handles for the duration of the call.
     call(p.len(), |err, len| unsafe {
-        orchard_foreach_adam(p.as_ptr(), g.as_ptr(), m.as_ptr(), v.as_ptr(), p.len(), s.step, s.beta1, s.beta2, s.eps, s.l2, s.decay, s.denom_scale, err, len)
+        orchard_foreach_adam(
+            p.as_ptr(),
+            g.as_ptr(),
+            m.as_ptr(),
+            v.as_ptr(),
+            p.len(),
+            s.step,
+            s.beta1,
+            s.beta2,
+            s.eps,
+            s.l2,
+            s.decay,
+            s.denom_scale,
+            err,
+            len,
+        )
     })
 }
 
 /// One SGD update as PyTorch's: `g ← g + l2·θ`, `buf ← μ·buf + g`, `θ ← θ − lr·(g + μ·buf)` with Nesterov
 /// or `θ ← θ − lr·buf` without. `bufs` (zeros before the first step) is needed when `momentum` is not 0.
-pub fn sgd_(params: &[Tensor], grads: &[Tensor], bufs: Option<&[Tensor]>, lr: f64, momentum: f64, nesterov: bool, l2: f64) -> Result<(), String> {
+pub fn sgd_(
+    params: &[Tensor],
+    grads: &[Tensor],
+    bufs: Option<&[Tensor]>,
+    lr: f64,
+    momentum: f64,
+    nesterov: bool,
+    l2: f64,
+) -> Result<(), String> {
     check(&[params, grads]);
-    assert!(momentum == 0.0 || bufs.is_some_and(|b| b.len() == params.len()), "momentum needs one buffer per parameter");
+    assert!(
+        momentum == 0.0 || bufs.is_some_and(|b| b.len() == params.len()),
+        "momentum needs one buffer per parameter"
+    );
     let (p, g) = (handles(params), handles(grads));
     let b = bufs.map(handles).unwrap_or_default();
     // SAFETY: `p` and `g` hold `p.len()` live handles, and `b` too whenever the shim reads it (momentum ≠ 0).
-    call(p.len(), |err, len| unsafe { orchard_foreach_sgd(p.as_ptr(), g.as_ptr(), b.as_ptr(), p.len(), lr, momentum, nesterov as c_int, l2, err, len) })
+    call(p.len(), |err, len| unsafe {
+        orchard_foreach_sgd(p.as_ptr(), g.as_ptr(), b.as_ptr(), p.len(), lr, momentum, nesterov as c_int, l2, err, len)
+    })
 }
 
 /// Multiplies every gradient by `inv_scale` (a one-element f32 tensor) and sets `found_inf` (a one-element f32
@@ -122,7 +164,16 @@ pub fn sgd_(params: &[Tensor], grads: &[Tensor], bufs: Option<&[Tensor]>, lr: f6
 pub fn unscale_(grads: &[Tensor], found_inf: &Tensor, inv_scale: &Tensor) -> Result<(), String> {
     let g = handles(grads);
     // SAFETY: `g` holds `g.len()` live handles; the two scalars outlive the call.
-    call(g.len(), |err, len| unsafe { orchard_foreach_unscale(g.as_ptr(), g.len(), found_inf.as_ptr() as *mut C_tensor, inv_scale.as_ptr() as *mut C_tensor, err, len) })
+    call(g.len(), |err, len| unsafe {
+        orchard_foreach_unscale(
+            g.as_ptr(),
+            g.len(),
+            found_inf.as_ptr() as *mut C_tensor,
+            inv_scale.as_ptr() as *mut C_tensor,
+            err,
+            len,
+        )
+    })
 }
 
 #[cfg(test)]
@@ -190,7 +241,8 @@ mod tests {
     fn empty_lists_change_nothing() {
         lerp_(&[], &[], 0.5).unwrap();
         sgd_(&[], &[], Some(&[]), 0.1, 0.9, false, 0.0).unwrap();
-        unscale_(&[], &Tensor::zeros([1], (Kind::Float, Device::Cpu)), &Tensor::ones([1], (Kind::Float, Device::Cpu))).unwrap();
+        unscale_(&[], &Tensor::zeros([1], (Kind::Float, Device::Cpu)), &Tensor::ones([1], (Kind::Float, Device::Cpu)))
+            .unwrap();
     }
 
     #[test]

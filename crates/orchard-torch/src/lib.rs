@@ -1,5 +1,6 @@
-//! The bridge between Orchard's pixel batches and libtorch: device choice, and a batch of 8-bit NHWC pixels
-//! turned into a normalised f32 NCHW tensor on the target device.
+//! The bridge between Orchard and libtorch: a configured device as libtorch's, a batch of 8-bit NHWC pixels
+//! turned into a normalised f32 NCHW tensor on the target device, the memory layouts, and C++ shims for what
+//! tch does not bind (autocast, multi-tensor optimizer kernels).
 //!
 //! On the CPU the pixels are normalised in one pass straight into the tensor's memory; for a GPU they are
 //! wrapped where they lie, moved as bytes (a quarter of the traffic of f32), and normalised there. The
@@ -10,8 +11,11 @@ pub mod autocast;
 pub mod foreach;
 
 use orchard_data::loader::Batch;
-use orchard_data::normalize::Normalization;
 use tch::{Device, Kind, Tensor};
+
+/// Per-channel `(mean, std)` of an architecture's input normalisation on the 0–255 scale, so that
+/// `normalised = (x - mean) / std`: what `orchard_models::Normalization::mean_std` gives for a spec's preset.
+pub type MeanStd = ([f32; 3], [f32; 3]);
 
 /// The memory order of image tensors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,27 +41,24 @@ pub fn convolutions_to_channels_last<'a>(variables: impl IntoIterator<Item = &'a
     }
 }
 
-/// Parses a device name: `cpu`, `cuda` (device 0), `cuda:N`, or `auto` (CUDA when available).
-pub fn parse_device(name: &str) -> Result<Device, String> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        "auto" => Ok(Device::cuda_if_available()),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => name
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| format!("unknown device {name:?}: expected cpu, cuda, cuda:N or auto")),
+/// libtorch's device for a configured one; `auto` is CUDA device 0 when one is available, else the CPU.
+pub fn device(device: orchard_files::config::Device) -> Device {
+    use orchard_files::config::Device as Named;
+    match device {
+        Named::Auto => Device::cuda_if_available(),
+        Named::Cpu => Device::Cpu,
+        Named::Cuda(n) => Device::Cuda(n),
     }
 }
 
-/// The batch's pixels as a normalised f32 tensor of shape N×3×H×W on `device`.
-pub fn images(batch: &Batch, normalization: Normalization, device: Device, layout: Layout) -> Tensor {
+/// The batch's pixels as an f32 tensor of shape N×3×H×W on `device`, normalised as `(x - mean) / std` per
+/// channel with `mean_std` on the 0–255 scale (a spec's `normalization.mean_std()`).
+pub fn images(batch: &Batch, mean_std: MeanStd, device: Device, layout: Layout) -> Tensor {
     let shape = [batch.len() as i64, batch.height as i64, batch.width as i64, 3];
     assert_eq!(batch.pixels.len(), shape.iter().product::<i64>() as usize, "batch pixels do not match its shape");
     let nhwc = match device {
-        Device::Cpu => normalize_on_cpu(&batch.pixels, &shape, normalization),
-        _ => normalize_on_device(&batch.pixels, &shape, normalization, device),
+        Device::Cpu => normalize_on_cpu(&batch.pixels, &shape, mean_std),
+        _ => normalize_on_device(&batch.pixels, &shape, mean_std, device),
     };
     let x = nhwc.permute([0, 3, 1, 2]);
     match layout {
@@ -68,8 +69,7 @@ pub fn images(batch: &Batch, normalization: Normalization, device: Device, layou
 
 /// One pass through a 3×256 lookup table, written straight into the tensor's memory: several times faster
 /// than libtorch's conversion followed by two broadcasting operations.
-fn normalize_on_cpu(pixels: &[u8], shape: &[i64; 4], normalization: Normalization) -> Tensor {
-    let (mean, std) = normalization.mean_std();
+fn normalize_on_cpu(pixels: &[u8], shape: &[i64; 4], (mean, std): MeanStd) -> Tensor {
     let lut: [[f32; 256]; 3] = std::array::from_fn(|c| std::array::from_fn(|v| (v as f32 - mean[c]) / std[c]));
     let out = Tensor::empty(shape.as_slice(), (Kind::Float, Device::Cpu));
     // SAFETY: `out` is a new contiguous f32 tensor of exactly `pixels.len()` elements that nothing else
@@ -84,11 +84,10 @@ fn normalize_on_cpu(pixels: &[u8], shape: &[i64; 4], normalization: Normalizatio
 }
 
 /// Moves the bytes (a quarter of the f32 traffic) and converts on the device.
-fn normalize_on_device(pixels: &[u8], shape: &[i64; 4], normalization: Normalization, device: Device) -> Tensor {
+fn normalize_on_device(pixels: &[u8], shape: &[i64; 4], (mean, std): MeanStd, device: Device) -> Tensor {
     // SAFETY: `pixels` outlives this call and the wrapper is dropped before returning; `to_device` to a
     // non-CPU device copies, so nothing returned refers to the blob.
     let wrapped = unsafe { Tensor::from_blob(pixels.as_ptr(), shape, &[], Kind::Uint8, Device::Cpu) };
-    let (mean, std) = normalization.mean_std();
     let mean = Tensor::from_slice(&mean).to_device(device);
     let inv_std = Tensor::from_slice(&std.map(|s| 1.0 / s)).to_device(device);
     (wrapped.to_device(device).to_kind(Kind::Float) - mean) * inv_std
@@ -109,28 +108,36 @@ mod tests {
         Batch { indices: vec![4, 9], pixels, width: 3, height: 2, targets: vec![1.0, 0.0, 0.0, 1.0], classes: 2 }
     }
 
+    /// ImageNet's per-channel mean and standard deviation on the 0–255 scale (`Normalization::ImageNet`).
+    const IMAGENET: MeanStd =
+        ([0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0], [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0]);
+    /// No scaling (`Normalization::Raw`).
+    const RAW: MeanStd = ([0.0; 3], [1.0; 3]);
+
     #[test]
     fn pixels_land_in_nchw_order_normalised_per_channel() {
         let b = batch();
+        let (mean, std) = IMAGENET;
         for layout in [Layout::Contiguous, Layout::ChannelsLast] {
-            let t = images(&b, Normalization::ImageNet, Device::Cpu, layout);
+            let t = images(&b, IMAGENET, Device::Cpu, layout);
             assert_eq!(t.size(), [2, 3, 2, 3]);
             for n in 0..2 {
                 for y in 0..2 {
                     for x in 0..3 {
                         let base = ((n * 2 + y) * 3 + x) * 3;
-                        let want = Normalization::ImageNet.apply([b.pixels[base], b.pixels[base + 1], b.pixels[base + 2]]);
                         for c in 0..3 {
+                            let want = (b.pixels[base + c] as f32 - mean[c]) / std[c];
                             let got = t.double_value(&[n as i64, c as i64, y as i64, x as i64]) as f32;
-                            assert!((got - want[c]).abs() < 1e-5, "n{n} c{c} y{y} x{x}: {got} vs {}", want[c]);
+                            assert!((got - want).abs() < 1e-5, "n{n} c{c} y{y} x{x}: {got} vs {want}");
                         }
                     }
                 }
             }
         }
-        let cl = images(&b, Normalization::Raw, Device::Cpu, Layout::ChannelsLast);
+        let cl = images(&b, RAW, Device::Cpu, Layout::ChannelsLast);
         assert_eq!(cl.stride(), [18, 1, 9, 3], "channels-last strides");
-        assert!(images(&b, Normalization::Raw, Device::Cpu, Layout::Contiguous).is_contiguous());
+        assert!(images(&b, RAW, Device::Cpu, Layout::Contiguous).is_contiguous());
+        assert_eq!(cl.double_value(&[1, 2, 1, 2]), f64::from(b.pixels[b.pixels.len() - 1]), "raw pixels unscaled");
     }
 
     #[test]
@@ -138,8 +145,9 @@ mod tests {
         let t = targets(&batch(), Device::Cpu);
         assert_eq!(t.size(), [2, 2]);
         assert_eq!(Vec::<f32>::try_from(t.flatten(0, 1)).unwrap(), vec![1.0, 0.0, 0.0, 1.0]);
-        assert_eq!(parse_device("cuda:1"), Ok(Device::Cuda(1)));
-        assert_eq!(parse_device("cpu"), Ok(Device::Cpu));
-        assert!(parse_device("tpu").unwrap_err().contains("tpu"));
+        use orchard_files::config::Device as Named;
+        assert_eq!(device(Named::Cuda(1)), Device::Cuda(1));
+        assert_eq!(device(Named::Cpu), Device::Cpu);
+        assert_eq!(device(Named::Auto), Device::cuda_if_available());
     }
 }

@@ -25,8 +25,10 @@ impl Ema {
 
     /// Folds the live values into the average, all tensors in one multi-tensor launch.
     pub fn update(&mut self) {
-        let (shadows, lives): (Vec<Tensor>, Vec<Tensor>) = self.entries.iter().map(|(_, live, shadow)| (shadow.shallow_clone(), live.detach())).unzip();
-        foreach::lerp_(&shadows, &lives, 1.0 - self.decay).unwrap_or_else(|e| panic!("EMA update failed in libtorch: {e}"));
+        let (shadows, lives): (Vec<Tensor>, Vec<Tensor>) =
+            self.entries.iter().map(|(_, live, shadow)| (shadow.shallow_clone(), live.detach())).unzip();
+        foreach::lerp_(&shadows, &lives, 1.0 - self.decay)
+            .unwrap_or_else(|e| panic!("EMA update failed in libtorch: {e}"));
     }
 
     /// The averages by name, for checkpoints.

@@ -1,15 +1,16 @@
 //! Training one ensemble member on one fold, from the command line or from a program.
 //!
-//! This crate owns
-//! - [`config`]: the serialisable run configuration (TOML) with documented defaults;
+//! This crate owns (the run's configuration, metrics files and state are `orchard-files`')
 //! - [`optim`]: Adam (Keras' formula, the reference), AdamW and SGD with state we can checkpoint;
 //! - [`loss`]: softmax and sigmoid cross-entropy with label smoothing, soft targets and class weights;
 //! - [`ema`]: the exponential moving average of the weights;
-//! - [`checkpoint`] and [`history`]: atomic checkpoints and the per-epoch metric files;
+//! - [`network`]: a classifier set up to train (device, memory layout, variables in a stable order);
+//! - [`gradients`]: the seam between the backward pass and the optimizer step;
 //! - [`trainer`]: the loop itself ([`train`]), with validation, early stopping and resumption.
 //!
 //! ```no_run
-//! use orchard_train::{config::TrainConfig, progress::Console, train};
+//! use orchard_files::TrainConfig;
+//! use orchard_train::{progress::Console, train};
 //!
 //! let mut config = TrainConfig::default();
 //! config.data.dir = "demo/data".into();
@@ -19,16 +20,14 @@
 //! ```
 
 pub mod amp;
-pub mod checkpoint;
-pub mod config;
 pub mod ema;
-pub mod history;
+pub mod gradients;
 pub mod loss;
+pub mod network;
 pub mod optim;
 mod pretrained;
 pub mod progress;
 mod targets;
 pub mod trainer;
 
-pub use config::TrainConfig;
-pub use trainer::{train, RunState, Summary, TrainError};
+pub use trainer::{train, train_with, Summary, TrainError};

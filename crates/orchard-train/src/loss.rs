@@ -1,4 +1,5 @@
-//! Training losses over logits and (possibly soft) targets, and the probabilities each implies.
+//! Training losses over logits and (possibly soft) targets. (The probabilities each implies are
+//! `orchard_infer::predictor::probabilities`.)
 
 use tch::{Kind, Tensor};
 
@@ -37,21 +38,12 @@ impl Loss {
             }
         } else {
             let smoothed = if eps > 0.0 { targets * (1.0 - eps) + eps / 2.0 } else { targets.shallow_clone() };
-            let per_element = logits.binary_cross_entropy_with_logits::<Tensor>(&smoothed, None, None, tch::Reduction::None);
+            let per_element =
+                logits.binary_cross_entropy_with_logits::<Tensor>(&smoothed, None, None, tch::Reduction::None);
             match &self.class_weights {
                 None => per_element.mean(Kind::Float),
                 Some(w) => (per_element * w).mean(Kind::Float),
             }
-        }
-    }
-
-    /// Class probabilities implied by the loss: softmax rows or independent sigmoids.
-    pub fn probabilities(&self, logits: &Tensor) -> Tensor {
-        let logits = logits.to_kind(Kind::Float);
-        if self.softmax {
-            logits.softmax(1, Kind::Float)
-        } else {
-            logits.sigmoid()
         }
     }
 }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use orchard_torch::foreach::{self, AdamStep};
 use tch::Tensor;
 
-use crate::config::{OptimizerConfig, OptimizerKind};
+use orchard_files::config::{OptimizerConfig, OptimizerKind};
 
 /// A parameter the optimizer updates.
 #[derive(Debug)]
@@ -104,7 +104,8 @@ impl Optimizer {
                     slot.get_or_insert_with(|| grads[i].zeros_like()).shallow_clone()
                 };
                 let momentum = c.kind != OptimizerKind::Sgd || c.momentum != 0.0;
-                let m: Vec<Tensor> = if momentum { (0..members.len()).map(|i| state(i, false)).collect() } else { Vec::new() };
+                let m: Vec<Tensor> =
+                    if momentum { (0..members.len()).map(|i| state(i, false)).collect() } else { Vec::new() };
                 let result = match c.kind {
                     OptimizerKind::Adam | OptimizerKind::AdamW => {
                         let v: Vec<Tensor> = (0..members.len()).map(|i| state(i, true)).collect();
@@ -112,13 +113,37 @@ impl Optimizer {
                         let bias2_sqrt = (1.0 - c.beta2.powf(t)).sqrt();
                         let (beta1, beta2, eps) = (c.beta1, c.beta2, c.eps);
                         let s = if c.kind == OptimizerKind::Adam {
-                            AdamStep { step: lr * bias2_sqrt / bias1, beta1, beta2, eps, l2: c.weight_decay, decay: 0.0, denom_scale: 1.0 }
+                            AdamStep {
+                                step: lr * bias2_sqrt / bias1,
+                                beta1,
+                                beta2,
+                                eps,
+                                l2: c.weight_decay,
+                                decay: 0.0,
+                                denom_scale: 1.0,
+                            }
                         } else {
-                            AdamStep { step: lr / bias1, beta1, beta2, eps, l2: 0.0, decay: lr * c.weight_decay, denom_scale: 1.0 / bias2_sqrt }
+                            AdamStep {
+                                step: lr / bias1,
+                                beta1,
+                                beta2,
+                                eps,
+                                l2: 0.0,
+                                decay: lr * c.weight_decay,
+                                denom_scale: 1.0 / bias2_sqrt,
+                            }
                         };
                         foreach::adam_(&params, &grads, &m, &v, &s)
                     }
-                    OptimizerKind::Sgd => foreach::sgd_(&params, &grads, momentum.then_some(&m[..]), lr, c.momentum, c.nesterov, c.weight_decay),
+                    OptimizerKind::Sgd => foreach::sgd_(
+                        &params,
+                        &grads,
+                        momentum.then_some(&m[..]),
+                        lr,
+                        c.momentum,
+                        c.nesterov,
+                        c.weight_decay,
+                    ),
                 };
                 result.unwrap_or_else(|e| panic!("optimizer step failed in libtorch: {e}"));
             }
@@ -141,16 +166,23 @@ impl Optimizer {
     }
 
     /// Restores what [`Optimizer::state`] returned; a parameter absent from `steps` starts afresh.
-    pub fn load_state(&mut self, tensors: &BTreeMap<String, Tensor>, steps: &BTreeMap<String, u64>) -> Result<(), String> {
+    pub fn load_state(
+        &mut self,
+        tensors: &BTreeMap<String, Tensor>,
+        steps: &BTreeMap<String, u64>,
+    ) -> Result<(), String> {
         for (p, s) in self.params.iter().zip(&mut self.states) {
             s.step = steps.get(&p.name).copied().unwrap_or(0);
             let device = p.tensor.device();
             let take = |key: &str| -> Result<Option<Tensor>, String> {
                 match tensors.get(&format!("{key}/{}", p.name)) {
                     None => Ok(None),
-                    Some(t) if t.size() != p.tensor.size() => {
-                        Err(format!("optimizer state {key}/{} has shape {:?}, the parameter {:?}", p.name, t.size(), p.tensor.size()))
-                    }
+                    Some(t) if t.size() != p.tensor.size() => Err(format!(
+                        "optimizer state {key}/{} has shape {:?}, the parameter {:?}",
+                        p.name,
+                        t.size(),
+                        p.tensor.size()
+                    )),
                     Some(t) => Ok(Some(t.to_device(device).to_kind(p.tensor.kind()))),
                 }
             };
@@ -182,7 +214,10 @@ mod tests {
 
     #[test]
     fn frozen_parameters_are_left_alone_and_clipping_bounds_the_norm() {
-        let mut opt = Optimizer::new(OptimizerConfig { kind: OptimizerKind::Sgd, ..Default::default() }, vec![param(&[1.0, 1.0])]);
+        let mut opt = Optimizer::new(
+            OptimizerConfig { kind: OptimizerKind::Sgd, ..Default::default() },
+            vec![param(&[1.0, 1.0])],
+        );
         let w = opt.params()[0].tensor.shallow_clone();
         (&w * Tensor::from_slice(&[30.0f32, 40.0])).sum(Kind::Float).backward();
         assert!((opt.clip_grad_norm(5.0) - 50.0).abs() < 1e-9);
@@ -190,7 +225,10 @@ mod tests {
         assert!((g[0] - 3.0).abs() < 1e-4 && (g[1] - 4.0).abs() < 1e-4, "{g:?}");
         opt.zero_grad();
         let frozen = Tensor::zeros([2], (Kind::Float, Device::Cpu));
-        let mut opt2 = Optimizer::new(OptimizerConfig::default(), vec![Param { name: "f".into(), tensor: frozen.shallow_clone(), lr_mult: 1.0 }]);
+        let mut opt2 = Optimizer::new(
+            OptimizerConfig::default(),
+            vec![Param { name: "f".into(), tensor: frozen.shallow_clone(), lr_mult: 1.0 }],
+        );
         opt2.step(1.0);
         assert_eq!(frozen.abs().sum(Kind::Float).double_value(&[]), 0.0);
     }

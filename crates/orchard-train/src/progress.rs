@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::history::EpochRecord;
+use orchard_files::history::EpochRecord;
 
 /// Receives the loop's events.
 pub trait Progress {
@@ -37,7 +37,14 @@ pub struct Console {
 
 impl Console {
     pub fn new() -> Self {
-        Console { bar: None, terminal: std::io::stderr().is_terminal(), started: Instant::now(), images: 0, loss_sum: 0.0, batches: 0 }
+        Console {
+            bar: None,
+            terminal: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            images: 0,
+            loss_sum: 0.0,
+            batches: 0,
+        }
     }
 }
 

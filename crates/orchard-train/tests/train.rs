@@ -1,15 +1,16 @@
-//! The training loop end to end on real JPEG files from `orchard_data::synth`, with a real EfficientNet-B0
+//! The training loop end to end on real JPEG files from `orchard_demo::synth`, with a real EfficientNet-B0
 //! at small input sizes so that each run takes seconds on two cores.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use orchard_data::synth::{generate, SynthConfig};
+use orchard_demo::synth::{generate, SynthConfig};
+use orchard_files::config::{BatchNormMode, OptimizerKind, Precision, TrainConfig};
+use orchard_files::RunState;
 use orchard_metrics::schedule::{Reference, Schedule, WarmupCosine};
-use orchard_train::checkpoint;
-use orchard_train::config::{BatchNormMode, OptimizerKind, Precision, TrainConfig};
+use orchard_models::weights::checkpoint;
 use orchard_train::progress::Silent;
-use orchard_train::{train, RunState, TrainError};
+use orchard_train::{train, TrainError};
 use tch::Tensor;
 
 /// libtorch's random generator is global to the process, so runs in parallel test threads would draw from
@@ -29,7 +30,14 @@ fn synth(dir: &Path, n: usize, seed: u64) -> PathBuf {
 
 /// A quick configuration: EfficientNet-B0 at 32×32 (a 1×1 feature map), Adam, EMA, 3 folds.
 fn quick(data: &Path) -> TrainConfig {
-    let mut c = TrainConfig { epochs: 3, batch: 8, workers: Some(2), ema: Some(0.9), batch_norm_momentum: Some(0.9), ..Default::default() };
+    let mut c = TrainConfig {
+        epochs: 3,
+        batch: 8,
+        workers: Some(2),
+        ema: Some(0.9),
+        batch_norm_momentum: Some(0.9),
+        ..Default::default()
+    };
     c.data.dir = data.to_path_buf();
     c.data.size = Some((32, 32));
     c.data.folds = Some(3);
@@ -72,7 +80,12 @@ fn a_resumed_run_reaches_the_same_weights_and_metrics_bit_for_bit() {
     }
     assert_eq!(a.history.len(), b.history.len());
     for (x, y) in a.history.iter().zip(&b.history) {
-        assert_eq!((x.train_loss, x.val_loss, x.val_auc, x.lr), (y.train_loss, y.val_loss, y.val_auc, y.lr), "epoch {}", x.epoch);
+        assert_eq!(
+            (x.train_loss, x.val_loss, x.val_auc, x.lr),
+            (y.train_loss, y.val_loss, y.val_auc, y.lr),
+            "epoch {}",
+            x.epoch
+        );
     }
     let metrics = |d: &Path| std::fs::read_to_string(d.join("metrics.csv")).unwrap();
     assert_eq!(metrics(&whole), metrics(&parts));
@@ -89,7 +102,8 @@ fn early_stopping_ends_a_run_that_no_longer_improves() {
     let dir = tempfile::tempdir().unwrap();
     let data = synth(dir.path(), 24, 2);
     // A zero learning rate and frozen batch-norm statistics: nothing can change, so nothing improves.
-    let mut config = TrainConfig { epochs: 6, patience: Some(2), batch_norm: BatchNormMode::Frozen, ema: None, ..quick(&data) };
+    let mut config =
+        TrainConfig { epochs: 6, patience: Some(2), batch_norm: BatchNormMode::Frozen, ema: None, ..quick(&data) };
     config.schedule.function = Schedule::Constant { lr: 0.0 };
     let run = dir.path().join("run");
     let s = train(config, &run, false, &mut Silent).unwrap();
@@ -110,8 +124,14 @@ fn a_non_finite_loss_stops_the_run_naming_epoch_and_step_and_keeps_the_last_good
     // The learning rate is 1e-4 in epoch 0 and 1e30 in epoch 1: SGD's first step there overflows.
     let mut config = TrainConfig { epochs: 3, ema: None, ..quick(&data) };
     config.optimizer.kind = OptimizerKind::Sgd;
-    config.schedule.function =
-        Schedule::Reference(Reference { start: 1e-4, max: 1e30, min: 0.0, rampup_epochs: 1.0, sustain_epochs: 5.0, exp_decay: 0.8 });
+    config.schedule.function = Schedule::Reference(Reference {
+        start: 1e-4,
+        max: 1e30,
+        min: 0.0,
+        rampup_epochs: 1.0,
+        sustain_epochs: 5.0,
+        exp_decay: 0.8,
+    });
     let run = dir.path().join("run");
     let err = train(config, &run, false, &mut Silent).unwrap_err();
     let TrainError::NonFiniteLoss { epoch, step, .. } = err else { panic!("expected a non-finite loss, got {err}") };
@@ -192,7 +212,8 @@ fn loss_falls_and_validation_auc_rises_well_above_chance() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    generate(&SynthConfig { out: data.clone(), train: 600, test: 0, width: 192, height: 128, seed: 11, quality: 90 }).unwrap();
+    generate(&SynthConfig { out: data.clone(), train: 600, test: 0, width: 192, height: 128, seed: 11, quality: 90 })
+        .unwrap();
     let mut config = TrainConfig { epochs: 5, batch: 16, ema: None, ..quick(&data) };
     config.data.size = Some((128, 128));
     config.data.folds = Some(5);

@@ -20,7 +20,8 @@ fn method_name(m: Method) -> (&'static str, f64) {
 #[test]
 fn every_combiner_equals_numpy_and_scipy_on_random_cases_with_ties() {
     let mut rng = ChaCha8Rng::seed_from_u64(2020);
-    let methods = [Method::Mean, Method::Rank, Method::Geometric, Method::Power(2.0), Method::Power(0.5), Method::Power(-1.5)];
+    let methods =
+        [Method::Mean, Method::Rank, Method::Geometric, Method::Power(2.0), Method::Power(0.5), Method::Power(-1.5)];
     let mut cases = Vec::new();
     for i in 0..240 {
         let method = methods[i % methods.len()];
@@ -31,7 +32,13 @@ fn every_combiner_equals_numpy_and_scipy_on_random_cases_with_ties() {
         let members: Vec<Vec<f64>> = (0..m)
             .map(|_| {
                 let mut v: Vec<f64> = (0..rows * k)
-                    .map(|_| if levels == 0 { rng.random_range(0.0..1.0) } else { rng.random_range(0..levels) as f64 / levels as f64 })
+                    .map(|_| {
+                        if levels == 0 {
+                            rng.random_range(0.0..1.0)
+                        } else {
+                            rng.random_range(0..levels) as f64 / levels as f64
+                        }
+                    })
                     .collect();
                 if i % 2 == 0 {
                     orchard_ensemble::combine::normalise_rows(&mut v, k); // probabilities, some rows with zeros
@@ -39,7 +46,8 @@ fn every_combiner_equals_numpy_and_scipy_on_random_cases_with_ties() {
                 v
             })
             .collect();
-        let weights: Option<Vec<f64>> = (i % 4 != 0).then(|| (0..m).map(|j| if j == 0 { 1.0 } else { rng.random_range(0..4) as f64 }).collect());
+        let weights: Option<Vec<f64>> =
+            (i % 4 != 0).then(|| (0..m).map(|j| if j == 0 { 1.0 } else { rng.random_range(0..4) as f64 }).collect());
         let task = if i % 5 == 0 { Task::MultiLabel } else { Task::MultiClass };
         cases.push((method, k, members, weights, task));
     }
@@ -99,7 +107,7 @@ fn rank_average_has_known_answers() {
     // but counts fully in the rank average.
     let rows = 200;
     let y: Vec<f64> = (0..rows).map(|r| (r % 2) as f64).collect();
-    let perfect: Vec<f64> = y.iter().map(|&t| 0.5 + 0.001 * (t - 0.5) ).collect();
+    let perfect: Vec<f64> = y.iter().map(|&t| 0.5 + 0.001 * (t - 0.5)).collect();
     let noise: Vec<f64> = (0..rows).map(|_| rng.random_range(0.0..1.0)).collect();
     let auc = |s: &[f64]| orchard_metrics::mean_column_auc(&y, s, 1).unwrap().mean.unwrap();
     let by_rank = combine(&[&perfect, &noise], 1, Method::Rank, Some(&[3.0, 1.0]), Task::MultiLabel).unwrap();

@@ -29,7 +29,11 @@ pub fn run_python(script: &str, input: &serde_json::Value) -> serde_json::Value 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cases.json");
     std::fs::write(&path, serde_json::to_vec(input).unwrap()).unwrap();
-    let out = Command::new(&python).arg(&fixture).arg(&path).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    let out = Command::new(&python)
+        .arg(&fixture)
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
     assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("the fixture prints JSON")
 }
@@ -41,5 +45,10 @@ pub fn as_rows(flat: &[f64], cols: usize) -> Vec<Vec<f64>> {
 
 /// A flat matrix from the fixtures' list of rows.
 pub fn from_rows(value: &serde_json::Value) -> Vec<f64> {
-    value.as_array().unwrap().iter().flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap())).collect()
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+        .collect()
 }

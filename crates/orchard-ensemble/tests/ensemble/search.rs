@@ -19,15 +19,21 @@ fn searches(seed: u64) -> [Search; 3] {
     ]
 }
 
+/// A generator seeded with `seed`, and `rows` labels drawn positive with probability `p`.
+fn labels(seed: u64, rows: usize, p: f64) -> (ChaCha8Rng, Vec<f64>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let y = (0..rows).map(|_| if rng.random_bool(p) { 1.0 } else { 0.0 }).collect();
+    (rng, y)
+}
+
 fn folds(rows: usize, k: usize) -> Vec<usize> {
     (0..rows).map(|r| r % k).collect()
 }
 
 #[test]
 fn a_perfect_member_among_noise_gets_all_the_weight() {
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
     let rows = 300;
-    let y: Vec<f64> = (0..rows).map(|_| if rng.random_bool(0.3) { 1.0 } else { 0.0 }).collect();
+    let (mut rng, y) = labels(11, rows, 0.3);
     let truth = two_class(&y);
     let noise = |rng: &mut ChaCha8Rng| two_class(&(0..rows).map(|_| rng.random_range(0.0..1.0)).collect::<Vec<_>>());
     // Perfect: every positive above every negative, with jitter so it is not trivially a copy of y.
@@ -80,15 +86,19 @@ fn two_complementary_members_mix_to_beat_both() {
 fn the_cross_validated_estimate_is_below_the_in_sample_one_on_noise() {
     let mut rng = ChaCha8Rng::seed_from_u64(99);
     let (rows, k) = (240, 3);
-    let truth: Vec<f64> = (0..rows).flat_map(|_| {
-        let c = rng.random_range(0..k);
-        (0..k).map(move |j| if j == c { 1.0 } else { 0.0 })
-    }).collect();
-    let members: Vec<Vec<f64>> = (0..6).map(|_| {
-        let mut m: Vec<f64> = (0..rows * k).map(|_| rng.random_range(0.0..1.0)).collect();
-        orchard_ensemble::combine::normalise_rows(&mut m, k);
-        m
-    }).collect();
+    let truth: Vec<f64> = (0..rows)
+        .flat_map(|_| {
+            let c = rng.random_range(0..k);
+            (0..k).map(move |j| if j == c { 1.0 } else { 0.0 })
+        })
+        .collect();
+    let members: Vec<Vec<f64>> = (0..6)
+        .map(|_| {
+            let mut m: Vec<f64> = (0..rows * k).map(|_| rng.random_range(0.0..1.0)).collect();
+            orchard_ensemble::combine::normalise_rows(&mut m, k);
+            m
+        })
+        .collect();
     let slices: Vec<&[f64]> = members.iter().map(Vec::as_slice).collect();
     for search in searches(2) {
         let report = cross_validate(&slices, &truth, k, &folds(rows, 5), &search, Task::MultiClass).unwrap();
@@ -102,11 +112,14 @@ fn the_cross_validated_estimate_is_below_the_in_sample_one_on_noise() {
 
 #[test]
 fn searches_are_deterministic_for_a_seed() {
-    let mut rng = ChaCha8Rng::seed_from_u64(4);
     let rows = 120;
-    let y: Vec<f64> = (0..rows).map(|_| if rng.random_bool(0.5) { 1.0 } else { 0.0 }).collect();
+    let (mut rng, y) = labels(4, rows, 0.5);
     let truth = two_class(&y);
-    let members: Vec<Vec<f64>> = (0..4).map(|i| two_class(&y.iter().map(|t| (t * 0.2 * i as f64 + rng.random_range(0.0..0.8)).min(1.0)).collect::<Vec<_>>())).collect();
+    let members: Vec<Vec<f64>> = (0..4)
+        .map(|i| {
+            two_class(&y.iter().map(|t| (t * 0.2 * i as f64 + rng.random_range(0.0..0.8)).min(1.0)).collect::<Vec<_>>())
+        })
+        .collect();
     let slices: Vec<&[f64]> = members.iter().map(Vec::as_slice).collect();
     let all: Vec<usize> = (0..rows).collect();
     let scorer = Scorer::new(&slices, &truth, 2, &all).unwrap();
@@ -114,6 +127,9 @@ fn searches_are_deterministic_for_a_seed() {
         let (wa, wb) = (a.run(&scorer), b.run(&scorer));
         assert_eq!(wa, wb);
         assert!((wa.iter().sum::<f64>() - 1.0).abs() < 1e-12 && wa.iter().all(|&w| w >= 0.0), "{wa:?}");
-        assert!(scorer.score(&wa) >= (0..4).map(|m| scorer.single(m)).fold(0.0, f64::max), "never below the best member");
+        assert!(
+            scorer.score(&wa) >= (0..4).map(|m| scorer.single(m)).fold(0.0, f64::max),
+            "never below the best member"
+        );
     }
 }

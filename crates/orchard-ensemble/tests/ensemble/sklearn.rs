@@ -1,9 +1,9 @@
 //! The stacking meta-model and per-label thresholds against scikit-learn, the summary's correlation against
 //! numpy.
 
+use orchard_ensemble::correlation::correlation;
 use orchard_ensemble::stacking::{fit_binary, fit_multinomial, Stacking};
 use orchard_ensemble::submission::choose_thresholds;
-use orchard_ensemble::summary::correlation;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -31,7 +31,11 @@ fn logistic_regression_equals_scikit_learn() {
         let mut y = Vec::new();
         for _ in 0..rows {
             let row: Vec<f64> = (0..features).map(|_| rng.random_range(-3.0..0.0)).collect();
-            let logits: Vec<f64> = (0..classes).map(|k| (0..features).map(|f| row[f] * coef[f * classes + k]).sum::<f64>() + rng.random_range(-1.5..1.5)).collect();
+            let logits: Vec<f64> = (0..classes)
+                .map(|k| {
+                    (0..features).map(|f| row[f] * coef[f * classes + k]).sum::<f64>() + rng.random_range(-1.5..1.5)
+                })
+                .collect();
             y.push((0..classes).fold(0, |b, k| if logits[k] > logits[b] { k } else { b }));
             x.extend(row);
         }
@@ -43,16 +47,25 @@ fn logistic_regression_equals_scikit_learn() {
         let n = rng.random_range(5..150);
         let levels = [0, 4, 10][i % 3];
         let y: Vec<f64> = (0..n).map(|_| if rng.random_bool(0.3) { 1.0 } else { 0.0 }).collect();
-        let s: Vec<f64> = y.iter().map(|t| {
-            let v = 0.3 * t + rng.random_range(0.0..0.7);
-            if levels == 0 { v } else { (v * levels as f64).round() / levels as f64 }
-        }).collect();
+        let s: Vec<f64> = y
+            .iter()
+            .map(|t| {
+                let v = 0.3 * t + rng.random_range(0.0..0.7);
+                if levels == 0 {
+                    v
+                } else {
+                    (v * levels as f64).round() / levels as f64
+                }
+            })
+            .collect();
         if y.contains(&1.0) {
             f1_cases.push((y, s));
         }
     }
     let pearson_cases: Vec<Vec<Vec<f64>>> = (0..5)
-        .map(|_| (0..rng.random_range(2..=5)).map(|_| (0..40 * 3).map(|_| rng.random_range(0.0..1.0)).collect()).collect())
+        .map(|_| {
+            (0..rng.random_range(2..=5)).map(|_| (0..40 * 3).map(|_| rng.random_range(0.0..1.0)).collect()).collect()
+        })
         .collect();
     let thresholds: Vec<f64> = f1_cases.iter().map(|(y, s)| choose_thresholds(s, y, 1)[0].value).collect();
     let input = json!({
@@ -66,17 +79,24 @@ fn logistic_regression_equals_scikit_learn() {
     for (i, (case, want)) in cases.iter().zip(expected["logistic"].as_array().unwrap()).enumerate() {
         let config = Stacking { c: case.c, ..Stacking::default() };
         // scikit-learn has columns only for the classes present in y; absent ones are 0 in ours.
-        let present: Vec<usize> = want["classes"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap() as usize).collect();
+        let present: Vec<usize> =
+            want["classes"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap() as usize).collect();
         let theirs: Vec<f64> = from_rows(&want["proba"])
             .chunks(present.len())
-            .flat_map(|row| (0..case.classes).map(|k| present.iter().position(|&p| p == k).map_or(0.0, |i| row[i])).collect::<Vec<_>>())
+            .flat_map(|row| {
+                (0..case.classes)
+                    .map(|k| present.iter().position(|&p| p == k).map_or(0.0, |i| row[i]))
+                    .collect::<Vec<_>>()
+            })
             .collect();
         let ours = if case.classes == 2 {
             let labels: Vec<bool> = case.y.iter().map(|&c| c == 1).collect();
             let p1 = fit_binary(&case.x, case.features, &labels, &config).unwrap().predict(&case.x_test, case.features);
             p1.iter().flat_map(|p| [1.0 - p, *p]).collect::<Vec<_>>()
         } else {
-            fit_multinomial(&case.x, case.features, &case.y, case.classes, &config).unwrap().predict(&case.x_test, case.features)
+            fit_multinomial(&case.x, case.features, &case.y, case.classes, &config)
+                .unwrap()
+                .predict(&case.x_test, case.features)
         };
         assert_eq!(ours.len(), theirs.len(), "case {i}");
         for (o, t) in ours.iter().zip(&theirs) {
@@ -89,7 +109,10 @@ fn logistic_regression_equals_scikit_learn() {
         let ours = choose_thresholds(s, y, 1)[0].f1;
         let best = want["best"].as_f64().unwrap();
         assert!((ours - best).abs() < 1e-12, "case {i}: our F1 {ours}, sklearn's best {best} (threshold {t})");
-        assert!((want["at_threshold"].as_f64().unwrap() - best).abs() < 1e-12, "case {i}: sklearn's F1 at our threshold {t}");
+        assert!(
+            (want["at_threshold"].as_f64().unwrap() - best).abs() < 1e-12,
+            "case {i}: sklearn's F1 at our threshold {t}"
+        );
     }
     for (i, (members, want)) in pearson_cases.iter().zip(expected["pearson"].as_array().unwrap()).enumerate() {
         let slices: Vec<&[f64]> = members.iter().map(Vec::as_slice).collect();

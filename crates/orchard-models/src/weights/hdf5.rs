@@ -7,7 +7,7 @@
 //! | Keras 3 `.weights.h5` | `layers/<group>/vars/<i>` (nested models: `layers/<model>/layers/<group>/…`) | not stored: the group is named after the layer's class (`batch_normalization_3`), the `vars` group's `name` attribute holds the layer's name, and the index is the weight's place in the class's weight list |
 //!
 //! Every weight comes out named `<layer>/<weight>` (Keras 3's `Variable.path`, which
-//! [`keras::load`](crate::keras::load) maps), in the file's layer order, dtype kept.
+//! [`keras::load`](super::keras::load) maps), in the file's layer order, dtype kept.
 
 use std::path::Path;
 
@@ -128,7 +128,7 @@ fn read_keras3(path: &Path, container: &hdf5::Group, out: &mut Vec<(String, Tens
 
 /// The names of a Keras 3 layer's weights, which the file stores only by index: from the layer's class
 /// (the group key, `batch_normalization_3`) and, where a class's list depends on its options, the shapes.
-/// Unknown layers keep the index as the name, which [`keras::load`](crate::keras::load) reports.
+/// Unknown layers keep the index as the name, which [`keras::load`](super::keras::load) reports.
 fn keras3_weight_names(group_key: &str, tensors: &[Tensor]) -> Vec<String> {
     let class = group_key.trim_end_matches(|c: char| c.is_ascii_digit()).trim_end_matches('_');
     let names: &[&str] = match (class, tensors.len()) {
@@ -217,7 +217,7 @@ mod tests {
             "block1a_dwconv/depthwise_kernel"
         );
         assert_eq!(keras2_name("conv2d_1", "conv2d_1_1/kernel:0", false), "conv2d_1/kernel");
-        assert_eq!(keras2_name("efficientnetb0", "stem_conv/kernel:0", true), "stem_conv/kernel");
+        assert_eq!(keras2_name("base_model", "stem_conv/kernel:0", true), "stem_conv/kernel");
         assert_eq!(keras2_name("stem_bn", "stem_bn/gamma", false), "stem_bn/gamma");
         assert_eq!(keras2_name("dense", "kernel:0", false), "dense/kernel");
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();

@@ -10,14 +10,18 @@
 //! | Orchard native checkpoint | safetensors with an `orchard` header | Orchard's variable names | [`native`] |
 //!
 //! Formats are told apart by their first bytes, never by the file name. [`load_into`] is the one entry
-//! point of every command that takes `--weights`: it maps Keras names and layouts through [`crate::keras`]
-//! and takes every other format's names as Orchard's own (torchvision, timm-ResNet and lukemelas keys, which
-//! the torch-layout families use as variable names), minus DataParallel's `module.` and PyTorch's batch-norm
-//! step counters (`num_batches_tracked`) where the model keeps none. Nothing in a file is
-//! ever executed: pickles go through a reader that only knows the globals a state dict needs.
+//! point of every command that takes `--weights`: it maps Keras names and layouts through [`keras`] and takes
+//! every other format's names as Orchard's own (torchvision, timm-ResNet and lukemelas keys, which the
+//! torch-layout families use as variable names), minus DataParallel's `module.` and PyTorch's batch-norm step
+//! counters (`num_batches_tracked`) where the model keeps none. What only some architectures need — timm's
+//! keys renamed ([`timm`]), a fix-up after a Keras file — their specs declare ([`crate::ImportRules`]); this
+//! module applies whatever the spec says and names no architecture. Nothing in a file is ever executed:
+//! pickles go through a reader that only knows the globals a state dict needs.
 
 pub mod assign;
+pub mod checkpoint;
 pub mod hdf5;
+pub mod keras;
 pub mod native;
 pub mod pickle;
 pub mod timm;
@@ -32,7 +36,6 @@ use tch::{nn, Tensor};
 pub use assign::{MisShaped, Mismatch};
 pub use native::NativeHeader;
 
-use crate::keras;
 use crate::ModelSpec;
 
 /// Why a weight file could not be read or loaded. Every variant names the file.
@@ -152,9 +155,10 @@ pub struct LoadOptions {
     /// Load the backbone only: the file's head tensors are ignored and the model's head (if any) keeps its
     /// fresh weights. The head is the layer [`crate::HeadSpec::layer`] names.
     pub no_top: bool,
-    /// Whether a Keras EfficientNet file holds ImageNet weights, whose input `Normalization` stores ImageNet's
-    /// standard deviation where the variance belongs (Keras then adds a `Rescaling` by `1/sqrt(std)`):
-    /// `None` tells by the stored statistics, which are ImageNet's in such files.
+    /// Whether a Keras file holds Keras' ImageNet weights, for architectures whose spec has a Keras fix-up
+    /// for them ([`crate::import_rules::KerasFixup`]: Keras' ImageNet files of a model with an input
+    /// `Normalization` store ImageNet's standard deviation where the variance belongs); `None` lets the fix-up
+    /// tell by the stored statistics.
     pub imagenet_statistics: Option<bool>,
 }
 
@@ -186,7 +190,7 @@ pub fn load_into(
         let variables = vs.variables();
         let bare = |name: &str| name.strip_prefix("module.").unwrap_or(name).to_string();
         let bare_names: Vec<String> = file.tensors.iter().map(|(n, _)| bare(n)).collect();
-        let timm = timm::renames(&spec.name, bare_names.iter().map(String::as_str));
+        let timm = spec.import.timm.and_then(|layout| timm::renames(layout, bare_names.iter().map(String::as_str)));
         let sources = tensors
             .map(|(name, tensor)| {
                 let target = match &timm {
@@ -198,10 +202,10 @@ pub fn load_into(
             .filter(|s| !is_unused_bookkeeping(s, prefix, &variables));
         assign::assign(vs, prefix, sources, skip, |_, t, _| t.shallow_clone())
     };
-    let loaded =
-        result.map_err(|mismatch| WeightsError::Mismatch { path: file.path.clone(), arch: spec.name.clone(), mismatch })?;
-    if file.format.is_keras() {
-        crate::efficientnet::adopt_imagenet_statistics(vs, prefix, options.imagenet_statistics);
+    let arch = spec.name.to_string();
+    let loaded = result.map_err(|mismatch| WeightsError::Mismatch { path: file.path.clone(), arch, mismatch })?;
+    if let (true, Some(fixup)) = (file.format.is_keras(), spec.import.after_keras) {
+        fixup.apply(vs, prefix, options.imagenet_statistics);
     }
     Ok(loaded)
 }
@@ -212,7 +216,7 @@ pub fn check_arch(file: &WeightFile, spec: &ModelSpec) -> Result<(), WeightsErro
         Some(header) if header.arch != spec.name => Err(WeightsError::ArchMismatch {
             path: file.path.clone(),
             file_arch: header.arch.clone(),
-            model_arch: spec.name.clone(),
+            model_arch: spec.name.to_string(),
         }),
         _ => Ok(()),
     }

@@ -10,13 +10,12 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
-use orchard_data::normalize::Normalization;
 use safetensors::tensor::{Dtype, SafeTensors, View};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::WeightsError;
-use crate::ModelSpec;
+use crate::{ModelSpec, Normalization};
 
 /// The `__metadata__` key under which the header lies.
 pub const METADATA_KEY: &str = "orchard";
@@ -24,7 +23,7 @@ pub const METADATA_KEY: &str = "orchard";
 /// What a native checkpoint says about the model its variables belong to.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NativeHeader {
-    /// Registry name of the architecture, e.g. `efficientnet_b0`.
+    /// Registry name of the architecture, e.g. `resnet50`.
     pub arch: String,
     /// Outputs of the head; `None` for a backbone without one.
     pub num_classes: Option<i64>,
@@ -40,7 +39,7 @@ impl NativeHeader {
     /// The header of a model of `spec` with `num_classes` outputs, written by this version of Orchard.
     pub fn new(spec: &ModelSpec, num_classes: Option<i64>) -> Self {
         NativeHeader {
-            arch: spec.name.clone(),
+            arch: spec.name.to_string(),
             num_classes,
             input_size: spec.default_size,
             normalization: spec.normalization,
@@ -62,8 +61,11 @@ pub fn is_safetensors(bytes: &[u8]) -> bool {
     len >= 2 && len <= (bytes.len() as u64).saturating_sub(8) && bytes[8] == b'{'
 }
 
+/// Tensors with their names, in a file's order.
+pub type Named = Vec<(String, Tensor)>;
+
 /// The tensors of a safetensors file in the file's order, dtype kept, and the native header if it has one.
-pub fn read(path: &Path, bytes: &[u8]) -> Result<(Vec<(String, Tensor)>, Option<NativeHeader>), WeightsError> {
+pub fn read(path: &Path, bytes: &[u8]) -> Result<(Named, Option<NativeHeader>), WeightsError> {
     let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| err(path, format!("{e:?}")))?;
     let header = match metadata.metadata().as_ref().and_then(|m| m.get(METADATA_KEY)) {
         None => None,
@@ -127,23 +129,7 @@ pub fn to_bytes(tensors: &[(String, Tensor)], header: Option<&NativeHeader>) -> 
 /// Writes a native checkpoint atomically: a temporary file beside `path`, renamed over it when complete.
 pub fn write(path: &Path, tensors: &[(String, Tensor)], header: &NativeHeader) -> Result<(), WeightsError> {
     let bytes = to_bytes(tensors, Some(header))?;
-    write_atomically(path, &bytes)
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), WeightsError> {
-    let io = |e: std::io::Error| WeightsError::Io { path: path.to_path_buf(), source: e };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| io(std::io::Error::other("not a file path")))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
+    orchard_files::atomic::write(path, &bytes).map_err(|source| WeightsError::Io { path: path.to_path_buf(), source })
 }
 
 /// The Kind of a safetensors dtype, for reports.

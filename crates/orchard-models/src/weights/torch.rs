@@ -195,7 +195,9 @@ fn materialise(
     tensors: Vec<(String, Rc<TensorRef>)>,
     mut data: impl FnMut(&StorageRef) -> Result<Vec<u8>, TorchError>,
 ) -> Result<Vec<(String, Tensor)>, TorchError> {
-    let mut cache: HashMap<(String, Option<(String, u64, u64)>), Tensor> = HashMap::new();
+    // A storage key and, for a view, its (storage, offset, size): tensors sharing both are one tensor.
+    type Key = (String, Option<(String, u64, u64)>);
+    let mut cache: HashMap<Key, Tensor> = HashMap::new();
     let mut out = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let storage = &t.storage;

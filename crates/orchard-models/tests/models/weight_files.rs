@@ -382,8 +382,14 @@ fn timm_state_dicts_load_and_give_timms_logits() {
             Tensor::read_npz(dir.path().join(format!("{timm_name}.npz"))).unwrap().into_iter().collect();
         let vs = nn::VarStore::new(Device::Cpu);
         let model = build(arch, &vs.root(), Some(1000)).unwrap();
-        weights::load_file(&vs, "", &spec(arch).unwrap(), &dir.path().join(format!("{timm_name}.pth")), LoadOptions::default())
-            .unwrap_or_else(|e| panic!("{timm_name}: {e}"));
+        weights::load_file(
+            &vs,
+            "",
+            &spec(arch).unwrap(),
+            &dir.path().join(format!("{timm_name}.pth")),
+            LoadOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{timm_name}: {e}"));
         let logits = tch::no_grad(|| model.forward_t(&expected["input"], false));
         let error = crate::relative_error(&logits, &expected["logits"]);
         assert!(error < 1e-4, "{timm_name} → {arch}: relative error {error}");

@@ -1,0 +1,202 @@
+//! Argument groups and value types several commands share, each defined once and parsed once into a type:
+//! the device, an image size, the dataset folder, and the enumerations of names (`--precision bf16`,
+//! `--tta flips`, ...) whose `--help` lists the choices.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Args, ValueEnum};
+use orchard_data::augment::AugmentConfig;
+use orchard_files::config::{Device, Precision};
+use orchard_files::{Task, Tta};
+use orchard_torch::Layout;
+
+/// `--device`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct DeviceArg {
+    /// cpu, cuda, cuda:N or auto (CUDA when available, else the CPU; the default).
+    #[arg(long)]
+    pub device: Option<Device>,
+}
+
+impl DeviceArg {
+    /// The device asked for, `auto` when none was.
+    pub fn device(&self) -> Device {
+        self.device.unwrap_or_default()
+    }
+
+    /// libtorch's device.
+    pub fn torch(&self) -> tch::Device {
+        orchard_torch::device(self.device())
+    }
+}
+
+/// `--data`, when a configuration file may give the dataset folder instead.
+#[derive(Args, Clone, Debug, Default)]
+pub struct DataArg {
+    /// Dataset folder (any layout `orchard data check` reads).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+/// An image size as a flag gives it: `N` (square) or `WxH`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size {
+    pub width: usize,
+    pub height: usize,
+}
+
+impl Size {
+    /// `(width, height)`, the order of the input pipeline.
+    pub fn wh(self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+
+    /// `(height, width)`, the order of tensors and of training configurations.
+    pub fn hw(self) -> (usize, usize) {
+        (self.height, self.width)
+    }
+}
+
+impl FromStr for Size {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Size, String> {
+        let bad = || format!("size {text:?}: expected N or WxH with positive integers, e.g. 224 or 768x512");
+        let number = |s: &str| s.trim().parse::<usize>().map_err(|_| bad());
+        let (width, height) = match text.split_once(['x', 'X']) {
+            Some((w, h)) => (number(w)?, number(h)?),
+            None => (number(text)?, number(text)?),
+        };
+        if width == 0 || height == 0 || width > 16384 || height > 16384 {
+            return Err(bad());
+        }
+        Ok(Size { width, height })
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+/// The name a value of a `ValueEnum` has on the command line (`channels-last`, `bf16`, ...).
+pub fn name<T: ValueEnum>(value: T) -> String {
+    value.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string())
+}
+
+/// `--layout`: the memory order of images and convolution weights.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayoutArg {
+    /// NHWC under an NCHW shape (`torch.channels_last`): faster convolutions on CPUs and tensor cores.
+    ChannelsLast,
+    /// NCHW, contiguous.
+    Contiguous,
+}
+
+impl From<LayoutArg> for Layout {
+    fn from(layout: LayoutArg) -> Layout {
+        match layout {
+            LayoutArg::ChannelsLast => Layout::ChannelsLast,
+            LayoutArg::Contiguous => Layout::Contiguous,
+        }
+    }
+}
+
+/// `--precision`: the arithmetic of forward and backward passes.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrecisionArg {
+    /// f32 throughout (the reference).
+    F32,
+    /// bf16 autocast (CPUs with AVX-512 bf16 or AMX; CUDA).
+    Bf16,
+    /// f16 autocast with loss scaling (CUDA).
+    F16,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Precision {
+        match p {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::Bf16 => Precision::Bf16,
+            PrecisionArg::F16 => Precision::F16,
+        }
+    }
+}
+
+/// `--augment`: training-time augmentation.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AugmentArg {
+    /// Random left-right and up-down flips (the reference).
+    Flips,
+    /// One of the eight symmetries of the square (the flips on non-square inputs).
+    Dihedral,
+    /// None.
+    None,
+}
+
+impl From<AugmentArg> for AugmentConfig {
+    fn from(a: AugmentArg) -> AugmentConfig {
+        match a {
+            AugmentArg::Flips => AugmentConfig::reference(),
+            AugmentArg::Dihedral => AugmentConfig { dihedral: true, ..AugmentConfig::default() },
+            AugmentArg::None => AugmentConfig::default(),
+        }
+    }
+}
+
+/// `--tta`: test-time augmentation.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TtaArg {
+    /// The images as they are.
+    None,
+    /// The four flips.
+    Flips,
+    /// The eight symmetries of the square (the flips on non-square inputs).
+    Dihedral,
+}
+
+impl From<TtaArg> for Tta {
+    fn from(t: TtaArg) -> Tta {
+        match t {
+            TtaArg::None => Tta::None,
+            TtaArg::Flips => Tta::Flips,
+            TtaArg::Dihedral => Tta::Dihedral,
+        }
+    }
+}
+
+/// `--task`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskArg {
+    /// One class per image: rows of probabilities sum to 1.
+    MultiClass,
+    /// Any set of classes per image.
+    MultiLabel,
+}
+
+impl From<TaskArg> for Task {
+    fn from(t: TaskArg) -> Task {
+        match t {
+            TaskArg::MultiClass => Task::MultiClass,
+            TaskArg::MultiLabel => Task::MultiLabel,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_square_and_rectangular_and_refuse_nonsense() {
+        assert_eq!("224".parse::<Size>().unwrap().wh(), (224, 224));
+        let s: Size = "768x512".parse().unwrap();
+        assert_eq!((s.wh(), s.hw(), s.to_string()), ((768, 512), (512, 768), "768x512".to_string()));
+        for bad in ["0", "x", "12x", "-3", "99999", "2x0"] {
+            assert!(bad.parse::<Size>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! What every command-line test needs: the binary run as a process, its output, and data to run it on.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs `orchard` with `args` (without `LD_LIBRARY_PATH`: the binary finds libtorch by its rpath).
+pub fn orchard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_orchard")).args(args).env_remove("LD_LIBRARY_PATH").output().expect("orchard runs")
+}
+
+/// Standard output then standard error.
+pub fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Runs `orchard` with the whitespace-separated words of `line` (the paths of tests hold no spaces).
+pub fn cmd(line: &str) -> Output {
+    orchard(&line.split_whitespace().collect::<Vec<_>>())
+}
+
+/// Runs `orchard` with `args`, which must succeed; returns its output.
+pub fn ok(args: &[&str]) -> String {
+    let out = orchard(args);
+    assert!(out.status.success(), "orchard {}: {}", args.join(" "), text(&out));
+    text(&out)
+}
+
+/// A path as an argument.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `orchard data synth` into `dir`: `train` and `test` images of `size` (N or WxH), generated from `seed`.
+pub fn synth(dir: &Path, train: usize, test: usize, size: &str, seed: u64) -> PathBuf {
+    let (train, test, seed) = (train.to_string(), test.to_string(), seed.to_string());
+    ok(&["data", "synth", "--out", s(dir), "--train", &train, "--test", &test, "--size", size, "--seed", &seed]);
+    dir.to_path_buf()
+}
+
+/// `orchard submission check` of `submission` against the dataset in `data`, which must pass.
+pub fn check_submission(data: &Path, submission: &Path, task: &str) -> String {
+    let (sample, test) = (data.join("sample_submission.csv"), data.join("test.csv"));
+    let test = if test.exists() { vec!["--test", s(&test)] } else { vec![] };
+    ok(&[&["submission", "check", "--sample", s(&sample), "--pred", s(submission), "--task", task][..], &test].concat())
+}
+
+/// The output of the Python named by `ORCHARD_PYTHON` (which has the reference frameworks) run with `args`.
+pub fn python(args: &[&str]) -> String {
+    let python =
+        std::env::var("ORCHARD_PYTHON").expect("ORCHARD_PYTHON names the Python with the reference frameworks");
+    let out = Command::new(&python).args(args).output().unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

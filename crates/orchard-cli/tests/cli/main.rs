@@ -1,0 +1,9 @@
+//! The `orchard` binary as a user runs it: real processes on real files, each topic in its own module,
+//! sharing the helpers in `common`.
+
+mod common;
+mod data;
+mod ensemble;
+mod runs;
+mod train;
+mod weights;

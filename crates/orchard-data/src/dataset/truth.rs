@@ -1,0 +1,25 @@
+//! A dataset's labels as the truth that predictions are scored against: a dataset folder's training split,
+//! or a truth CSV file (which `orchard-files` reads).
+
+use std::path::Path;
+
+use orchard_files::Truth;
+
+use super::{load, DatasetError, Layout, LoadOptions, Split};
+
+/// Reads the truth at `path`: a dataset folder in any layout (its training split; images must exist), or a
+/// truth CSV (Kaggle one-hot, `image,label` or `image,labels`).
+pub fn read_truth(path: &Path) -> Result<Truth, DatasetError> {
+    if !path.is_dir() {
+        return Ok(Truth::read_csv(path)?);
+    }
+    let (data, _) = load(path, Split::Train, &LoadOptions { skip_bad: false, check_images: false })?;
+    Ok(Truth {
+        file: path.to_path_buf(),
+        values: data.samples.iter().flat_map(|s| s.target.iter().map(|&t| f64::from(t))).collect(),
+        ids: data.samples.into_iter().map(|s| s.id).collect(),
+        classes: data.classes,
+        task: data.task,
+        from_labels: matches!(data.layout, Layout::SingleLabel | Layout::MultiLabel | Layout::Folders),
+    })
+}

@@ -1,0 +1,10 @@
+//! Files for unit tests to read.
+
+use std::path::PathBuf;
+
+/// `text` written to `name` in the folder `dir`.
+pub fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}

@@ -1,0 +1,295 @@
+//! Batch normalisation as Keras and PyTorch train it, and the momentum setting one model's batch norms share.
+//!
+//! The momentum with which running statistics move is a property of each layer in the reference frameworks,
+//! but a training option too: Keras' 0.99 suits fine-tuning from pretrained statistics, while a model trained
+//! from scratch for a few hundred steps keeps running statistics still close to their initial values, which
+//! ruins its evaluation (PyTorch's default corresponds to 0.9). So every batch norm of a model holds one
+//! [`SharedMomentum`], which the model's owner sets once ([`crate::Classifier::set_batch_norm_momentum`]).
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tch::{nn, Kind, Tensor};
+
+/// A momentum that overrides the layers' own, shared by the batch norms of one model: f64 bits, NaN for
+/// "each layer's own". Clones share the setting.
+#[derive(Clone, Debug)]
+pub(crate) struct SharedMomentum(Arc<AtomicU64>);
+
+thread_local! {
+    /// The setting that batch norms created now share: open only while [`SharedMomentum::share`] builds a model.
+    static BUILDING: RefCell<Option<SharedMomentum>> = const { RefCell::new(None) };
+}
+
+impl SharedMomentum {
+    /// A setting of its own, unset.
+    pub fn new() -> Self {
+        SharedMomentum(Arc::new(AtomicU64::new(f64::NAN.to_bits())))
+    }
+
+    /// The momentum in Keras' convention (the weight of the old running value), or `None` for each layer's own.
+    pub fn set(&self, momentum: Option<f64>) {
+        self.0.store(momentum.unwrap_or(f64::NAN).to_bits(), Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Option<f64> {
+        Some(f64::from_bits(self.0.load(Ordering::Relaxed))).filter(|m| !m.is_nan())
+    }
+
+    /// Runs `build` so that every [`BatchNorm`] it creates shares one new setting, returned with the result.
+    ///
+    /// Model construction is synchronous and every batch norm is made by [`BatchNorm::build`], so a scope open
+    /// while it runs reaches each of them without a parameter through every family's constructors; nothing
+    /// stays shared once it returns.
+    pub fn share<T>(build: impl FnOnce() -> T) -> (T, SharedMomentum) {
+        /// Closes the scope, restoring an enclosing one, even when `build` panics.
+        struct Restore(Option<SharedMomentum>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                BUILDING.with(|b| *b.borrow_mut() = self.0.take());
+            }
+        }
+        let shared = SharedMomentum::new();
+        let _restore = Restore(BUILDING.with(|b| b.replace(Some(shared.clone()))));
+        (build(), shared)
+    }
+
+    /// The setting of the model being built, or one of its own for a layer built outside [`Self::share`].
+    fn of_scope() -> Self {
+        BUILDING.with(|b| b.borrow().clone()).unwrap_or_else(SharedMomentum::new)
+    }
+}
+
+/// Batch normalisation as Keras (`keras.layers.BatchNormalization`) or PyTorch (`nn.BatchNorm2d`) trains it.
+///
+/// In training it normalises by the batch's mean and biased variance and moves the running statistics as
+/// `moving = momentum · moving + (1 - momentum) · batch`. Keras moves the variance by the batch's biased
+/// variance, PyTorch by the unbiased one; which one is the layer's [`RunningVariance`]. In evaluation it uses
+/// the running statistics.
+#[derive(Debug)]
+pub(crate) struct BatchNorm {
+    /// The scale `gamma`; `None` for Keras' `scale=False`, which multiplies by one.
+    weight: Option<Tensor>,
+    bias: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    epsilon: f64,
+    /// The layer's own momentum (Keras' convention: the weight of the old running value).
+    momentum: f64,
+    /// The model-wide setting that overrides it, when set.
+    shared: SharedMomentum,
+    running_variance: RunningVariance,
+}
+
+/// Which batch variance a [`BatchNorm`] folds into its running variance in training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunningVariance {
+    /// The biased variance (divided by the number of values), as Keras.
+    Biased,
+    /// The unbiased variance (divided by one less), as PyTorch.
+    Unbiased,
+}
+
+impl BatchNorm {
+    /// Keras' defaults for the architectures here: epsilon 1e-3, momentum 0.99 (0.01 in PyTorch's convention).
+    pub const KERAS_EPSILON: f64 = 1e-3;
+    pub const KERAS_MOMENTUM: f64 = 0.99;
+    /// PyTorch's `nn.BatchNorm2d` defaults: epsilon 1e-5, momentum 0.1 in PyTorch's convention (0.9 here).
+    pub const TORCH_EPSILON: f64 = 1e-5;
+    pub const TORCH_MOMENTUM: f64 = 0.9;
+
+    /// Batch norm over `channels` channels with epsilon 1e-3 and momentum 0.99.
+    pub fn new(path: &nn::Path, channels: i64) -> Self {
+        Self::with_constants(path, channels, Self::KERAS_EPSILON, Self::KERAS_MOMENTUM)
+    }
+
+    /// Keras' batch norm; `momentum` is Keras' (the weight of the old running value).
+    pub fn with_constants(path: &nn::Path, channels: i64, epsilon: f64, momentum: f64) -> Self {
+        Self::build(path, channels, epsilon, momentum, true, RunningVariance::Biased)
+    }
+
+    /// Batch norm without a learnt scale (Keras `scale=False`): no `weight` variable, only the offset `bias`
+    /// and the running statistics. Inception-ResNet-v2 uses it before every ReLU, where a scale would be
+    /// redundant with the next convolution.
+    pub fn without_scale(path: &nn::Path, channels: i64, epsilon: f64, momentum: f64) -> Self {
+        Self::build(path, channels, epsilon, momentum, false, RunningVariance::Biased)
+    }
+
+    /// PyTorch's `nn.BatchNorm2d(channels, eps=epsilon, momentum=1 - momentum)`: `momentum` here is the weight of
+    /// the old running value, as in Keras, so PyTorch's default 0.1 is [`Self::TORCH_MOMENTUM`].
+    pub fn torch(path: &nn::Path, channels: i64, epsilon: f64, momentum: f64) -> Self {
+        Self::build(path, channels, epsilon, momentum, true, RunningVariance::Unbiased)
+    }
+
+    /// Every constructor ends here, which hands the layer the [`SharedMomentum`] of the model being built.
+    fn build(
+        path: &nn::Path,
+        channels: i64,
+        epsilon: f64,
+        momentum: f64,
+        scale: bool,
+        running_variance: RunningVariance,
+    ) -> Self {
+        let options = (Kind::Float, path.device());
+        BatchNorm {
+            weight: scale.then(|| path.add("weight", Tensor::ones([channels], options), true)),
+            bias: path.add("bias", Tensor::zeros([channels], options), true),
+            running_mean: path.add("running_mean", Tensor::zeros([channels], options), false),
+            running_var: path.add("running_var", Tensor::ones([channels], options), false),
+            epsilon,
+            momentum,
+            shared: SharedMomentum::of_scope(),
+            running_variance,
+        }
+    }
+
+    /// The momentum of the running statistics: the model's setting if it has one, else the layer's own.
+    fn momentum(&self) -> f64 {
+        self.shared.get().unwrap_or(self.momentum)
+    }
+
+    /// # Shapes
+    /// N×C×H×W → N×C×H×W.
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        if !train || self.running_variance == RunningVariance::Unbiased {
+            // Evaluation reads the running statistics; PyTorch's training step (libtorch's own) normalises by
+            // the batch's and moves the running ones in place, by the unbiased variance.
+            return xs.batch_norm(
+                self.weight.as_ref(),
+                Some(&self.bias),
+                Some(&self.running_mean),
+                Some(&self.running_var),
+                train,
+                1.0 - self.momentum(),
+                self.epsilon,
+                true,
+            );
+        }
+        let none = None::<&Tensor>;
+        let (out, mean, invstd) =
+            xs.native_batch_norm(self.weight.as_ref(), Some(&self.bias), none, none, true, 0.0, self.epsilon);
+        tch::no_grad(|| {
+            // `invstd = 1 / sqrt(var + eps)` with the biased batch variance.
+            let var = invstd.pow_tensor_scalar(-2.0) - self.epsilon;
+            let m = self.momentum();
+            for (stat, batch) in [(&self.running_mean, mean), (&self.running_var, var)] {
+                let moved = stat * m + batch.to_kind(stat.kind()) * (1.0 - m);
+                stat.shallow_clone().copy_(&moved);
+            }
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn batch_norm_trains_on_batch_statistics_and_moves_running_ones_as_keras() {
+        tch::manual_seed(1);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = BatchNorm::new(&vs.root().sub("bn"), 3);
+        let xs = Tensor::randn([4, 3, 5, 5], (Kind::Float, Device::Cpu)) * 3.0 + 2.0;
+        let dims = [0i64, 2, 3];
+        let mean = xs.mean_dim(dims.as_slice(), false, None::<Kind>);
+        let biased_var = xs.var_dim(dims.as_slice(), false, false);
+
+        // Fresh statistics (mean 0, variance 1) in evaluation.
+        assert!(bn.forward_t(&xs, false).allclose(&(&xs / (1.0 + 1e-3f64).sqrt()), 1e-5, 1e-5, false));
+        let y = bn.forward_t(&xs, true);
+        let expected = (&xs - mean.view([1, 3, 1, 1])) / (&biased_var + 1e-3).sqrt().view([1, 3, 1, 1]);
+        assert!(y.allclose(&expected, 1e-4, 1e-4, false));
+        let vars = vs.variables();
+        assert!(vars["bn.running_mean"].allclose(&(&mean * 0.01), 1e-5, 1e-6, false));
+        assert!(vars["bn.running_var"].allclose(&(&biased_var * 0.01 + 0.99), 1e-5, 1e-6, false));
+
+        // Evaluation reads the running statistics and leaves them alone.
+        let before = vars["bn.running_var"].copy();
+        let y = bn.forward_t(&xs, false);
+        let rm = vars["bn.running_mean"].view([1, 3, 1, 1]);
+        let rv = vars["bn.running_var"].view([1, 3, 1, 1]);
+        assert!(y.allclose(&((&xs - rm) / (rv + 1e-3).sqrt()), 1e-5, 1e-5, false));
+        assert!(vars["bn.running_var"].equal(&before));
+    }
+
+    #[test]
+    fn batch_norm_without_scale_has_no_weight_and_only_shifts() {
+        tch::manual_seed(4);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = BatchNorm::without_scale(&vs.root().sub("bn"), 2, 1e-3, 0.99);
+        let names: Vec<String> = vs.variables().into_keys().collect();
+        assert!(!names.contains(&"bn.weight".to_string()) && names.len() == 3, "{names:?}");
+        let vars = vs.variables();
+        tch::no_grad(|| vars["bn.bias"].shallow_clone().copy_(&Tensor::from_slice(&[0.5f32, -2.0])));
+        let xs = Tensor::randn([3, 2, 4, 4], (Kind::Float, Device::Cpu));
+        let expected = &xs / (1.0 + 1e-3f64).sqrt() + Tensor::from_slice(&[0.5f32, -2.0]).view([1, 2, 1, 1]);
+        assert!(bn.forward_t(&xs, false).allclose(&expected, 1e-5, 1e-5, false));
+    }
+
+    #[test]
+    fn torch_batch_norm_moves_running_statistics_by_the_unbiased_variance() {
+        tch::manual_seed(4);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = BatchNorm::torch(&vs.root().sub("bn"), 3, BatchNorm::TORCH_EPSILON, BatchNorm::TORCH_MOMENTUM);
+        let xs = Tensor::randn([4, 3, 5, 5], (Kind::Float, Device::Cpu)) * 3.0 + 2.0;
+        let dims = [0i64, 2, 3];
+        let mean = xs.mean_dim(dims.as_slice(), false, None::<Kind>);
+        let (biased, unbiased) = (xs.var_dim(dims.as_slice(), false, false), xs.var_dim(dims.as_slice(), true, false));
+        let y = bn.forward_t(&xs, true);
+        let expected = (&xs - mean.view([1, 3, 1, 1])) / (&biased + 1e-5).sqrt().view([1, 3, 1, 1]);
+        assert!(y.allclose(&expected, 1e-4, 1e-4, false), "training normalises by the biased batch variance");
+        let vars = vs.variables();
+        assert!(vars["bn.running_mean"].allclose(&(&mean * 0.1), 1e-5, 1e-6, false));
+        assert!(vars["bn.running_var"].allclose(&(&unbiased * 0.1 + 0.9), 1e-5, 1e-6, false));
+    }
+
+    #[test]
+    fn batch_norms_built_together_share_one_momentum_setting_and_none_restores_their_own() {
+        tch::manual_seed(5);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let ((keras, torch), shared) = SharedMomentum::share(|| {
+            (BatchNorm::new(&vs.root().sub("k"), 2), BatchNorm::torch(&vs.root().sub("t"), 2, 1e-5, 0.9))
+        });
+        let alone = BatchNorm::new(&vs.root().sub("alone"), 2);
+        let xs = Tensor::randn([4, 2, 3, 3], (Kind::Float, Device::Cpu)) + 1.0;
+        let mean = xs.mean_dim([0i64, 2, 3].as_slice(), false, None::<Kind>);
+        // One training pass from zero running means moves each by (1 - momentum) · batch mean.
+        let moved = |bn: &BatchNorm| {
+            let _ = tch::no_grad(|| bn.running_mean.shallow_clone().zero_());
+            let _ = bn.forward_t(&xs, true);
+            (&bn.running_mean / &mean).mean(Kind::Float).double_value(&[])
+        };
+        shared.set(Some(0.5));
+        assert_eq!(shared.get(), Some(0.5));
+        for (bn, own) in [(&keras, 0.01), (&torch, 0.1)] {
+            assert!((moved(bn) - 0.5).abs() < 1e-5, "the shared setting overrides the layer's");
+            assert!((moved(&alone) - 0.01).abs() < 1e-5, "a layer built outside the scope keeps its own");
+            shared.set(None);
+            assert!((moved(bn) - own).abs() < 1e-5, "None restores the layer's own momentum");
+            shared.set(Some(0.5));
+        }
+    }
+
+    #[test]
+    fn a_momentum_scope_closes_when_its_build_returns_or_panics_and_restores_the_enclosing_one() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let ((inner_bn, inner, outer_bn), outer) = SharedMomentum::share(|| {
+            let (inner_bn, inner) = SharedMomentum::share(|| BatchNorm::new(&vs.root().sub("inner"), 1));
+            (inner_bn, inner, BatchNorm::new(&vs.root().sub("outer"), 1))
+        });
+        inner.set(Some(0.5));
+        assert_eq!(inner_bn.shared.get(), Some(0.5));
+        assert_eq!(outer_bn.shared.get(), None, "the enclosing scope is restored when a nested one closes");
+        outer.set(Some(0.7));
+        assert_eq!((inner_bn.shared.get(), outer_bn.shared.get()), (Some(0.5), Some(0.7)));
+
+        let panicked = std::panic::catch_unwind(|| SharedMomentum::share(|| panic!("building failed")));
+        assert!(panicked.is_err());
+        let after = BatchNorm::new(&vs.root().sub("after"), 1);
+        outer.set(Some(0.1));
+        assert_eq!(after.shared.get(), None, "no scope stays open after a build, even one that panicked");
+    }
+}

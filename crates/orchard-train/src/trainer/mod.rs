@@ -1,0 +1,230 @@
+//! The training loop of one ensemble member on one fold: data, model, optimizer, schedule, loss, EMA,
+//! validation metrics, checkpoints, resumption and early stopping.
+//!
+//! - [`setup`](self): the run directory, the data and loaders, the network and optimizer, or the run resumed
+//!   from `last.ckpt`;
+//! - `epoch`: one pass over the training images, micro-batches accumulated into optimizer steps, with the
+//!   [`GradientSync`] seam between the backward pass and the step;
+//! - `evaluate`: validation predictions (through `orchard-infer`'s predictor) and their metrics;
+//! - `checkpoints`: `best.ckpt`, `last.ckpt` and restoring a run from the latter;
+//! - this module: the epoch loop that ties them together, with early stopping.
+//!
+//! Reproducibility: the data order and augmentations are functions of (seed, epoch, image) and libtorch's
+//! generator is re-seeded from (seed, epoch) at the start of every epoch, so an epoch's result depends only on
+//! the state at its start. Checkpoints are taken at epoch ends, hence a run stopped after epoch k and resumed
+//! reaches the same weights as an uninterrupted one (bit for bit on a CPU in f32).
+//!
+//! The run directory holds `config.toml` (the resolved configuration), `metrics.csv`, `metrics.jsonl`,
+//! `last.ckpt` (everything needed to resume), `best.ckpt` (the best epoch's model, EMA weights when enabled)
+//! and `oof.csv` (the best epoch's validation predictions).
+
+mod checkpoints;
+mod epoch;
+mod evaluate;
+mod setup;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use orchard_data::dataset::Dataset;
+use orchard_data::loader::Loader;
+use orchard_files::config::{ConfigError, Monitor, TrainConfig};
+use orchard_files::folds::FoldError;
+use orchard_files::history::{self, EpochRecord};
+use orchard_files::{FileError, RunState};
+use orchard_models::weights::checkpoint::CheckpointError;
+
+use crate::ema::Ema;
+use crate::gradients::{GradientSync, Local};
+use crate::loss::Loss;
+use crate::network::Network;
+use crate::optim::Optimizer;
+use crate::progress::Progress;
+
+/// Why a run could not start or continue.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Dataset(#[from] orchard_data::dataset::DatasetError),
+    #[error(transparent)]
+    Folds(#[from] FoldError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Decode(#[from] orchard_data::decode::DecodeError),
+    #[error(transparent)]
+    Cache(#[from] orchard_data::cache::CacheError),
+    #[error(transparent)]
+    Model(#[from] orchard_models::ModelError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// User input that does not fit the run (soft targets, weights, classes).
+    #[error("{0}")]
+    Input(String),
+    #[error("{path} already holds a run (last.ckpt); pass --resume to continue it or choose another --out")]
+    RunExists { path: PathBuf },
+    #[error("cannot resume {path}: {message}")]
+    ResumeMismatch { path: PathBuf, message: String },
+    #[error(
+        "the training loss became {loss} at epoch {epoch}, step {step}; stopped. The last good checkpoint \
+         (after epoch {last_good}) is kept; lower the learning rate or enable clip_norm"
+    )]
+    NonFiniteLoss { epoch: u32, step: usize, loss: f64, last_good: String },
+    /// The gradients could not be synchronised with the other replicas.
+    #[error("gradient synchronisation failed: {0}")]
+    Sync(String),
+}
+
+/// The outcome of [`train`].
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub dir: PathBuf,
+    pub epochs_done: u32,
+    pub best: Option<f64>,
+    pub best_epoch: Option<u32>,
+    pub stopped_early: bool,
+    pub history: Vec<EpochRecord>,
+}
+
+/// Trains per `config` into `out`, or continues the run there when `resume` is set.
+pub fn train(
+    config: TrainConfig,
+    out: &Path,
+    resume: bool,
+    progress: &mut dyn Progress,
+) -> Result<Summary, TrainError> {
+    train_with(config, out, resume, progress, Box::new(Local))
+}
+
+/// [`train`], with the gradients of every step handed to `sync` before the optimizer applies them.
+pub fn train_with(
+    config: TrainConfig,
+    out: &Path,
+    resume: bool,
+    progress: &mut dyn Progress,
+    sync: Box<dyn GradientSync>,
+) -> Result<Summary, TrainError> {
+    config.validate()?;
+    let mut run = Run::new(config, out, resume, sync)?;
+    run.fit(progress)
+}
+
+/// A run being trained.
+struct Run {
+    dir: PathBuf,
+    config: TrainConfig,
+    dataset: Dataset,
+    train_loader: Loader,
+    val_loader: Option<Loader>,
+    /// Dataset indices of the validation images, in prediction order.
+    val_samples: Vec<usize>,
+    network: Network,
+    /// Var-store names of the head's variables, which train even while the backbone is frozen.
+    head: Vec<String>,
+    optimizer: Optimizer,
+    ema: Option<Ema>,
+    loss: Loss,
+    sync: Box<dyn GradientSync>,
+    state: RunState,
+}
+
+/// The seed of libtorch's generator for `epoch`: a fixed mix of the run's seed and the epoch.
+fn epoch_seed(seed: u64, epoch: u32) -> i64 {
+    let mixed = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(epoch).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (mixed >> 1) as i64
+}
+
+impl Run {
+    /// Trains epoch after epoch until the budget is spent or early stopping ends the run; saves
+    /// `best.ckpt` whenever the monitored metric improves and `last.ckpt` after every epoch.
+    fn fit(&mut self, progress: &mut dyn Progress) -> Result<Summary, TrainError> {
+        let steps_per_epoch = self.train_loader.batches_per_epoch().div_ceil(self.config.accumulate) as u64;
+        while self.state.epochs_done < self.config.epochs && !self.state.stopped_early {
+            let epoch = self.state.epochs_done;
+            tch::manual_seed(epoch_seed(self.config.seed, epoch));
+            let frozen = epoch < self.config.freeze_epochs;
+            self.set_backbone_trainable(!frozen);
+            let lr = self.config.schedule.function.lr(f64::from(epoch));
+
+            let start = Instant::now();
+            let (train_loss, images) = self.train_epoch(epoch, lr, steps_per_epoch, frozen, progress)?;
+            let train_seconds = start.elapsed().as_secs_f64();
+
+            let start = Instant::now();
+            let evaluation = self.evaluate()?;
+            let val_seconds = start.elapsed().as_secs_f64();
+            let record = EpochRecord {
+                epoch,
+                lr,
+                train_loss,
+                val_loss: evaluation.as_ref().map(|e| e.loss),
+                val_accuracy: evaluation.as_ref().map(|e| e.accuracy),
+                val_auc: evaluation.as_ref().and_then(|e| e.auc.mean),
+                val_auc_per_class: evaluation.as_ref().map(|e| e.auc.per_class.clone()).unwrap_or_default(),
+                train_seconds,
+                val_seconds,
+                images_per_second: images as f64 / train_seconds.max(1e-9),
+            };
+            self.state.history.push(record.clone());
+            self.state.epochs_done = epoch + 1;
+
+            let monitored = evaluation.as_ref().and_then(|e| match self.config.monitor {
+                Monitor::ValAuc => e.auc.mean,
+                Monitor::ValLoss => Some(e.loss),
+                Monitor::ValAccuracy => Some(e.accuracy),
+            });
+            let improved = match monitored {
+                Some(value) => self.config.monitor.improves(value, self.state.best),
+                None => evaluation.is_none(), // without validation the latest model is the best one
+            };
+            if improved {
+                self.state.best = monitored;
+                self.state.best_epoch = Some(epoch);
+                self.state.epochs_since_best = 0;
+                self.save_best(evaluation.as_ref())?;
+            } else {
+                self.state.epochs_since_best += 1;
+            }
+            if let Some(patience) = self.config.patience {
+                if self.state.epochs_since_best >= patience && evaluation.is_some() {
+                    self.state.stopped_early = true;
+                }
+            }
+            history::write(&self.dir, &self.state.history, &self.dataset.classes)?;
+            self.save_last()?;
+            progress.epoch_end(&record, self.config.monitor.name(), self.state.best, self.state.stopped_early);
+        }
+        Ok(Summary {
+            dir: self.dir.clone(),
+            epochs_done: self.state.epochs_done,
+            best: self.state.best,
+            best_epoch: self.state.best_epoch,
+            stopped_early: self.state.stopped_early,
+            history: self.state.history.clone(),
+        })
+    }
+}
+
+impl TrainError {
+    /// Whether the user's data, files or settings are at fault (exit code 2) rather than the run.
+    pub fn is_bad_input(&self) -> bool {
+        if let TrainError::File(e) = self {
+            return e.is_bad_input();
+        }
+        matches!(
+            self,
+            TrainError::Config(_)
+                | TrainError::Dataset(_)
+                | TrainError::Folds(_)
+                | TrainError::Decode(_)
+                | TrainError::Model(_)
+                | TrainError::Input(_)
+                | TrainError::RunExists { .. }
+                | TrainError::ResumeMismatch { .. }
+        )
+    }
+}

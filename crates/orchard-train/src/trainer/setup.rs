@@ -1,0 +1,242 @@
+//! Setting a run up: the run directory (or the run there resumed), the dataset and its loaders, the network
+//! with its starting weights, the optimizer, the EMA and the loss. Every setting that needs no data is
+//! checked before the run directory is made.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use orchard_data::cache::Cache;
+use orchard_data::dataset::{self, Dataset, LoadOptions, Split, Task};
+use orchard_data::loader::{Loader, LoaderConfig};
+use orchard_data::pipeline::{Pipeline, PipelineConfig, Source};
+use orchard_files::atomic;
+use orchard_files::config::{ConfigError, LossKind, Precision, TrainConfig};
+use orchard_files::folds;
+use orchard_files::state::{LossScaler, RunState, FORMAT, LAST};
+use orchard_models::init::Initializer;
+use orchard_models::weights::checkpoint;
+use orchard_models::ModelSpec;
+use orchard_torch::Layout;
+use tch::{Device, Tensor};
+
+use super::{epoch_seed, Run, TrainError};
+use crate::ema::Ema;
+use crate::gradients::GradientSync;
+use crate::loss::Loss;
+use crate::network::Network;
+use crate::optim::Optimizer;
+use crate::targets;
+
+/// The loaders of a run: shuffled, augmented training batches and (with a fold) the validation batches.
+struct Data {
+    dataset: Dataset,
+    softmax: bool,
+    train_loader: Loader,
+    val_loader: Option<Loader>,
+    val_samples: Vec<usize>,
+}
+
+impl Run {
+    pub(super) fn new(
+        config: TrainConfig,
+        out: &Path,
+        resume: bool,
+        sync: Box<dyn GradientSync>,
+    ) -> Result<Self, TrainError> {
+        let saved = saved_run(&config, out, resume)?;
+        let spec = orchard_models::spec(&config.model.arch)?;
+        let size = config.data.size.unwrap_or((spec.default_size.0 as usize, spec.default_size.1 as usize));
+        spec.check_input(size.0 as i64, size.1 as i64)?;
+        let device = orchard_torch::device(config.device);
+        if config.precision == Precision::Bf16 && device == Device::Cpu && !cpu_has_bf16() {
+            let message = "bf16 needs a CPU with AVX-512 BF16 or AMX; this one has neither".into();
+            return Err(ConfigError { field: "precision", message }.into());
+        }
+        std::fs::create_dir_all(out).map_err(io_error(out))?;
+        atomic::remove_stale(out);
+
+        let data = load_data(&config, out, size)?;
+        let (network, head) = network(&config, &spec, data.dataset.classes.len(), device)?;
+        let groups = network.model.layer_groups();
+        let optimizer =
+            Optimizer::new(config.optimizer.clone(), network.params(|name| lr_multiplier(&config, &groups, name)));
+        let ema = config.ema.map(|d| Ema::new(d, &network.variables));
+        let class_weights = config
+            .loss
+            .class_weights
+            .as_ref()
+            .map(|w| Tensor::from_slice(&w.iter().map(|&x| x as f32).collect::<Vec<_>>()).to_device(device));
+        let loss = Loss { softmax: data.softmax, label_smoothing: config.loss.label_smoothing, class_weights };
+        let state = RunState {
+            format: FORMAT,
+            arch: config.model.arch.clone(),
+            classes: data.dataset.classes.clone(),
+            size,
+            softmax: data.softmax,
+            epochs_done: 0,
+            step: 0,
+            best: None,
+            best_epoch: None,
+            epochs_since_best: 0,
+            stopped_early: false,
+            history: Vec::new(),
+            optimizer_steps: BTreeMap::new(),
+            loss_scaler: (config.precision == Precision::F16).then(LossScaler::default),
+            config: config.clone(),
+        };
+        let mut run = Run {
+            dir: out.to_path_buf(),
+            config,
+            dataset: data.dataset,
+            train_loader: data.train_loader,
+            val_loader: data.val_loader,
+            val_samples: data.val_samples,
+            network,
+            head,
+            optimizer,
+            ema,
+            loss,
+            sync,
+            state,
+        };
+        if let Some(saved) = saved {
+            run.restore(saved)?;
+        }
+        let config_file = out.join("config.toml");
+        atomic::write(&config_file, run.config.to_toml().as_bytes()).map_err(io_error(&config_file))?;
+        Ok(run)
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io { path: path.to_path_buf(), source }
+}
+
+/// The checkpoint of the run in `out` to continue, when asked to resume one; an error when `out` holds a run
+/// and resuming was not asked for, or when the run there is another one.
+fn saved_run(
+    config: &TrainConfig,
+    out: &Path,
+    resume: bool,
+) -> Result<Option<checkpoint::Loaded<RunState>>, TrainError> {
+    let last = out.join(LAST);
+    if !last.exists() {
+        return Ok(None);
+    }
+    if !resume {
+        return Err(TrainError::RunExists { path: out.to_path_buf() });
+    }
+    let saved: checkpoint::Loaded<RunState> = checkpoint::load(&last)?;
+    config
+        .check_resumable(&saved.state.config)
+        .map_err(|message| TrainError::ResumeMismatch { path: out.to_path_buf(), message })?;
+    Ok(Some(saved))
+}
+
+/// The dataset, the loss it implies, the fold split and the loaders; `size` is (height, width).
+fn load_data(config: &TrainConfig, out: &Path, size: (usize, usize)) -> Result<Data, TrainError> {
+    let (dataset, _) = dataset::load(&config.data.dir, Split::Train, &LoadOptions::default())?;
+    let softmax = match config.loss.kind {
+        LossKind::Softmax => true,
+        LossKind::Sigmoid => false,
+        LossKind::Auto => dataset.task == Task::MultiClass,
+    };
+    let classes = dataset.classes.len();
+    if let Some(w) = &config.loss.class_weights {
+        if w.len() != classes {
+            let message =
+                format!("loss.class_weights has {} values for {classes} classes ({:?})", w.len(), dataset.classes);
+            return Err(TrainError::Input(message));
+        }
+    }
+    let (train_samples, val_samples) = folds::split(&config.data, config.seed, &dataset.targets())?;
+    let mut train_targets: Vec<Vec<f32>> = dataset.samples.iter().map(|s| s.target.clone()).collect();
+    if let Some(path) = &config.data.soft_targets {
+        targets::apply_soft_targets(path, &dataset, &mut train_targets).map_err(TrainError::Input)?;
+    }
+
+    let paths: Arc<Vec<PathBuf>> = Arc::new(dataset.samples.iter().map(|s| s.path.clone()).collect());
+    // The pipeline takes (width, height); `size` is (height, width).
+    let pipeline_config = PipelineConfig {
+        size: (size.1, size.0),
+        augment: config.augment.clone(),
+        seed: config.seed,
+        ..Default::default()
+    };
+    let source = if config.data.cache {
+        let file = out.join(format!("cache-{}x{}.bin", size.0, size.1));
+        let (cache, _) = Cache::open_or_build(&file, &paths, pipeline_config.size, pipeline_config.filter)?;
+        Source::Cache(Arc::new(cache))
+    } else {
+        Source::Files(paths)
+    };
+    let pipeline = Arc::new(Pipeline::new(pipeline_config, source));
+    let workers = config.workers.unwrap_or_else(|| LoaderConfig::default().workers).max(1);
+    let train_loader = Loader::new(
+        pipeline.clone(),
+        train_samples,
+        Arc::new(train_targets),
+        LoaderConfig {
+            batch_size: config.batch,
+            shuffle: true,
+            drop_last: false,
+            workers,
+            train: true,
+            ..Default::default()
+        },
+    );
+    let true_targets = Arc::new(dataset.samples.iter().map(|s| s.target.clone()).collect::<Vec<_>>());
+    let val_loader = (!val_samples.is_empty()).then(|| {
+        let batch_size = config.eval_batch.unwrap_or(config.batch);
+        Loader::new(
+            pipeline,
+            val_samples.clone(),
+            true_targets,
+            LoaderConfig { batch_size, workers, ..Default::default() },
+        )
+    });
+    Ok(Data { dataset, softmax, train_loader, val_loader, val_samples })
+}
+
+/// The network with its starting weights, and the var-store names of its head's variables.
+fn network(
+    config: &TrainConfig,
+    spec: &ModelSpec,
+    classes: usize,
+    device: Device,
+) -> Result<(Network, Vec<String>), TrainError> {
+    tch::manual_seed(epoch_seed(config.seed, u32::MAX));
+    let layout = if config.channels_last { Layout::ChannelsLast } else { Layout::Contiguous };
+    let mut network = Network::new(&config.model.arch, classes as i64, device, layout)?;
+    let model = &mut network.model;
+    model.set_regularization(config.model.dropout, config.model.drop_path)?;
+    model.set_batch_norm_momentum(config.batch_norm_momentum);
+    // The new head starts as the reference notebook's `Dense(classes)`: an architecture's own top initialiser
+    // is scaled for 1000 classes, and for a handful gives logits an order of magnitude too large.
+    model.reset_head(Initializer::GLOROT_UNIFORM);
+    let head_group = model.layer_groups().pop().expect("a classifier with a head has a head group");
+    if let Some(weights) = &config.model.weights {
+        crate::pretrained::load_backbone(&network.vs, spec, &head_group, weights).map_err(TrainError::Input)?;
+    }
+    let head = network.variables.iter().map(|(n, _)| n.clone()).filter(|n| head_group.contains(n)).collect();
+    Ok((network, head))
+}
+
+/// The learning-rate multiplier of the variable `name`: its layer group's `group_lr` times `layer_decay`
+/// raised to its group's distance below the head.
+fn lr_multiplier(config: &TrainConfig, groups: &[orchard_models::LayerGroup], name: &str) -> f64 {
+    let last = groups.len().saturating_sub(1);
+    let index = groups.iter().position(|g| g.contains(name)).unwrap_or(last);
+    let mut mult = config.optimizer.group_lr.get(&groups[index].name).copied().unwrap_or(1.0);
+    if let Some(decay) = config.optimizer.layer_decay {
+        mult *= decay.powi((last - index) as i32);
+    }
+    mult
+}
+
+/// Whether the CPU computes bf16 natively (AVX-512 BF16 or AMX), without which bf16 autocast is slower than
+/// f32.
+fn cpu_has_bf16() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains(" avx512_bf16") || c.contains(" amx_bf16"))
+}
