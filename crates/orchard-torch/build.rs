@@ -6,7 +6,10 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc");
     cc::Build::new()
         .cpp(true)
-        .files(["csrc/autocast.cpp", "csrc/foreach.cpp"])
+        .files(["csrc/autocast.cpp", "csrc/foreach.cpp", "csrc/distributed.cpp"])
+        // Declarations of the gloo types libtorch's ProcessGroupGloo.hpp names (csrc/gloo/README.md).
+        .include("csrc")
+        .define("USE_C10D_GLOO", None)
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")

@@ -26,6 +26,8 @@ pub enum Command {
     Schedule(crate::schedule_cmd::ScheduleArgs),
     /// Train one ensemble member on one fold.
     Train(Box<crate::train_cmd::TrainArgs>),
+    /// Start N data-parallel processes of a command on this node (torchrun's variables) and wait for them.
+    Launch(crate::launch_cmd::LaunchArgs),
     /// Combine members' prediction CSVs (mean, weighted, rank, geometric, power, searched weights, stacking).
     Ensemble(crate::ensemble_cmd::EnsembleArgs),
     /// Print mean column-wise ROC AUC, per-class AUC, accuracy and log loss of a prediction CSV.

@@ -10,6 +10,7 @@
 //! | `models list` | `models_cmd` | orchard-models |
 //! | `schedule` | `schedule_cmd` | orchard-metrics |
 //! | `train` | `train_cmd` | orchard-train |
+//! | `launch` | `launch_cmd` | (processes; `train` joins them) |
 //! | `predict` | `predict_cmd` | orchard-infer |
 //! | `ensemble`, `score`, `submission check` | `ensemble_cmd` | orchard-ensemble |
 //! | `distill` | `distill_cmd` | orchard-ensemble |
@@ -27,6 +28,7 @@ mod cli;
 mod data_cmd;
 mod distill_cmd;
 mod ensemble_cmd;
+mod launch_cmd;
 mod models_cmd;
 mod predict_cmd;
 mod run_cmd;
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         cli::Command::Models(cmd) => models_cmd::run(cmd),
         cli::Command::Schedule(args) => schedule_cmd::run(args),
         cli::Command::Train(args) => train_cmd::run(*args),
+        cli::Command::Launch(args) => launch_cmd::run(args),
         cli::Command::Ensemble(args) => ensemble_cmd::run_ensemble(args),
         cli::Command::Score(args) => ensemble_cmd::run_score(args),
         cli::Command::Submission(cmd) => ensemble_cmd::run_submission(cmd),
@@ -105,7 +108,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             || e.downcast_ref::<orchard_experiment::ExperimentError>()
                 .is_some_and(orchard_experiment::ExperimentError::is_bad_input)
     });
-    if bad_data || bad_ensemble_input || bad_run_input {
+    let bad_rank_input =
+        err.chain().any(|e| e.downcast_ref::<launch_cmd::RankFailed>().is_some_and(|f| f.code == Some(2)));
+    if bad_data || bad_ensemble_input || bad_run_input || bad_rank_input {
         2
     } else {
         1

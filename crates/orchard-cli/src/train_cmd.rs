@@ -1,15 +1,23 @@
 //! `orchard train`: one ensemble member on one fold. Options come from `--config FILE` (TOML, the layout of
 //! `orchard_train::TrainConfig`) and from flags, flags winning; the resolved configuration is saved in the
 //! run directory.
+//!
+//! Started by `orchard launch` (or torchrun, or `srun`), each process finds its place in the job in the
+//! environment and joins the others as a data-parallel replica: every replica trains on its share of each
+//! step's batches, rank 0 writes the run directory, and the reference schedule's LR_MAX is scaled by the
+//! number of replicas as the notebook's is, unless the learning rate is given.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use orchard_files::config::{BatchNormMode, LossKind, Monitor, OptimizerKind, TrainConfig};
+use orchard_files::config::{BatchNormMode, Device, LossKind, Monitor, OptimizerKind, TrainConfig};
 use orchard_metrics::schedule::{OneCycle, Reference, Schedule, WarmupCosine};
+use orchard_torch::distributed::Rendezvous;
 use orchard_torch::Layout;
 use orchard_train::progress::{Console, Progress, Silent};
+use orchard_train::replicas::{Replicas, DEFAULT_TIMEOUT};
 
 use crate::args::{AugmentArg, DataArg, DeviceArg, LayoutArg, PrecisionArg, Size};
 use crate::usage::UsageError;
@@ -65,9 +73,12 @@ pub struct TrainArgs {
     /// Peak learning rate of the schedule (the reference's LR_MAX; default 1e-4 × replicas).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Replicas the reference schedule scales LR_MAX by.
+    /// Replicas the reference schedule scales LR_MAX by (default: the processes of the job).
     #[arg(long)]
     pub replicas: Option<u32>,
+    /// Seconds a data-parallel replica waits for the others before the job fails.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TIMEOUT.as_secs())]
+    pub replica_timeout: u64,
     /// Warm-up epochs of the cosine schedule.
     #[arg(long)]
     pub warmup: Option<f64>,
@@ -134,11 +145,29 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let (config, resume) = resolve(args)?;
+    let rendezvous =
+        Rendezvous::from_env().map_err(|e| UsageError(format!("the data-parallel job's variables: {e}")))?;
+    let timeout = Duration::from_secs(args.replica_timeout);
+    let (mut config, resume) = resolve(args, rendezvous.as_ref().map_or(1, |r| r.world))?;
     let out =
         config.out.clone().ok_or_else(|| UsageError("--out (or `out` in the configuration) is required".into()))?;
+    if let Some(r) = &rendezvous {
+        // One device per process: the GPU of the local rank where there are GPUs.
+        if config.device == Device::Auto && tch::Cuda::is_available() {
+            config.device = Device::Cuda(r.local_rank);
+        }
+    }
+    let replicas = rendezvous.map(|r| Replicas::join(&r, timeout)).transpose().map_err(|e| anyhow::anyhow!(e))?;
     let mut progress: Box<dyn Progress> = if config.quiet { Box::new(Silent) } else { Box::new(Console::new()) };
-    let summary = orchard_train::train(config, &out, resume, progress.as_mut())?;
+    let writer = replicas.as_ref().is_none_or(|r| r.rank() == 0);
+    if let Some(r) = replicas.as_ref().filter(|_| writer && !config.quiet) {
+        let (world, batch) = (r.world(), config.batch);
+        eprintln!("data-parallel training over {world} replicas: global batch {world} × {batch}");
+    }
+    let summary = orchard_train::train_with(config, &out, resume, progress.as_mut(), replicas)?;
+    if !writer {
+        return Ok(());
+    }
     if let (Some(best), Some(epoch)) = (summary.best, summary.best_epoch) {
         println!("best epoch {epoch}: {best:.6}; run in {}", summary.dir.display());
     } else {
@@ -147,8 +176,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// The configuration file (or the defaults) with every given flag applied.
-pub fn resolve(mut a: TrainArgs) -> Result<(TrainConfig, bool)> {
+/// The configuration file (or the defaults) with every given flag applied, for a job of `world` replicas.
+pub fn resolve(mut a: TrainArgs, world: usize) -> Result<(TrainConfig, bool)> {
     let mut c = match &a.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -177,6 +206,9 @@ pub fn resolve(mut a: TrainArgs) -> Result<(TrainConfig, bool)> {
     c.data.cache |= a.cache;
     c.quiet |= a.quiet;
     c.schedule.per_step |= a.per_step;
+    if world > 1 && a.replicas.is_none() && c.schedule.function == TrainConfig::default().schedule.function {
+        a.replicas = Some(world as u32); // the reference's LR_MAX grows with the replicas, as its global batch
+    }
     if a.schedule.is_some() || a.lr.is_some() || a.replicas.is_some() || a.warmup.is_some() {
         c.schedule.function = schedule(&a, &c)?;
     }

@@ -48,7 +48,14 @@ pub struct RunState {
     pub optimizer_steps: BTreeMap<String, u64>,
     /// The f16 loss scaler's state.
     pub loss_scaler: Option<LossScaler>,
+    /// Data-parallel replicas of the epochs run last (1 on one device; older runs record none).
+    #[serde(default = "one")]
+    pub replicas: usize,
     pub config: TrainConfig,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl RunState {
@@ -150,6 +157,7 @@ mod tests {
             history: Vec::new(),
             optimizer_steps: BTreeMap::new(),
             loss_scaler: None,
+            replicas: 1,
             config: TrainConfig::default(),
         }
     }

@@ -1,42 +1,22 @@
 // Multi-tensor ("foreach") updates over all parameters at once: a few fused kernel launches per step instead
 // of a dozen per parameter, which on a GPU was half of a training step's time. tch generates no bindings
-// for libtorch's list-mutating operations, so they are called here.
-// C functions that never throw: an error's message is copied into `err` and -1 returned.
+// for libtorch's list-mutating operations, so they are called here. The functions never throw (`shim.h`).
+#include "shim.h"
+
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
-#include <cstring>
-#include <exception>
-#include <vector>
-
 namespace {
 
-std::vector<at::Tensor> list(at::Tensor* const* tensors, size_t n) {
-  std::vector<at::Tensor> out;
-  out.reserve(n);
-  for (size_t i = 0; i < n; i++) out.push_back(*tensors[i]);
-  return out;
-}
+using orchard::list;
 
-int fail(const char* what, char* err, size_t len) {
-  if (len > 0) {
-    std::strncpy(err, what, len - 1);
-    err[len - 1] = 0;
-  }
-  return -1;
-}
-
+// Every update runs outside autograd.
 template <typename F>
 int guarded(char* err, size_t len, F body) {
-  try {
+  return orchard::guarded(err, len, [&] {
     at::AutoGradMode no_grad(false);
     body();
-    return 0;
-  } catch (const std::exception& e) {
-    return fail(e.what(), err, len);
-  } catch (...) {
-    return fail("unknown C++ exception", err, len);
-  }
+  });
 }
 
 }  // namespace

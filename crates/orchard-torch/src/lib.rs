@@ -8,6 +8,7 @@
 //! format; `Layout::Contiguous` asks for the classic NCHW order instead.
 
 pub mod autocast;
+pub mod distributed;
 pub mod foreach;
 
 use orchard_data::loader::Batch;

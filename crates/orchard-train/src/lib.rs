@@ -5,7 +5,8 @@
 //! - [`loss`]: softmax and sigmoid cross-entropy with label smoothing, soft targets and class weights;
 //! - [`ema`]: the exponential moving average of the weights;
 //! - [`network`]: a classifier set up to train (device, memory layout, variables in a stable order);
-//! - [`gradients`]: the seam between the backward pass and the optimizer step;
+//! - [`replicas`]: data-parallel training over several processes (libtorch's c10d), the seam between the
+//!   backward pass and the optimizer step;
 //! - [`trainer`]: the loop itself ([`train`]), with validation, early stopping and resumption.
 //!
 //! ```no_run
@@ -21,12 +22,12 @@
 
 pub mod amp;
 pub mod ema;
-pub mod gradients;
 pub mod loss;
 pub mod network;
 pub mod optim;
 mod pretrained;
 pub mod progress;
+pub mod replicas;
 mod targets;
 pub mod trainer;
 

@@ -1,6 +1,7 @@
-//! `orchard bench …`: images/second and peak memory, printed, never asserted (speed is measured in
-//! benchmarks, not in tests).
+//! `orchard bench …`: images/second and peak memory, or the time of the gradient all-reduce, printed, never
+//! asserted (speed is measured in benchmarks, not in tests).
 
+mod allreduce;
 mod input;
 mod model;
 
@@ -13,12 +14,15 @@ pub enum BenchCommand {
     /// A registered architecture on random inputs: forward (inference), or with --train forward + backward +
     /// Adam step.
     Model(model::BenchModelArgs),
+    /// The gradient all-reduce of a data-parallel step alone (run under `orchard launch`).
+    Allreduce(allreduce::BenchAllreduceArgs),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Input(args) => input::run(args),
         BenchCommand::Model(args) => model::run(args),
+        BenchCommand::Allreduce(args) => allreduce::run(args),
     }
 }
 

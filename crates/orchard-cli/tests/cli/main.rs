@@ -3,6 +3,7 @@
 
 mod common;
 mod data;
+mod distributed;
 mod ensemble;
 mod runs;
 mod train;

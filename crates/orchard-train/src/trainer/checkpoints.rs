@@ -1,5 +1,6 @@
 //! The run's checkpoints: `best.ckpt` (the model as evaluated) with its `oof.csv`, `last.ckpt` (model, EMA,
-//! optimizer and loop state: everything needed to resume), and a run restored from the latter.
+//! optimizer and loop state: everything needed to resume), and a run restored from the latter. Every
+//! replica of a data-parallel run restores; only rank 0 saves.
 
 use orchard_files::state::{RunState, BEST, LAST};
 use orchard_files::Predictions;
@@ -26,12 +27,15 @@ impl Run {
         }
         self.optimizer.load_state(&saved.group("optim"), &saved.state.optimizer_steps).map_err(mismatch)?;
         let config = self.config.clone();
-        self.state = RunState { config, ..saved.state };
+        self.state = RunState { config, replicas: self.state.replicas, ..saved.state };
         Ok(())
     }
 
     /// `best.ckpt` (the model as evaluated) and `oof.csv`.
     pub(super) fn save_best(&mut self, evaluation: Option<&Evaluation>) -> Result<(), TrainError> {
+        if !self.is_writer() {
+            return Ok(());
+        }
         let saved = self.ema.as_ref().map(Ema::swap_in);
         let model: Vec<(String, Tensor)> =
             self.network.variables.iter().map(|(n, t)| (n.clone(), t.detach().copy())).collect();
@@ -49,6 +53,9 @@ impl Run {
 
     /// `last.ckpt`: everything needed to resume.
     pub(super) fn save_last(&mut self) -> Result<(), TrainError> {
+        if !self.is_writer() {
+            return Ok(());
+        }
         let (optim, steps) = self.optimizer.state();
         self.state.optimizer_steps = steps;
         let model = self.network.variables.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();

@@ -1,17 +1,21 @@
 //! One pass over the training images: micro-batches forward and backward under the configured precision,
-//! their gradients accumulated into optimizer steps, each step through the [`GradientSync`] seam before it
-//! is applied.
-//!
-//! [`GradientSync`]: crate::gradients::GradientSync
+//! their gradients accumulated into optimizer steps. In a data-parallel run the step's last backward pass
+//! averages the gradients over the replicas (see [`crate::replicas`]), and every micro-batch's loss is summed
+//! over them, so that every replica sees the same numbers and takes the same decisions.
+
+use std::collections::HashSet;
 
 use orchard_files::config::{BatchNormMode, ConfigError};
 use orchard_torch::autocast::Autocast;
+use tch::Tensor;
 
 use super::{Run, TrainError};
 use crate::progress::Progress;
+use crate::replicas::Replicas;
 
 impl Run {
-    /// One pass over the training images; returns the mean loss and the number of images.
+    /// One pass over the training images; returns the mean loss and the number of images (over every
+    /// replica).
     pub(super) fn train_epoch(
         &mut self,
         epoch: u32,
@@ -31,24 +35,28 @@ impl Run {
         self.optimizer.zero_grad();
         for (i, batch) in batches.enumerate() {
             let batch = batch?;
+            let step_ends = (i + 1) % accumulate == 0 || i + 1 == total;
             let xs = orchard_torch::images(&batch, mean_std, device, layout);
             let ys = orchard_torch::targets(&batch, device);
+            self.replicated(|r| r.before_forward())?;
             let loss = {
                 let _autocast = self.autocast()?;
                 let logits = self.network.model.forward_modes(&xs, backbone_train, true);
                 self.loss.forward(&logits, &ys)
             };
-            let value = loss.double_value(&[]);
+            let (sum, count) = self.summed(loss.double_value(&[]) * batch.len() as f64, batch.len())?;
+            let value = sum / count.max(1) as f64;
             if !value.is_finite() {
                 let last_good =
                     if epoch == 0 { "none: no epoch finished".to_string() } else { (epoch - 1).to_string() };
                 return Err(TrainError::NonFiniteLoss { epoch, step: i, loss: value, last_good });
             }
             let scale = self.state.loss_scaler.as_ref().map_or(1.0, |s| s.scale);
-            (loss * (scale / accumulate as f64)).backward();
-            loss_sum += value * batch.len() as f64;
-            images += batch.len();
-            if (i + 1) % accumulate == 0 || i + 1 == total {
+            self.replicated(|r| r.before_backward(step_ends))?;
+            (loss * (scale / accumulate as f64)).f_backward().map_err(|e| self.replica_error(e.to_string()))?;
+            loss_sum += sum;
+            images += count;
+            if step_ends {
                 let step_lr = if self.config.schedule.per_step {
                     self.config.schedule.function.lr_at_step(self.state.step, steps_per_epoch)
                 } else {
@@ -61,11 +69,10 @@ impl Run {
         Ok((loss_sum / images.max(1) as f64, images))
     }
 
-    /// The optimizer step once a step's gradients are complete: they are synchronised with other replicas
-    /// (the seam, see [`crate::gradients`]), unscaled (f16), clipped and applied; a step whose gradients
-    /// overflowed is skipped. The step counter moves either way.
+    /// The optimizer step once a step's gradients are complete (and, in a data-parallel run, averaged over
+    /// the replicas): unscaled (f16), clipped and applied; a step whose gradients overflowed is skipped. The
+    /// step counter moves either way.
     fn optimizer_step(&mut self, lr: f64) -> Result<(), TrainError> {
-        self.sync.synchronise(self.optimizer.params()).map_err(TrainError::Sync)?;
         let finite = match &mut self.state.loss_scaler {
             Some(scaler) => crate::amp::unscale(scaler, self.optimizer.params().iter().map(|p| &p.tensor)),
             None => true,
@@ -92,12 +99,44 @@ impl Run {
             .map_err(|message| ConfigError { field: "precision", message }.into())
     }
 
-    /// Freezes (no gradient) or unfreezes every parameter outside the head.
-    pub(super) fn set_backbone_trainable(&mut self, trainable: bool) {
+    /// Runs `f` on the replicas of a data-parallel run; nothing on a run on its own.
+    pub(super) fn replicated(&mut self, f: impl FnOnce(&mut Replicas) -> Result<(), String>) -> Result<(), TrainError> {
+        let result = self.replicas.as_mut().map_or(Ok(()), f);
+        result.map_err(|message| self.replica_error(message))
+    }
+
+    /// Overwrites this replica's state with rank 0's: the whole model at the start (`whole`), and before
+    /// every evaluation the variables no optimizer step keeps equal (batch-norm statistics, which each replica
+    /// updates from its own batches; rank 0's are kept, as DDP's `broadcast_buffers` does); the EMA both
+    /// times.
+    pub(super) fn align_replicas(&mut self, whole: bool) -> Result<(), TrainError> {
+        let Some(replicas) = &self.replicas else { return Ok(()) };
+        let trained: HashSet<&str> = self.optimizer.params().iter().map(|p| p.name.as_str()).collect();
+        let mut tensors: Vec<Tensor> = (self.network.variables.iter())
+            .filter(|(name, _)| whole || !trained.contains(name.as_str()))
+            .map(|(_, t)| t.shallow_clone())
+            .collect();
+        tensors.extend(self.ema.iter().flat_map(|ema| ema.shadows().into_iter().map(|(_, t)| t)));
+        replicas.broadcast(&tensors).map_err(|message| replicas.error(message))
+    }
+
+    /// A micro-batch's loss sum and image count, summed over the replicas.
+    fn summed(&self, sum: f64, count: usize) -> Result<(f64, usize), TrainError> {
+        let Some(replicas) = &self.replicas else { return Ok((sum, count)) };
+        let totals = replicas.sum(&[sum, count as f64]).map_err(|message| self.replica_error(message))?;
+        Ok((totals[0], totals[1] as usize))
+    }
+
+    /// Freezes (no gradient) or unfreezes every parameter outside the head; in a data-parallel run, the
+    /// gradients averaged over the replicas are those of the parameters that train.
+    pub(super) fn set_backbone_trainable(&mut self, trainable: bool) -> Result<(), TrainError> {
         for p in self.optimizer.params() {
             if !self.head.contains(&p.name) {
                 let _ = p.tensor.shallow_clone().set_requires_grad(trainable);
             }
         }
+        let Some(replicas) = &mut self.replicas else { return Ok(()) };
+        let result = replicas.track(self.optimizer.params());
+        result.map_err(|message| self.replica_error(message))
     }
 }

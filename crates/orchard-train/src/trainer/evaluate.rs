@@ -1,6 +1,7 @@
 //! Validation: the model (with the EMA weights when the run keeps an average) predicts its fold through the
 //! one inference loop, `orchard-infer`'s predictor, and the epoch's loss, accuracy and AUC are computed from
-//! the predictions.
+//! the predictions. In a data-parallel run each replica predicts its share of the fold and the shares are
+//! gathered, so every replica holds every prediction.
 
 use orchard_infer::predictor::Predictor;
 use orchard_infer::tta::Tta;
@@ -19,8 +20,11 @@ impl Run {
         if let (Some(ema), Some(saved)) = (&self.ema, saved) {
             ema.restore(saved);
         }
-        let probs = result?;
         let c = self.dataset.classes.len();
+        let probs = match &self.replicas {
+            Some(r) => r.gather_shares(&result?, c, self.val_samples.len()).map_err(|message| r.error(message))?,
+            None => result?,
+        };
         let truth: Vec<f64> = self
             .val_samples
             .iter()

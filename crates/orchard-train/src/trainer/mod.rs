@@ -3,8 +3,8 @@
 //!
 //! - [`setup`](self): the run directory, the data and loaders, the network and optimizer, or the run resumed
 //!   from `last.ckpt`;
-//! - `epoch`: one pass over the training images, micro-batches accumulated into optimizer steps, with the
-//!   [`GradientSync`] seam between the backward pass and the step;
+//! - `epoch`: one pass over the training images, micro-batches accumulated into optimizer steps, the
+//!   gradients of a data-parallel run averaged over its replicas before the step (see [`crate::replicas`]);
 //! - `evaluate`: validation predictions (through `orchard-infer`'s predictor) and their metrics;
 //! - `checkpoints`: `best.ckpt`, `last.ckpt` and restoring a run from the latter;
 //! - this module: the epoch loop that ties them together, with early stopping.
@@ -35,11 +35,11 @@ use orchard_files::{FileError, RunState};
 use orchard_models::weights::checkpoint::CheckpointError;
 
 use crate::ema::Ema;
-use crate::gradients::{GradientSync, Local};
 use crate::loss::Loss;
 use crate::network::Network;
 use crate::optim::Optimizer;
-use crate::progress::Progress;
+use crate::progress::{Progress, Silent};
+use crate::replicas::Replicas;
 
 /// Why a run could not start or continue.
 #[derive(Debug, thiserror::Error)]
@@ -74,9 +74,9 @@ pub enum TrainError {
          (after epoch {last_good}) is kept; lower the learning rate or enable clip_norm"
     )]
     NonFiniteLoss { epoch: u32, step: usize, loss: f64, last_good: String },
-    /// The gradients could not be synchronised with the other replicas.
-    #[error("gradient synchronisation failed: {0}")]
-    Sync(String),
+    /// The other replicas could not be reached (one died or hangs), or a collective failed.
+    #[error("data-parallel training, rank {rank} of {world}: {message}")]
+    Replicas { rank: usize, world: usize, message: String },
 }
 
 /// The outcome of [`train`].
@@ -97,20 +97,23 @@ pub fn train(
     resume: bool,
     progress: &mut dyn Progress,
 ) -> Result<Summary, TrainError> {
-    train_with(config, out, resume, progress, Box::new(Local))
+    train_with(config, out, resume, progress, None)
 }
 
-/// [`train`], with the gradients of every step handed to `sync` before the optimizer applies them.
+/// [`train`] as one of several data-parallel `replicas` (see [`crate::replicas`]): every replica calls it
+/// with the same configuration; rank 0 reports progress and writes the run directory.
 pub fn train_with(
     config: TrainConfig,
     out: &Path,
     resume: bool,
     progress: &mut dyn Progress,
-    sync: Box<dyn GradientSync>,
+    replicas: Option<Replicas>,
 ) -> Result<Summary, TrainError> {
     config.validate()?;
-    let mut run = Run::new(config, out, resume, sync)?;
-    run.fit(progress)
+    let writer = replicas.as_ref().is_none_or(|r| r.rank() == 0);
+    let mut run = Run::new(config, out, resume, replicas)?;
+    let mut silent = Silent;
+    run.fit(if writer { progress } else { &mut silent })
 }
 
 /// A run being trained.
@@ -128,7 +131,8 @@ struct Run {
     optimizer: Optimizer,
     ema: Option<Ema>,
     loss: Loss,
-    sync: Box<dyn GradientSync>,
+    /// The other processes of a data-parallel run; `None` for a run on its own.
+    replicas: Option<Replicas>,
     state: RunState,
 }
 
@@ -139,6 +143,19 @@ fn epoch_seed(seed: u64, epoch: u32) -> i64 {
 }
 
 impl Run {
+    /// Whether this process writes the run directory: rank 0, or the only process.
+    fn is_writer(&self) -> bool {
+        self.replicas.as_ref().is_none_or(|r| r.rank() == 0)
+    }
+
+    /// A collective's failure as this run's error, naming the rank.
+    fn replica_error(&self, message: String) -> TrainError {
+        match &self.replicas {
+            Some(replicas) => replicas.error(message),
+            None => TrainError::Replicas { rank: 0, world: 1, message },
+        }
+    }
+
     /// Trains epoch after epoch until the budget is spent or early stopping ends the run; saves
     /// `best.ckpt` whenever the monitored metric improves and `last.ckpt` after every epoch.
     fn fit(&mut self, progress: &mut dyn Progress) -> Result<Summary, TrainError> {
@@ -147,13 +164,14 @@ impl Run {
             let epoch = self.state.epochs_done;
             tch::manual_seed(epoch_seed(self.config.seed, epoch));
             let frozen = epoch < self.config.freeze_epochs;
-            self.set_backbone_trainable(!frozen);
+            self.set_backbone_trainable(!frozen)?;
             let lr = self.config.schedule.function.lr(f64::from(epoch));
 
             let start = Instant::now();
             let (train_loss, images) = self.train_epoch(epoch, lr, steps_per_epoch, frozen, progress)?;
             let train_seconds = start.elapsed().as_secs_f64();
 
+            self.align_replicas(false)?;
             let start = Instant::now();
             let evaluation = self.evaluate()?;
             let val_seconds = start.elapsed().as_secs_f64();
@@ -194,7 +212,9 @@ impl Run {
                     self.state.stopped_early = true;
                 }
             }
-            history::write(&self.dir, &self.state.history, &self.dataset.classes)?;
+            if self.is_writer() {
+                history::write(&self.dir, &self.state.history, &self.dataset.classes)?;
+            }
             self.save_last()?;
             progress.epoch_end(&record, self.config.monitor.name(), self.state.best, self.state.stopped_early);
         }

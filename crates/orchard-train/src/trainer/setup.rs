@@ -1,6 +1,7 @@
 //! Setting a run up: the run directory (or the run there resumed), the dataset and its loaders, the network
 //! with its starting weights, the optimizer, the EMA and the loss. Every setting that needs no data is
-//! checked before the run directory is made.
+//! checked before the run directory is made. In a data-parallel run every replica sets itself up the same
+//! way, takes its shards of the loaders, and starts from rank 0's weights; rank 0 alone writes files.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,10 +23,10 @@ use tch::{Device, Tensor};
 
 use super::{epoch_seed, Run, TrainError};
 use crate::ema::Ema;
-use crate::gradients::GradientSync;
 use crate::loss::Loss;
 use crate::network::Network;
 use crate::optim::Optimizer;
+use crate::replicas::{Replicas, CACHE_TIMEOUT};
 use crate::targets;
 
 /// The loaders of a run: shuffled, augmented training batches and (with a fold) the validation batches.
@@ -33,7 +34,9 @@ struct Data {
     dataset: Dataset,
     softmax: bool,
     train_loader: Loader,
+    /// Over this replica's share of the validation images.
     val_loader: Option<Loader>,
+    /// Every validation image.
     val_samples: Vec<usize>,
 }
 
@@ -42,8 +45,9 @@ impl Run {
         config: TrainConfig,
         out: &Path,
         resume: bool,
-        sync: Box<dyn GradientSync>,
+        replicas: Option<Replicas>,
     ) -> Result<Self, TrainError> {
+        let writer = replicas.as_ref().is_none_or(|r| r.rank() == 0);
         let saved = saved_run(&config, out, resume)?;
         let spec = orchard_models::spec(&config.model.arch)?;
         let size = config.data.size.unwrap_or((spec.default_size.0 as usize, spec.default_size.1 as usize));
@@ -54,9 +58,11 @@ impl Run {
             return Err(ConfigError { field: "precision", message }.into());
         }
         std::fs::create_dir_all(out).map_err(io_error(out))?;
-        atomic::remove_stale(out);
+        if writer {
+            atomic::remove_stale(out);
+        }
 
-        let data = load_data(&config, out, size)?;
+        let data = load_data(&config, out, size, replicas.as_ref())?;
         let (network, head) = network(&config, &spec, data.dataset.classes.len(), device)?;
         let groups = network.model.layer_groups();
         let optimizer =
@@ -83,6 +89,7 @@ impl Run {
             history: Vec::new(),
             optimizer_steps: BTreeMap::new(),
             loss_scaler: (config.precision == Precision::F16).then(LossScaler::default),
+            replicas: replicas.as_ref().map_or(1, Replicas::world),
             config: config.clone(),
         };
         let mut run = Run {
@@ -97,15 +104,44 @@ impl Run {
             optimizer,
             ema,
             loss,
-            sync,
+            replicas,
             state,
         };
         if let Some(saved) = saved {
             run.restore(saved)?;
         }
-        let config_file = out.join("config.toml");
-        atomic::write(&config_file, run.config.to_toml().as_bytes()).map_err(io_error(&config_file))?;
+        run.check_replicas_agree()?;
+        run.align_replicas(true)?;
+        if writer {
+            let mut text = String::new();
+            if let Some(r) = &run.replicas {
+                let (world, batch) = (r.world(), run.config.batch);
+                text = format!("# trained by {world} data-parallel replicas: global batch {world} × {batch}\n");
+            }
+            text.push_str(&run.config.to_toml());
+            let config_file = out.join("config.toml");
+            atomic::write(&config_file, text.as_bytes()).map_err(io_error(&config_file))?;
+        }
         Ok(run)
+    }
+}
+
+impl Run {
+    /// Every replica must continue from the same point: a run directory that is not shared between machines
+    /// would give the other nodes no `last.ckpt` to resume from.
+    fn check_replicas_agree(&self) -> Result<(), TrainError> {
+        let Some(r) = &self.replicas else { return Ok(()) };
+        let here = [f64::from(self.state.epochs_done), self.state.step as f64];
+        match r.first_disagreeing(&here).map_err(|message| r.error(message))? {
+            None => Ok(()),
+            Some(rank) => Err(r.error(format!(
+                "rank {rank} starts from another point of the run than rank 0 (this rank: epoch {}, step {}); \
+                 every rank must see the same run directory ({}): share it between the machines",
+                here[0],
+                here[1],
+                self.dir.display()
+            ))),
+        }
     }
 }
 
@@ -134,8 +170,14 @@ fn saved_run(
     Ok(Some(saved))
 }
 
-/// The dataset, the loss it implies, the fold split and the loaders; `size` is (height, width).
-fn load_data(config: &TrainConfig, out: &Path, size: (usize, usize)) -> Result<Data, TrainError> {
+/// The dataset, the loss it implies, the fold split and the loaders (this replica's shards of them); `size`
+/// is (height, width).
+fn load_data(
+    config: &TrainConfig,
+    out: &Path,
+    size: (usize, usize),
+    replicas: Option<&Replicas>,
+) -> Result<Data, TrainError> {
     let (dataset, _) = dataset::load(&config.data.dir, Split::Train, &LoadOptions::default())?;
     let softmax = match config.loss.kind {
         LossKind::Softmax => true,
@@ -165,8 +207,15 @@ fn load_data(config: &TrainConfig, out: &Path, size: (usize, usize)) -> Result<D
         ..Default::default()
     };
     let source = if config.data.cache {
+        // Rank 0 builds the cache file while the other replicas wait, then they open it.
         let file = out.join(format!("cache-{}x{}.bin", size.0, size.1));
-        let (cache, _) = Cache::open_or_build(&file, &paths, pipeline_config.size, pipeline_config.filter)?;
+        let (rank, _) = shard(replicas);
+        let open = || Cache::open_or_build(&file, &paths, pipeline_config.size, pipeline_config.filter);
+        let built = if rank == 0 { Some(open()) } else { None };
+        if let Some(replicas) = replicas {
+            replicas.barrier(Some(CACHE_TIMEOUT)).map_err(|message| replicas.error(message))?;
+        }
+        let (cache, _) = built.unwrap_or_else(open)?;
         Source::Cache(Arc::new(cache))
     } else {
         Source::Files(paths)
@@ -183,6 +232,7 @@ fn load_data(config: &TrainConfig, out: &Path, size: (usize, usize)) -> Result<D
             drop_last: false,
             workers,
             train: true,
+            shard: shard(replicas),
             ..Default::default()
         },
     );
@@ -191,12 +241,17 @@ fn load_data(config: &TrainConfig, out: &Path, size: (usize, usize)) -> Result<D
         let batch_size = config.eval_batch.unwrap_or(config.batch);
         Loader::new(
             pipeline,
-            val_samples.clone(),
+            replicas.map_or_else(|| val_samples.clone(), |r| r.share(&val_samples)),
             true_targets,
             LoaderConfig { batch_size, workers, ..Default::default() },
         )
     });
     Ok(Data { dataset, softmax, train_loader, val_loader, val_samples })
+}
+
+/// This replica's (rank, world): (0, 1) on its own.
+fn shard(replicas: Option<&Replicas>) -> (usize, usize) {
+    replicas.map_or((0, 1), |r| (r.rank(), r.world()))
 }
 
 /// The network with its starting weights, and the var-store names of its head's variables.

@@ -1,0 +1,170 @@
+//! Data-parallel training as a user runs it: `orchard launch` starting real `orchard train` processes that
+//! rendezvous over TCP and average their gradients with libtorch's Gloo collectives and DDP's reducer.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use orchard_files::RunState;
+use orchard_models::weights::checkpoint;
+use tch::Tensor;
+
+use crate::common::{cmd, synth, text};
+
+/// A port no other test is listening on (the OS picks it; the listener is closed before the job binds it).
+fn free_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port().to_string()
+}
+
+/// `orchard` with the words of `line`, one OpenMP thread per process so that both sides of a comparison sum
+/// in the same order.
+fn orchard_command(line: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_orchard"));
+    command.args(line.split_whitespace()).env("OMP_NUM_THREADS", "1").env_remove("LD_LIBRARY_PATH");
+    command
+}
+
+/// The model's trained variables in a checkpoint: everything but batch-norm statistics, which each replica
+/// accumulates from its own batches (rank 0's are kept, as DDP keeps them).
+fn trained_weights(path: &Path) -> BTreeMap<String, Tensor> {
+    let loaded = checkpoint::load::<RunState>(path).unwrap();
+    loaded.group("model").into_iter().filter(|(name, _)| !name.contains("running_")).collect()
+}
+
+#[test]
+fn two_replicas_take_the_same_steps_as_one_process_accumulating_their_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 25 images in 5 folds: 20 train in 4 batches of 5 (2 steps of 2 per epoch), 5 validate (shares of 3
+    // and 2). The first epoch trains the head alone, the second everything: the reducer follows the change.
+    let data = synth(&tmp.path().join("data"), 25, 0, "64x48", 4);
+    let common = format!(
+        "train --data {} --size 32 --batch 5 --epochs 2 --freeze-epochs 1 --folds 5 --fold 2 --dropout 0 \
+         --drop-path 0 --ema 0.5 --schedule constant --lr 0.003 --workers 1 --quiet",
+        data.display()
+    );
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    let out = orchard_command(&format!("{common} --accumulate 2 --out {}", one.display())).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let launch = format!("launch --nproc-per-node 2 --master-port {} --", free_port());
+    let out = orchard_command(&format!("{launch} {common} --out {}", two.display())).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(text(&out).matches("best epoch").count(), 1, "rank 0 alone reports: {}", text(&out));
+
+    let (a, b) = (trained_weights(&one.join("last.ckpt")), trained_weights(&two.join("last.ckpt")));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    let mut moved = 0;
+    for (name, x) in &a {
+        let y = &b[name];
+        let scale = x.abs().max().double_value(&[]).max(1e-6);
+        let diff = (x - y).abs().max().double_value(&[]);
+        assert!(diff / scale < 1e-5, "{name}: the replicas' weights differ by {diff} (scale {scale})");
+        moved += usize::from(name.ends_with("kernel") || name.ends_with("weight"));
+    }
+    assert!(moved > 10, "only {moved} weights compared");
+    // Every replica's images count in the loss of every step.
+    let loss = |dir: &Path| -> Vec<f64> {
+        let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+        metrics.lines().skip(1).map(|l| l.split(',').nth(2).unwrap().parse().unwrap()).collect()
+    };
+    let (la, lb) = (loss(&one), loss(&two));
+    assert_eq!(la.len(), 2);
+    for (x, y) in la.iter().zip(&lb) {
+        assert!((x - y).abs() < 1e-6 * x.abs(), "training loss over every replica's images: {la:?} vs {lb:?}");
+    }
+
+    // The validation shares were gathered: the whole fold, in the single process's order.
+    let ids = |dir: &Path| -> Vec<String> {
+        let oof = std::fs::read_to_string(dir.join("oof.csv")).unwrap();
+        oof.lines().map(|l| l.split(',').next().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids(&two), ids(&one));
+    assert_eq!(ids(&two).len(), 1 + 5);
+    let state = RunState::read(&two.join("last.ckpt")).unwrap();
+    assert_eq!((state.replicas, state.epochs_done), (2, 2));
+    let config = std::fs::read_to_string(two.join("config.toml")).unwrap();
+    assert!(config.starts_with("# trained by 2 data-parallel replicas: global batch 2 × 5\n"), "{config}");
+    assert!(two.join("best.ckpt").exists());
+}
+
+/// The pid of rank `rank` among `launcher`'s children.
+fn rank_pid(launcher: u32, rank: usize) -> Option<u32> {
+    let children = std::fs::read_to_string(format!("/proc/{launcher}/task/{launcher}/children")).ok()?;
+    children.split_whitespace().filter_map(|p| p.parse().ok()).find(|pid: &u32| {
+        std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == format!("RANK={rank}").as_bytes()))
+    })
+}
+
+fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn a_killed_replica_ends_the_job_at_once_and_the_run_resumes_to_the_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("data"), 16, 0, "64x48", 5);
+    let run = tmp.path().join("run");
+    let epochs = 40;
+    let train = format!(
+        "train --data {} --size 32 --batch 4 --epochs {epochs} --folds 4 --fold 0 --schedule constant --lr 0.001 \
+         --workers 1 --quiet --out {}",
+        data.display(),
+        run.display()
+    );
+    let mut launcher = orchard_command(&format!("launch --nproc-per-node 2 --master-port {} -- {train}", free_port()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !run.join("last.ckpt").exists() {
+        assert!(launcher.try_wait().unwrap().is_none(), "the job ended before its first checkpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (rank0, rank1) = (rank_pid(launcher.id(), 0).unwrap(), rank_pid(launcher.id(), 1).unwrap());
+    let killed = Instant::now();
+    Command::new("kill").args(["-9", &rank1.to_string()]).status().unwrap();
+    let status = wait_with_deadline(&mut launcher, Duration::from_secs(30)).expect("the job outlived a dead rank");
+    let waited = killed.elapsed();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut launcher.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("rank 1 was killed by signal 9"), "{stderr}");
+    assert!(!Path::new(&format!("/proc/{rank0}")).exists(), "rank 0 outlived the job");
+    eprintln!("the job ended {waited:?} after rank 1 was killed");
+
+    let done = RunState::read(&run.join("last.ckpt")).unwrap().epochs_done;
+    assert!(done < epochs, "the job finished before the kill");
+    let port = free_port();
+    let out = orchard_command(&format!("launch --nproc-per-node 2 --master-port {port} -- {train} --resume"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let state = RunState::read(&run.join("last.ckpt")).unwrap();
+    assert_eq!(state.epochs_done, epochs);
+    assert_eq!(state.history.len() as u32, epochs);
+
+    // The all-reduce alone, timed over the job; outside a job it says how to start one.
+    let out = cmd(&format!("launch --nproc-per-node 2 --master-port {port} -- bench allreduce --mib 1 --steps 2"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("1.0 MiB of f32 (1 buckets of at most 25 MiB) over 2 ranks: median"), "{}", text(&out));
+    let out = cmd("bench allreduce --mib 1");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("orchard launch --nproc-per-node 2 -- bench allreduce"), "{}", text(&out));
+
+    // A rank's bad input is the job's: exit code 2, the culprit named.
+    let out = cmd(&format!(
+        "launch --nproc-per-node 2 --master-port {port} -- train --data /nonexistent/data --out {}",
+        tmp.path().join("x").display()
+    ));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("/nonexistent/data"), "{}", text(&out));
+}

@@ -1,0 +1,166 @@
+// libtorch's collectives (c10d) for data-parallel training, which tch does not bind: a process group
+// rendezvousing through a TCP store, with the Gloo backend on the CPU; broadcast, all-gather and barrier; and
+// DDP's own Reducer, which all-reduces (averages) gradient buckets while the backward pass is still running.
+// The functions never throw (`shim.h`).
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/comm.hpp>
+#include <torch/csrc/distributed/c10d/reducer.hpp>
+
+#include "shim.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include <chrono>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+
+using orchard::guarded;
+using orchard::list;
+
+// DDP warns when a gradient's strides differ from its parameter's. A depthwise convolution's weight
+// (out × 1 × k × k) in channels-last gets a gradient whose strides differ only in the dimension of size 1, the
+// same memory order: the reducer copies it as it would any other, and the warning would be noise on every
+// run. Other warnings go to the handler that was in place.
+class QuietGradStrides : public c10::WarningHandler {
+ public:
+  explicit QuietGradStrides(c10::WarningHandler* next) : next_(next) {}
+  void process(const c10::Warning& warning) override {
+    if (warning.msg().find("Grad strides do not match bucket view strides") == std::string::npos) {
+      next_->process(warning);
+    }
+  }
+
+ private:
+  c10::WarningHandler* next_;
+};
+
+void quiet_grad_strides() {
+  static QuietGradStrides handler(c10::WarningUtils::get_warning_handler());
+  if (c10::WarningUtils::get_warning_handler() != &handler) c10::WarningUtils::set_warning_handler(&handler);
+}
+
+}  // namespace
+
+struct OrchardGroup {
+  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+};
+
+struct OrchardReducer {
+  std::unique_ptr<c10d::Reducer> reducer;
+};
+
+extern "C" {
+
+// Joins the group of `world` processes whose rank 0 serves the TCP store at `host:port`. Collectives fail
+// (rather than hang) after `timeout_ms`. The Gloo device binds to the interfaces named in GLOO_SOCKET_IFNAME,
+// else to this machine's hostname's address.
+int orchard_group_new(const char* host, int port, int rank, int world, int64_t timeout_ms, OrchardGroup** out,
+                      char* err, size_t len) {
+  return guarded(err, len, [&] {
+    auto timeout = std::chrono::milliseconds(timeout_ms);
+    c10d::TCPStoreOptions options;
+    options.port = static_cast<std::uint16_t>(port);
+    options.isServer = rank == 0;
+    options.numWorkers = static_cast<size_t>(world);
+    options.timeout = timeout;
+    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), options);
+    auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world,
+                                                           c10d::ProcessGroupGloo::Options::create_default(timeout));
+    auto pg = c10::make_intrusive<c10d::ProcessGroup>(store, rank, world);
+    pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
+    pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+    *out = new OrchardGroup{pg};
+  });
+}
+
+void orchard_group_free(OrchardGroup* group) { delete group; }
+
+// Copies `tensors` of rank `root` into every rank's, in buckets of up to 250 MiB.
+int orchard_group_broadcast(OrchardGroup* group, at::Tensor* const* tensors, size_t n, int root, char* err,
+                            size_t len) {
+  return guarded(err, len, [&] {
+    at::AutoGradMode no_grad(false);
+    auto t = list(tensors, n);
+    c10d::broadcast_coalesced(group->pg, t, 250 * 1024 * 1024, root);
+  });
+}
+
+// Every rank's `input` stacked in rank order into `output` (world × input's shape).
+int orchard_group_allgather(OrchardGroup* group, at::Tensor* input, at::Tensor* output, char* err, size_t len) {
+  return guarded(err, len, [&] {
+    at::AutoGradMode no_grad(false);
+    std::vector<at::Tensor> outputs;
+    for (int64_t r = 0; r < output->size(0); r++) outputs.push_back(output->select(0, r));
+    std::vector<std::vector<at::Tensor>> output_lists = {outputs};
+    std::vector<at::Tensor> inputs = {*input};
+    group->pg->allgather(output_lists, inputs)->wait();
+  });
+}
+
+// Sums `tensor` over the ranks, in place.
+int orchard_group_allreduce_sum(OrchardGroup* group, at::Tensor* tensor, char* err, size_t len) {
+  return guarded(err, len, [&] {
+    at::AutoGradMode no_grad(false);
+    std::vector<at::Tensor> tensors = {*tensor};
+    group->pg->allreduce(tensors)->wait();
+  });
+}
+
+// Waits for every rank, at most `timeout_ms` (the group's timeout when 0).
+int orchard_group_barrier(OrchardGroup* group, int64_t timeout_ms, char* err, size_t len) {
+  return guarded(err, len, [&] {
+    c10d::BarrierOptions options;
+    if (timeout_ms > 0) options.timeout = std::chrono::milliseconds(timeout_ms);
+    group->pg->barrier(options)->wait();
+  });
+}
+
+// DDP's Reducer over `params` (all requiring gradients): autograd hooks on them all-reduce gradient buckets of
+// up to `bucket_bytes` (after a first iteration in one bucket, rebuilt in the order gradients arrive) and
+// average them, overlapping the rest of the backward pass; the gradients are complete when backward returns.
+int orchard_reducer_new(OrchardGroup* group, at::Tensor* const* params, size_t n, int64_t bucket_bytes,
+                        OrchardReducer** out, char* err, size_t len) {
+  return guarded(err, len, [&] {
+    quiet_grad_strides();
+    auto tensors = list(params, n);
+    std::vector<bool> sparse(n, false);
+    auto [buckets, limits] = c10d::compute_bucket_assignment_by_size(
+        tensors, {static_cast<size_t>(std::numeric_limits<int64_t>::max())}, sparse);
+    (void)limits;
+    std::reverse(buckets.begin(), buckets.end());
+    auto reducer = std::make_unique<c10d::Reducer>(tensors, buckets, group->pg, sparse, bucket_bytes,
+                                                   /*find_unused_parameters=*/false,
+                                                   /*gradient_as_bucket_view=*/false,
+                                                   std::unordered_map<size_t, std::string>{},
+                                                   c10d::kDefaultFirstBucketBytes,
+                                                   /*skip_all_reduce_unused_params=*/false,
+                                                   /*use_python_reducer=*/false, std::vector<int64_t>{});
+    *out = new OrchardReducer{std::move(reducer)};
+  });
+}
+
+void orchard_reducer_free(OrchardReducer* reducer) { delete reducer; }
+
+// Before every forward pass: rebuilds the buckets once the first iteration has shown the order gradients
+// arrive in, and counts the iteration.
+int orchard_reducer_before_forward(OrchardReducer* r, char* err, size_t len) {
+  return guarded(err, len, [&] {
+    r->reducer->rebuild_buckets();
+    r->reducer->prepare_for_forward();
+  });
+}
+
+// Before the backward pass whose gradients are to be averaged over the ranks (the last micro-batch of a
+// step); backward passes without it accumulate gradients locally.
+int orchard_reducer_before_backward(OrchardReducer* r, char* err, size_t len) {
+  return guarded(err, len, [&] { r->reducer->prepare_for_backward(std::vector<at::Tensor>{}); });
+}
+
+}  // extern "C"

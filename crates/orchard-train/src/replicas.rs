@@ -1,0 +1,133 @@
+//! Data-parallel training of one member: one process per device, each a replica of the model, all joined in
+//! a libtorch process group (`orchard_torch::distributed`).
+//!
+//! - At the start every replica's model (and EMA) is overwritten with rank 0's.
+//! - Each replica takes its share of every epoch's batches (the loader's shard: all replicas draw the same
+//!   shuffled order and replica r of w takes batches r, r + w, …), so a step sees w local batches: a global
+//!   batch of w × `batch`.
+//! - The gradients are averaged over the replicas by DDP's own reducer, bucket by bucket while the backward
+//!   pass runs; with gradient accumulation only the step's last micro-batch synchronises. This is the seam
+//!   between the backward pass and the optimizer step: after it every replica holds the same gradients and
+//!   takes the same step.
+//! - Validation is sharded too (replica r predicts images r, r + w, … of the fold) and the predictions are
+//!   gathered, so every replica computes the same metrics over the whole fold and makes the same decisions
+//!   (best epoch, early stopping); only rank 0 writes files.
+
+use std::time::Duration;
+
+use orchard_torch::distributed::{ProcessGroup, Reducer, Rendezvous, BUCKET_BYTES};
+use tch::{Device, Kind, Tensor};
+
+use crate::optim::Param;
+use crate::trainer::TrainError;
+
+/// This process's place among the replicas, and what they share.
+pub struct Replicas {
+    group: ProcessGroup,
+    /// The reducer over the parameters that train now, rebuilt when that set changes (a frozen backbone).
+    reducer: Option<Reducer>,
+    trainable: Vec<String>,
+}
+
+/// How long a collective may wait for the other replicas before the job fails: a replica that hangs is
+/// caught by it; one that dies is noticed at once, as its connections close. The longest wait in a healthy
+/// run is rank 0 writing the checkpoints at an epoch's end.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long the replicas wait for rank 0 to build the decoded-image cache (minutes for a real dataset).
+pub const CACHE_TIMEOUT: Duration = Duration::from_secs(3 * 3600);
+
+impl Replicas {
+    /// Joins the job `rendezvous` describes.
+    pub fn join(rendezvous: &Rendezvous, timeout: Duration) -> Result<Replicas, String> {
+        Ok(Replicas { group: ProcessGroup::join(rendezvous, timeout)?, reducer: None, trainable: Vec::new() })
+    }
+
+    pub fn rank(&self) -> usize {
+        self.group.rank()
+    }
+
+    pub fn world(&self) -> usize {
+        self.group.world()
+    }
+
+    /// A collective's failure as a run's error, naming this replica.
+    pub(crate) fn error(&self, message: String) -> TrainError {
+        TrainError::Replicas { rank: self.rank(), world: self.world(), message }
+    }
+
+    /// Overwrites every replica's `tensors` with rank 0's.
+    pub(crate) fn broadcast(&self, tensors: &[Tensor]) -> Result<(), String> {
+        self.group.broadcast(tensors, 0)
+    }
+
+    /// Waits for every replica, at most `timeout` (else the job's).
+    pub(crate) fn barrier(&self, timeout: Option<Duration>) -> Result<(), String> {
+        self.group.barrier(timeout)
+    }
+
+    /// Makes the gradients of `params` (those that require them now) the ones averaged over the replicas.
+    pub(crate) fn track(&mut self, params: &[Param]) -> Result<(), String> {
+        let trainable: Vec<&Param> = params.iter().filter(|p| p.tensor.requires_grad()).collect();
+        let names: Vec<String> = trainable.iter().map(|p| p.name.clone()).collect();
+        if self.reducer.is_none() || names != self.trainable {
+            self.reducer = None; // the old reducer's hooks go before the new one's are installed
+            let tensors: Vec<Tensor> = trainable.iter().map(|p| p.tensor.shallow_clone()).collect();
+            self.reducer = Some(Reducer::new(&self.group, &tensors, BUCKET_BYTES)?);
+            self.trainable = names;
+        }
+        Ok(())
+    }
+
+    /// Before the forward pass of every micro-batch.
+    pub(crate) fn before_forward(&mut self) -> Result<(), String> {
+        self.reducer.as_mut().map_or(Ok(()), Reducer::before_forward)
+    }
+
+    /// Before a micro-batch's backward pass; `step` when it is the step's last, whose gradients are averaged.
+    pub(crate) fn before_backward(&mut self, step: bool) -> Result<(), String> {
+        match (&mut self.reducer, step) {
+            (Some(reducer), true) => reducer.before_backward(),
+            _ => Ok(()),
+        }
+    }
+
+    /// The sum over the replicas of each of `values`.
+    pub(crate) fn sum(&self, values: &[f64]) -> Result<Vec<f64>, String> {
+        let t = Tensor::from_slice(values);
+        self.group.all_reduce_sum(&t)?;
+        Ok(Vec::try_from(&t).expect("f64 values"))
+    }
+
+    /// The first rank whose `values` differ from rank 0's, if any.
+    pub(crate) fn first_disagreeing(&self, values: &[f64]) -> Result<Option<usize>, String> {
+        let all = self.group.all_gather(&Tensor::from_slice(values))?;
+        let all: Vec<f64> = Vec::try_from(all.flatten(0, -1)).expect("f64 values");
+        let rows: Vec<&[f64]> = all.chunks(values.len().max(1)).collect();
+        Ok(rows.iter().position(|row| *row != rows[0]))
+    }
+
+    /// This replica's share of `items`: items `rank`, `rank + world`, ….
+    pub(crate) fn share<T: Clone>(&self, items: &[T]) -> Vec<T> {
+        items.iter().skip(self.rank()).step_by(self.world()).cloned().collect()
+    }
+
+    /// The rows (`cols` values each) every replica computed for its [`Replicas::share`] of `total` items,
+    /// put back in the items' order.
+    pub(crate) fn gather_shares(&self, local: &[f64], cols: usize, total: usize) -> Result<Vec<f64>, String> {
+        let world = self.world();
+        let most = total.div_ceil(world);
+        let mut padded = local.to_vec();
+        padded.resize(most * cols, 0.0);
+        let t = Tensor::from_slice(&padded).view([most as i64, cols as i64]);
+        let all = self.group.all_gather(&t)?.to_kind(Kind::Double).to_device(Device::Cpu);
+        let all: Vec<f64> = Vec::try_from(all.flatten(0, -1)).expect("f64 rows");
+        let mut out = Vec::with_capacity(total * cols);
+        for item in 0..total {
+            let (rank, row) = (item % world, item / world);
+            let start = (rank * most + row) * cols;
+            out.extend_from_slice(&all[start..start + cols]);
+        }
+        Ok(out)
+    }
+}
