@@ -61,8 +61,10 @@ extern "C" {
 // Joins the group of `world` processes whose rank 0 serves the TCP store at `host:port`. Collectives fail
 // (rather than hang) after `timeout_ms`. The Gloo device binds to the interfaces named in GLOO_SOCKET_IFNAME,
 // else to this machine's hostname's address.
-int orchard_group_new(const char* host, int port, int rank, int world, int64_t timeout_ms, OrchardGroup** out,
-                      char* err, size_t len) {
+// Joins `world` ranks through rank 0's TCP store at `host`:`port`. Gloo listens on `bind` (this host's
+// address towards the others), or where GLOO_SOCKET_IFNAME or the hostname say when `bind` is empty.
+int orchard_group_new(const char* host, int port, int rank, int world, int64_t timeout_ms, const char* bind,
+                      OrchardGroup** out, char* err, size_t len) {
   return guarded(err, len, [&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions options;
@@ -71,10 +73,13 @@ int orchard_group_new(const char* host, int port, int rank, int world, int64_t t
     options.numWorkers = static_cast<size_t>(world);
     options.timeout = timeout;
     auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), options);
-    auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world,
-                                                           c10d::ProcessGroupGloo::Options::create_default(timeout));
+    auto gloo_options = c10d::ProcessGroupGloo::Options::create_default(timeout);
+    if (bind[0] != 0) gloo_options->devices = {c10d::ProcessGroupGloo::createDeviceForHostname(bind)};
+    auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, gloo_options);
     auto pg = c10::make_intrusive<c10d::ProcessGroup>(store, rank, world);
+    // Gloo carries CUDA tensors too (through the host) until NCCL is wired.
     pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
+    pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, gloo);
     pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
     *out = new OrchardGroup{pg};
   });

@@ -6,6 +6,7 @@
 //! binary runs under `orchard launch`, torchrun-style launchers, `srun`, or a Kubernetes Job.
 
 use std::ffi::{c_char, c_int, CStr, CString};
+use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::Duration;
 
 use tch::Tensor;
@@ -28,6 +29,7 @@ extern "C" {
         rank: c_int,
         world: c_int,
         timeout_ms: i64,
+        bind: *const c_char,
         out: *mut *mut OrchardGroup,
         err: *mut c_char,
         len: usize,
@@ -175,6 +177,17 @@ pub fn first_host(list: &str) -> Option<String> {
     Some(format!("{prefix}{first}"))
 }
 
+/// This host's address on the route to `host`: where Gloo listens so that the other hosts reach it. (The
+/// address the hostname resolves to may belong to another interface, or be a loopback one; PyTorch then
+/// needs `GLOO_SOCKET_IFNAME`.) A UDP socket's connect only picks the route: nothing is sent.
+pub fn address_towards(host: &str, port: u16) -> Option<String> {
+    let target = (host, port).to_socket_addrs().ok()?.next()?;
+    let any: SocketAddr = if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
+    let socket = UdpSocket::bind(any).ok()?;
+    socket.connect(target).ok()?;
+    Some(socket.local_addr().ok()?.ip().to_string())
+}
+
 /// The processes of one job, joined: collectives over Gloo.
 pub struct ProcessGroup {
     ptr: *mut OrchardGroup,
@@ -194,6 +207,11 @@ impl ProcessGroup {
         let mut ptr = std::ptr::null_mut();
         let (rank, world) = (rendezvous.rank as c_int, rendezvous.world as c_int);
         let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+        let bind = match std::env::var_os("GLOO_SOCKET_IFNAME") {
+            Some(_) => String::new(), // the interfaces the user named, as PyTorch takes them
+            None => address_towards(&rendezvous.master_addr, rendezvous.master_port).unwrap_or_default(),
+        };
+        let bind = CString::new(bind).expect("an IP address holds no NUL");
         call(|err, len| unsafe {
             orchard_group_new(
                 host.as_ptr(),
@@ -201,6 +219,7 @@ impl ProcessGroup {
                 rank,
                 world,
                 timeout_ms,
+                bind.as_ptr(),
                 &mut ptr,
                 err,
                 len,
@@ -356,6 +375,16 @@ mod tests {
         assert!(Rendezvous::from_vars(|k| bad.get(k).cloned()).unwrap_err().contains("does not fit"));
         let bad = vars(&[("WORLD_SIZE", "two")]);
         assert!(Rendezvous::from_vars(|k| bad.get(k).cloned()).unwrap_err().contains("WORLD_SIZE=\"two\""));
+    }
+
+    #[test]
+    fn the_address_towards_a_host_is_on_the_route_to_it() {
+        assert_eq!(address_towards("127.0.0.1", 29500).as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            address_towards("localhost", 29500).as_deref().map(|a| a.starts_with("127.") || a == "::1"),
+            Some(true)
+        );
+        assert_eq!(address_towards("no-such-host.invalid", 29500), None);
     }
 
     #[test]

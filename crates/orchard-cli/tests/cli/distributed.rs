@@ -1,5 +1,6 @@
 //! Data-parallel training as a user runs it: `orchard launch` starting real `orchard train` processes that
-//! rendezvous over TCP and average their gradients with libtorch's Gloo collectives and DDP's reducer.
+//! rendezvous over TCP and average their gradients with libtorch's Gloo collectives and DDP's reducer: on
+//! one host, and on two hosts (network namespaces joined by a veth pair, which needs root, as CI runs).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,6 +34,21 @@ fn trained_weights(path: &Path) -> BTreeMap<String, Tensor> {
     loaded.group("model").into_iter().filter(|(name, _)| !name.contains("running_")).collect()
 }
 
+/// The trained weights of two checkpoints agree to 1e-5 relative, tensor by tensor.
+fn assert_same_trained_weights(one: &Path, two: &Path) {
+    let (a, b) = (trained_weights(one), trained_weights(two));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    let mut compared = 0;
+    for (name, x) in &a {
+        let y = &b[name];
+        let scale = x.abs().max().double_value(&[]).max(1e-6);
+        let diff = (x - y).abs().max().double_value(&[]);
+        assert!(diff / scale < 1e-5, "{name}: the replicas' weights differ by {diff} (scale {scale})");
+        compared += usize::from(name.ends_with("weight"));
+    }
+    assert!(compared > 10, "only {compared} weights compared");
+}
+
 #[test]
 fn two_replicas_take_the_same_steps_as_one_process_accumulating_their_batches() {
     let tmp = tempfile::tempdir().unwrap();
@@ -52,17 +68,7 @@ fn two_replicas_take_the_same_steps_as_one_process_accumulating_their_batches() 
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(text(&out).matches("best epoch").count(), 1, "rank 0 alone reports: {}", text(&out));
 
-    let (a, b) = (trained_weights(&one.join("last.ckpt")), trained_weights(&two.join("last.ckpt")));
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    let mut moved = 0;
-    for (name, x) in &a {
-        let y = &b[name];
-        let scale = x.abs().max().double_value(&[]).max(1e-6);
-        let diff = (x - y).abs().max().double_value(&[]);
-        assert!(diff / scale < 1e-5, "{name}: the replicas' weights differ by {diff} (scale {scale})");
-        moved += usize::from(name.ends_with("kernel") || name.ends_with("weight"));
-    }
-    assert!(moved > 10, "only {moved} weights compared");
+    assert_same_trained_weights(&one.join("last.ckpt"), &two.join("last.ckpt"));
     // Every replica's images count in the loss of every step.
     let loss = |dir: &Path| -> Vec<f64> {
         let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
@@ -167,4 +173,89 @@ fn a_killed_replica_ends_the_job_at_once_and_the_run_resumes_to_the_end() {
     ));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("/nonexistent/data"), "{}", text(&out));
+}
+
+/// Two network namespaces joined by a veth pair: two hosts on one machine, each with its own network stack.
+struct TwoHosts {
+    names: [String; 2],
+}
+
+/// The addresses of the two hosts on their link.
+const HOSTS: [&str; 2] = ["10.77.0.1", "10.77.0.2"];
+
+fn ip(args: &str) {
+    let out = Command::new("ip").args(args.split_whitespace()).output().expect("iproute2's `ip` runs");
+    assert!(out.status.success(), "ip {args}: {} (this test makes network namespaces: it needs root)", text(&out));
+}
+
+impl TwoHosts {
+    fn new() -> TwoHosts {
+        let id = std::process::id();
+        let names = [format!("orchard{id}a"), format!("orchard{id}b")];
+        let hosts = TwoHosts { names: names.clone() };
+        let veth = [format!("or{id}a"), format!("or{id}b")];
+        for name in &names {
+            ip(&format!("netns add {name}"));
+        }
+        ip(&format!("link add {} type veth peer name {}", veth[0], veth[1]));
+        for i in 0..2 {
+            ip(&format!("link set {} netns {}", veth[i], names[i]));
+            ip(&format!("-n {} addr add {}/24 dev {}", names[i], HOSTS[i], veth[i]));
+            ip(&format!("-n {} link set {} up", names[i], veth[i]));
+            ip(&format!("-n {} link set lo up", names[i]));
+        }
+        hosts
+    }
+
+    /// `orchard` with the words of `line` on host `i`.
+    fn orchard(&self, i: usize, line: &str) -> Command {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.names[i], env!("CARGO_BIN_EXE_orchard")])
+            .args(line.split_whitespace())
+            .env("OMP_NUM_THREADS", "1")
+            .env_remove("LD_LIBRARY_PATH");
+        command
+    }
+}
+
+impl Drop for TwoHosts {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", name]).status(); // takes its end of the link along
+        }
+    }
+}
+
+#[test]
+fn two_hosts_joined_by_a_network_link_train_one_member_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("data"), 25, 0, "64x48", 6);
+    let common = format!(
+        "train --data {} --size 32 --batch 5 --epochs 2 --folds 5 --fold 1 --dropout 0 --drop-path 0 \
+         --schedule constant --lr 0.003 --workers 1 --quiet",
+        data.display()
+    );
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    let out = orchard_command(&format!("{common} --accumulate 2 --out {}", one.display())).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    let hosts = TwoHosts::new();
+    let nodes: Vec<Child> = (0..2)
+        .map(|node| {
+            let launch = format!("launch --nnodes 2 --node-rank {node} --nproc-per-node 1 --master-addr {}", HOSTS[0]);
+            hosts
+                .orchard(node, &format!("{launch} -- {common} --out {}", two.display()))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (node, child) in nodes.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "node {node}: {}", text(&out));
+    }
+    assert_same_trained_weights(&one.join("last.ckpt"), &two.join("last.ckpt"));
+    assert_eq!(RunState::read(&two.join("last.ckpt")).unwrap().replicas, 2);
 }
