@@ -7,13 +7,14 @@
 //! launcher (each dies with it, by `PR_SET_PDEATHSIG`).
 
 use std::ffi::OsString;
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
 use orchard_torch::distributed::DEFAULT_PORT;
 
+use crate::children::{describe, die_with_parent, openmp_threads};
 use crate::usage::UsageError;
 
 /// Start N processes of an orchard command on this node as one data-parallel job, and wait for them.
@@ -119,42 +120,5 @@ fn stop(children: &mut Vec<(usize, Child)>) {
     }
     for (_, mut child) in children.drain(..) {
         let _ = child.wait();
-    }
-}
-
-fn describe(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with code {code}"),
-        (None, Some(signal)) => format!("was killed by signal {signal}"),
-        (None, None) => format!("ended: {status}"),
-    }
-}
-
-/// OpenMP threads per process when the caller set none: the cores shared evenly, as torchrun does for more
-/// than one process (which would otherwise each start one thread per core and fight over them).
-fn openmp_threads(processes: usize) -> Option<usize> {
-    if std::env::var_os("OMP_NUM_THREADS").is_some() || processes == 1 {
-        return None;
-    }
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    Some((cores / processes).max(1))
-}
-
-/// Makes the child receive SIGTERM when the launcher dies, however it dies.
-fn die_with_parent(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    let launcher = std::process::id() as libc::pid_t;
-    // SAFETY: `prctl` and `getppid` are async-signal-safe and touch only the child's own state.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() != launcher {
-                return Err(std::io::Error::other("the launcher died while starting this rank"));
-            }
-            Ok(())
-        });
     }
 }

@@ -16,13 +16,14 @@
 //! | `distill` | `distill_cmd` | orchard-ensemble |
 //! | `weights import`, `weights inspect` | `weights_cmd` | orchard-models |
 //! | `classify` | `classify_cmd` | orchard-infer |
-//! | `run` | `run_cmd` | orchard-experiment |
+//! | `run` | `run_cmd`, `parallel_units` | orchard-experiment |
 //!
 //! Flags several commands share, and the value types flags parse into, are in `args`; `usage` holds the error
 //! of arguments that make no sense together. Exit codes: 0 success, 1 failure, 2 bad input data or usage.
 
 mod args;
 mod bench;
+mod children;
 mod classify_cmd;
 mod cli;
 mod data_cmd;
@@ -30,6 +31,7 @@ mod distill_cmd;
 mod ensemble_cmd;
 mod launch_cmd;
 mod models_cmd;
+mod parallel_units;
 mod predict_cmd;
 mod run_cmd;
 mod schedule_cmd;
@@ -108,9 +110,10 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             || e.downcast_ref::<orchard_experiment::ExperimentError>()
                 .is_some_and(orchard_experiment::ExperimentError::is_bad_input)
     });
+    let bad_units = err.chain().any(|e| e.downcast_ref::<parallel_units::UnitsFailed>().is_some_and(|f| f.bad_input));
     let bad_rank_input =
         err.chain().any(|e| e.downcast_ref::<launch_cmd::RankFailed>().is_some_and(|f| f.code == Some(2)));
-    if bad_data || bad_ensemble_input || bad_run_input || bad_rank_input {
+    if bad_data || bad_ensemble_input || bad_run_input || bad_rank_input || bad_units {
         2
     } else {
         1

@@ -13,6 +13,7 @@ use orchard_ensemble::combine::normalise_rows;
 use orchard_ensemble::run::apply;
 use orchard_files::manifest::{Blend, Manifest};
 use orchard_files::{Predictions, RunState};
+use orchard_models::weights::checkpoint;
 
 use crate::common::{check_submission, cmd, ok, orchard, python, s, synth, text};
 
@@ -316,4 +317,58 @@ fn the_searched_ensemble_beats_the_best_single_member_out_of_fold() {
         summary["ensemble"]["weights"].as_array().unwrap().iter().map(|w| w.as_f64().unwrap()).collect();
     assert!(weights.iter().filter(|&&w| w > 0.0).count() >= 2, "an ensemble, not one member: {weights:?}");
     check_submission(&data, &tmp.path().join("exp/submission.csv"), "multi-class");
+}
+
+/// `orchard run --jobs 2`: units two at a time, each in its own process, reach the sequential run's weights
+/// and submission (one OpenMP thread in both); a unit that fails on bad input stops new units and is named
+/// with its log, exit code 2.
+#[test]
+fn units_trained_two_at_a_time_equal_a_sequential_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("data"), 24, 6, "48", 12);
+    let experiment = tmp.path().join("experiment.toml");
+    let members = "[[member]]\nname = \"mnv2\"\narch = \"mobilenet_v2\"\nsize = 32\n\
+                   [[member]]\nname = \"lite0\"\narch = \"efficientnet_lite0\"\nsize = 32\n";
+    std::fs::write(&experiment, experiment_head(&data, &tmp.path().join("seq"), 1, 8) + members).unwrap();
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_orchard"))
+            .args([&["run", s(&experiment)][..], extra].concat())
+            .env("OMP_NUM_THREADS", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        text(&out)
+    };
+    run(&["--quiet"]);
+    let parallel = tmp.path().join("par");
+    let log = run(&["--jobs", "2", "--out", s(&parallel)]);
+    assert_eq!(log.matches(": started (log ").count(), 6, "{log}");
+    for member in ["mnv2", "lite0"] {
+        for fold in 0..3 {
+            let unit = |root: &Path| root.join("members").join(member).join(format!("fold{fold}"));
+            let (a, b) = (unit(&tmp.path().join("seq")), unit(&parallel));
+            assert!(b.join("unit.log").exists(), "{member}/{fold} has no log");
+            let (a, b) = (
+                checkpoint::load::<RunState>(&a.join("last.ckpt")).unwrap(),
+                checkpoint::load::<RunState>(&b.join("last.ckpt")).unwrap(),
+            );
+            for (name, x) in a.group("model") {
+                let y = &b.group("model")[&name];
+                assert!(x.equal(y), "{member}/{fold} {name}: the parallel unit trained to other weights");
+            }
+        }
+    }
+    let submission = |root: &Path| std::fs::read_to_string(root.join("submission.csv")).unwrap();
+    assert_eq!(submission(&parallel), submission(&tmp.path().join("seq")));
+
+    // A member whose weights file is missing: its units fail on bad input, nothing else starts.
+    let bad = tmp.path().join("bad.toml");
+    let members = members.to_string() + "[[member]]\nname = \"b0\"\narch = \"efficientnet_b0\"\nsize = 32\nweights = \"/nonexistent/b0.safetensors\"\n";
+    std::fs::write(&bad, experiment_head(&data, &tmp.path().join("bad"), 1, 8) + &members).unwrap();
+    let out = orchard(&["run", s(&bad), "--jobs", "2", "--quiet"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("unit b0/0 exited with code 2"), "{}", text(&out));
+    let b0_log = tmp.path().join("bad/members/b0/fold0/unit.log");
+    assert!(std::fs::read_to_string(&b0_log).unwrap().contains("/nonexistent/b0.safetensors"));
+    assert!(!tmp.path().join("bad/members/b0/fold2").exists(), "a unit started after the failure");
 }
