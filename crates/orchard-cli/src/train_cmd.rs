@@ -112,6 +112,9 @@ pub struct TrainArgs {
     /// Batch-norm statistics.
     #[arg(long, value_enum)]
     pub batch_norm: Option<BatchNormArg>,
+    /// In data-parallel training, batch-norm statistics of the global batch (pooled over the replicas).
+    #[arg(long)]
+    pub sync_bn: bool,
     /// Momentum of batch-norm running statistics in training (Keras convention; 0.9 for short runs from scratch).
     #[arg(long)]
     pub bn_momentum: Option<f64>,
@@ -204,6 +207,7 @@ pub fn resolve(mut a: TrainArgs, world: usize) -> Result<(TrainConfig, bool)> {
               c.batch_norm_momentum => a.bn_momentum, c.patience => a.patience, c.workers => a.workers);
     set!(c.channels_last => a.layout.map(|l| Layout::from(l) == Layout::ChannelsLast));
     c.data.cache |= a.cache;
+    c.sync_batch_norm |= a.sync_bn;
     c.quiet |= a.quiet;
     c.schedule.per_step |= a.per_step;
     if world > 1 && a.replicas.is_none() && c.schedule.function == TrainConfig::default().schedule.function {

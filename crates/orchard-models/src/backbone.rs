@@ -4,10 +4,11 @@
 //! [`crate::Classifier`] puts a head on any backbone.
 
 use std::fmt;
+use std::sync::Arc;
 
 use tch::{nn, Tensor};
 
-use crate::batch_norm::SharedMomentum;
+use crate::batch_norm::{ReplicaSum, SharedBatchNorm};
 use crate::import_rules::ImportRules;
 use crate::init::Initializer;
 use crate::layers::layer_path;
@@ -155,6 +156,10 @@ pub trait Backbone: Send + fmt::Debug {
     /// statistics in training (Keras' convention: the weight of the old value); `None` restores each layer's
     /// own.
     fn set_batch_norm_momentum(&mut self, momentum: Option<f64>);
+
+    /// Makes every batch norm of this backbone train on the statistics of the global batch, pooled over the
+    /// replicas `sync` sums over; `None` for each replica's own batch.
+    fn set_batch_norm_sync(&mut self, sync: Option<Arc<dyn ReplicaSum>>);
 }
 
 /// What a family's layers compute; [`Built`] adds what every backbone carries beside them.
@@ -168,23 +173,23 @@ pub trait Layers: Send + fmt::Debug {
     }
 }
 
-/// A family's layers with their spec, layer groups and batch-norm momentum setting: the one implementation of
+/// A family's layers with their spec, layer groups and batch-norm settings: the one implementation of
 /// [`Backbone`], so that a family writes only what its layers are and compute.
 #[derive(Debug)]
 pub struct Built<L> {
     spec: ModelSpec,
     groups: Vec<LayerGroup>,
-    momentum: SharedMomentum,
+    batch_norm: SharedBatchNorm,
     /// The family's layers.
     pub(crate) layers: L,
 }
 
 impl<L> Built<L> {
     /// Runs `build`, which makes the layers of the architecture of `spec` and their layer groups; every batch
-    /// norm it creates follows this backbone's momentum setting.
+    /// norm it creates follows this backbone's batch-norm settings.
     pub(crate) fn new(spec: ModelSpec, build: impl FnOnce() -> (L, Vec<LayerGroup>)) -> Self {
-        let ((layers, groups), momentum) = SharedMomentum::share(build);
-        Built { spec, groups, momentum, layers }
+        let ((layers, groups), batch_norm) = SharedBatchNorm::share(build);
+        Built { spec, groups, batch_norm, layers }
     }
 }
 
@@ -206,7 +211,11 @@ impl<L: Layers> Backbone for Built<L> {
     }
 
     fn set_batch_norm_momentum(&mut self, momentum: Option<f64>) {
-        self.momentum.set(momentum);
+        self.batch_norm.set(momentum);
+    }
+
+    fn set_batch_norm_sync(&mut self, sync: Option<Arc<dyn ReplicaSum>>) {
+        self.batch_norm.set_sync(sync);
     }
 }
 

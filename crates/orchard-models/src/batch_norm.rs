@@ -1,40 +1,65 @@
-//! Batch normalisation as Keras and PyTorch train it, and the momentum setting one model's batch norms share.
+//! Batch normalisation as Keras and PyTorch train it, and the settings one model's batch norms share.
 //!
 //! The momentum with which running statistics move is a property of each layer in the reference frameworks,
 //! but a training option too: Keras' 0.99 suits fine-tuning from pretrained statistics, while a model trained
 //! from scratch for a few hundred steps keeps running statistics still close to their initial values, which
-//! ruins its evaluation (PyTorch's default corresponds to 0.9). So every batch norm of a model holds one
-//! [`SharedMomentum`], which the model's owner sets once ([`crate::Classifier::set_batch_norm_momentum`]).
+//! ruins its evaluation (PyTorch's default corresponds to 0.9). And in data-parallel training the batch
+//! statistics may be those of the global batch (synchronised batch norm, PyTorch's `SyncBatchNorm`) rather
+//! than each replica's. So every batch norm of a model holds one [`SharedBatchNorm`], which the model's owner
+//! sets once ([`crate::Classifier::set_batch_norm_momentum`], [`crate::Classifier::set_batch_norm_sync`]).
 
 use std::cell::RefCell;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tch::{nn, Kind, Tensor};
 
-/// A momentum that overrides the layers' own, shared by the batch norms of one model: f64 bits, NaN for
-/// "each layer's own". Clones share the setting.
-#[derive(Clone, Debug)]
-pub(crate) struct SharedMomentum(Arc<AtomicU64>);
-
-thread_local! {
-    /// The setting that batch norms created now share: open only while [`SharedMomentum::share`] builds a model.
-    static BUILDING: RefCell<Option<SharedMomentum>> = const { RefCell::new(None) };
+/// The sum of a tensor over the replicas of a data-parallel job, differentiable: its gradient is the sum of
+/// the replicas' gradients. Every replica calls it in the same order.
+pub trait ReplicaSum: Send + Sync + fmt::Debug {
+    fn sum(&self, xs: &Tensor) -> Tensor;
 }
 
-impl SharedMomentum {
-    /// A setting of its own, unset.
+/// The settings shared by the batch norms of one model: a momentum overriding the layers' own (f64 bits, NaN
+/// for "each layer's own") and the replicas whose statistics training pools. Clones share the settings.
+#[derive(Clone, Debug)]
+pub(crate) struct SharedBatchNorm(Arc<Settings>);
+
+#[derive(Debug)]
+struct Settings {
+    momentum: AtomicU64,
+    sync: RwLock<Option<Arc<dyn ReplicaSum>>>,
+}
+
+thread_local! {
+    /// The settings that batch norms created now share: open only while [`SharedBatchNorm::share`] builds a
+    /// model.
+    static BUILDING: RefCell<Option<SharedBatchNorm>> = const { RefCell::new(None) };
+}
+
+impl SharedBatchNorm {
+    /// Settings of their own, unset.
     pub fn new() -> Self {
-        SharedMomentum(Arc::new(AtomicU64::new(f64::NAN.to_bits())))
+        SharedBatchNorm(Arc::new(Settings { momentum: AtomicU64::new(f64::NAN.to_bits()), sync: RwLock::new(None) }))
     }
 
     /// The momentum in Keras' convention (the weight of the old running value), or `None` for each layer's own.
     pub fn set(&self, momentum: Option<f64>) {
-        self.0.store(momentum.unwrap_or(f64::NAN).to_bits(), Ordering::Relaxed);
+        self.0.momentum.store(momentum.unwrap_or(f64::NAN).to_bits(), Ordering::Relaxed);
     }
 
     pub fn get(&self) -> Option<f64> {
-        Some(f64::from_bits(self.0.load(Ordering::Relaxed))).filter(|m| !m.is_nan())
+        Some(f64::from_bits(self.0.momentum.load(Ordering::Relaxed))).filter(|m| !m.is_nan())
+    }
+
+    /// Pools the batch statistics of training over the replicas `sync` sums over; `None` for each replica's own.
+    pub fn set_sync(&self, sync: Option<Arc<dyn ReplicaSum>>) {
+        *self.0.sync.write().expect("batch-norm settings lock") = sync;
+    }
+
+    fn sync(&self) -> Option<Arc<dyn ReplicaSum>> {
+        self.0.sync.read().expect("batch-norm settings lock").clone()
     }
 
     /// Runs `build` so that every [`BatchNorm`] it creates shares one new setting, returned with the result.
@@ -42,22 +67,22 @@ impl SharedMomentum {
     /// Model construction is synchronous and every batch norm is made by [`BatchNorm::build`], so a scope open
     /// while it runs reaches each of them without a parameter through every family's constructors; nothing
     /// stays shared once it returns.
-    pub fn share<T>(build: impl FnOnce() -> T) -> (T, SharedMomentum) {
+    pub fn share<T>(build: impl FnOnce() -> T) -> (T, SharedBatchNorm) {
         /// Closes the scope, restoring an enclosing one, even when `build` panics.
-        struct Restore(Option<SharedMomentum>);
+        struct Restore(Option<SharedBatchNorm>);
         impl Drop for Restore {
             fn drop(&mut self) {
                 BUILDING.with(|b| *b.borrow_mut() = self.0.take());
             }
         }
-        let shared = SharedMomentum::new();
+        let shared = SharedBatchNorm::new();
         let _restore = Restore(BUILDING.with(|b| b.replace(Some(shared.clone()))));
         (build(), shared)
     }
 
     /// The setting of the model being built, or one of its own for a layer built outside [`Self::share`].
     fn of_scope() -> Self {
-        BUILDING.with(|b| b.borrow().clone()).unwrap_or_else(SharedMomentum::new)
+        BUILDING.with(|b| b.borrow().clone()).unwrap_or_else(SharedBatchNorm::new)
     }
 }
 
@@ -66,7 +91,7 @@ impl SharedMomentum {
 /// In training it normalises by the batch's mean and biased variance and moves the running statistics as
 /// `moving = momentum · moving + (1 - momentum) · batch`. Keras moves the variance by the batch's biased
 /// variance, PyTorch by the unbiased one; which one is the layer's [`RunningVariance`]. In evaluation it uses
-/// the running statistics.
+/// the running statistics. With replicas to pool over, training uses the global batch's statistics.
 #[derive(Debug)]
 pub(crate) struct BatchNorm {
     /// The scale `gamma`; `None` for Keras' `scale=False`, which multiplies by one.
@@ -77,8 +102,8 @@ pub(crate) struct BatchNorm {
     epsilon: f64,
     /// The layer's own momentum (Keras' convention: the weight of the old running value).
     momentum: f64,
-    /// The model-wide setting that overrides it, when set.
-    shared: SharedMomentum,
+    /// The model-wide settings: a momentum that overrides the layer's own, the replicas to pool over.
+    shared: SharedBatchNorm,
     running_variance: RunningVariance,
 }
 
@@ -122,7 +147,7 @@ impl BatchNorm {
         Self::build(path, channels, epsilon, momentum, true, RunningVariance::Unbiased)
     }
 
-    /// Every constructor ends here, which hands the layer the [`SharedMomentum`] of the model being built.
+    /// Every constructor ends here, which hands the layer the [`SharedBatchNorm`] of the model being built.
     fn build(
         path: &nn::Path,
         channels: i64,
@@ -139,7 +164,7 @@ impl BatchNorm {
             running_var: path.add("running_var", Tensor::ones([channels], options), false),
             epsilon,
             momentum,
-            shared: SharedMomentum::of_scope(),
+            shared: SharedBatchNorm::of_scope(),
             running_variance,
         }
     }
@@ -152,6 +177,11 @@ impl BatchNorm {
     /// # Shapes
     /// N×C×H×W → N×C×H×W.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        if train {
+            if let Some(sync) = self.shared.sync() {
+                return self.forward_pooled(xs, sync.as_ref());
+            }
+        }
         if !train || self.running_variance == RunningVariance::Unbiased {
             // Evaluation reads the running statistics; PyTorch's training step (libtorch's own) normalises by
             // the batch's and moves the running ones in place, by the unbiased variance.
@@ -179,6 +209,41 @@ impl BatchNorm {
             }
         });
         out
+    }
+
+    /// Training on the statistics of the global batch: the mean and then the biased variance summed over the
+    /// replicas (two passes, as exact as one replica's), the gradients flowing back through the sums.
+    fn forward_pooled(&self, xs: &Tensor, sync: &dyn ReplicaSum) -> Tensor {
+        let dims = [0i64, 2, 3];
+        let shape = [1, -1, 1, 1];
+        let x = xs.to_kind(Kind::Float);
+        let channels = x.size()[1];
+        // One sum carries the channel sums and the number of values behind each (replicas' batches may
+        // differ), in f64: a global batch of large images holds more values than f32 counts exactly.
+        let local = Tensor::from_slice(&[(x.numel() as i64 / channels) as f64]).to_device(x.device());
+        let sums = sync.sum(&Tensor::cat(&[x.sum_dim_intlist(dims.as_slice(), false, Kind::Double), local], 0));
+        let count = sums.double_value(&[channels]);
+        let mean = (sums.narrow(0, 0, channels) / count).to_kind(Kind::Float);
+        let centred = &x - mean.view(shape);
+        let var = sync.sum(&centred.square().sum_dim_intlist(dims.as_slice(), false, Kind::Float)) / count;
+        let normalised = centred * (&var + self.epsilon).rsqrt().view(shape);
+        let scaled = match &self.weight {
+            Some(weight) => normalised * weight.view(shape),
+            None => normalised,
+        };
+        let out = scaled + self.bias.view(shape);
+        tch::no_grad(|| {
+            let var = match self.running_variance {
+                RunningVariance::Biased => var.detach(),
+                RunningVariance::Unbiased => var.detach() * (count / (count - 1.0).max(1.0)),
+            };
+            let m = self.momentum();
+            for (stat, batch) in [(&self.running_mean, mean.detach()), (&self.running_var, var)] {
+                let moved = stat * m + batch.to_kind(stat.kind()) * (1.0 - m);
+                stat.shallow_clone().copy_(&moved);
+            }
+        });
+        out.to_kind(xs.kind())
     }
 }
 
@@ -213,6 +278,58 @@ mod tests {
         let rv = vars["bn.running_var"].view([1, 3, 1, 1]);
         assert!(y.allclose(&((&xs - rm) / (rv + 1e-3).sqrt()), 1e-5, 1e-5, false));
         assert!(vars["bn.running_var"].equal(&before));
+    }
+
+    /// The sum over `replicas` identical replicas.
+    #[derive(Debug)]
+    struct Identical {
+        replicas: f64,
+    }
+
+    impl ReplicaSum for Identical {
+        fn sum(&self, xs: &Tensor) -> Tensor {
+            xs * self.replicas
+        }
+    }
+
+    #[test]
+    fn pooled_statistics_of_identical_replicas_train_as_one_replica_does() {
+        for torch_style in [false, true] {
+            tch::manual_seed(7);
+            let xs = (Tensor::randn([4, 3, 5, 5], (Kind::Float, Device::Cpu)) * 3.0 + 2.0).set_requires_grad(true);
+            let target = Tensor::randn([4, 3, 5, 5], (Kind::Float, Device::Cpu));
+            let run = |sync: Option<Arc<dyn ReplicaSum>>| {
+                let vs = nn::VarStore::new(Device::Cpu);
+                let (bn, shared) = SharedBatchNorm::share(|| match torch_style {
+                    false => BatchNorm::new(&vs.root().sub("bn"), 3),
+                    true => BatchNorm::torch(&vs.root().sub("bn"), 3, 1e-5, 0.9),
+                });
+                tch::no_grad(|| {
+                    vs.variables()["bn.weight"].shallow_clone().copy_(&Tensor::from_slice(&[0.5f32, 2.0, -1.0]))
+                });
+                shared.set_sync(sync);
+                let _ = xs.grad().f_zero_();
+                let y = bn.forward_t(&xs, true);
+                let loss = (&y * &target).sum(Kind::Float);
+                loss.backward();
+                let vars = vs.variables();
+                (y.detach(), xs.grad().copy(), vars["bn.weight"].grad().copy(), vars["bn.running_var"].copy())
+            };
+            let (y, dx, dw, var) = run(None);
+            let (y1, dx1, dw1, var1) = run(Some(Arc::new(Identical { replicas: 1.0 })));
+            for (a, b, what) in [(&y, &y1, "output"), (&dx, &dx1, "input gradient"), (&dw, &dw1, "scale gradient")] {
+                assert!(a.allclose(b, 1e-4, 1e-4, false), "{what}, torch_style {torch_style}");
+            }
+            assert!(var.allclose(&var1, 1e-5, 1e-6, false));
+            // Two identical replicas: the same statistics, but the unbiased variance counts twice the values.
+            let (y2, _, _, var2) = run(Some(Arc::new(Identical { replicas: 2.0 })));
+            assert!(y.allclose(&y2, 1e-4, 1e-4, false));
+            // Running variance 0.9 + 0.1 · v · n / (n - 1) from one replica, 0.9 + 0.1 · v · 2n / (2n - 1) from two.
+            let n = 4.0 * 25.0;
+            let expected =
+                if torch_style { (&var - 0.9) * (2.0 * (n - 1.0) / (2.0 * n - 1.0)) + 0.9 } else { var.copy() };
+            assert!(var2.allclose(&expected, 1e-4, 1e-5, false), "torch_style {torch_style}: {var2:?} vs {expected:?}");
+        }
     }
 
     #[test]
@@ -250,7 +367,7 @@ mod tests {
     fn batch_norms_built_together_share_one_momentum_setting_and_none_restores_their_own() {
         tch::manual_seed(5);
         let vs = nn::VarStore::new(Device::Cpu);
-        let ((keras, torch), shared) = SharedMomentum::share(|| {
+        let ((keras, torch), shared) = SharedBatchNorm::share(|| {
             (BatchNorm::new(&vs.root().sub("k"), 2), BatchNorm::torch(&vs.root().sub("t"), 2, 1e-5, 0.9))
         });
         let alone = BatchNorm::new(&vs.root().sub("alone"), 2);
@@ -276,8 +393,8 @@ mod tests {
     #[test]
     fn a_momentum_scope_closes_when_its_build_returns_or_panics_and_restores_the_enclosing_one() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let ((inner_bn, inner, outer_bn), outer) = SharedMomentum::share(|| {
-            let (inner_bn, inner) = SharedMomentum::share(|| BatchNorm::new(&vs.root().sub("inner"), 1));
+        let ((inner_bn, inner, outer_bn), outer) = SharedBatchNorm::share(|| {
+            let (inner_bn, inner) = SharedBatchNorm::share(|| BatchNorm::new(&vs.root().sub("inner"), 1));
             (inner_bn, inner, BatchNorm::new(&vs.root().sub("outer"), 1))
         });
         inner.set(Some(0.5));
@@ -286,7 +403,7 @@ mod tests {
         outer.set(Some(0.7));
         assert_eq!((inner_bn.shared.get(), outer_bn.shared.get()), (Some(0.5), Some(0.7)));
 
-        let panicked = std::panic::catch_unwind(|| SharedMomentum::share(|| panic!("building failed")));
+        let panicked = std::panic::catch_unwind(|| SharedBatchNorm::share(|| panic!("building failed")));
         assert!(panicked.is_err());
         let after = BatchNorm::new(&vs.root().sub("after"), 1);
         outer.set(Some(0.1));

@@ -79,6 +79,12 @@ impl Classifier {
         self.backbone.set_batch_norm_momentum(momentum);
     }
 
+    /// Makes the backbone's batch norms train on the statistics of the global batch of a data-parallel job,
+    /// pooled over the replicas `sync` sums over (synchronised batch norm); `None` for each replica's own.
+    pub fn set_batch_norm_sync(&mut self, sync: Option<std::sync::Arc<dyn crate::ReplicaSum>>) {
+        self.backbone.set_batch_norm_sync(sync);
+    }
+
     /// The backbone's spec.
     pub fn spec(&self) -> &ModelSpec {
         self.backbone.spec()

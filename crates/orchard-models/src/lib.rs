@@ -52,6 +52,7 @@ pub mod resnet_v2;
 pub mod weights;
 
 pub use backbone::{Backbone, HeadSpec, LayerGroup, ModelError, ModelSpec, Variants};
+pub use batch_norm::ReplicaSum;
 pub use classifier::Classifier;
 pub use import_rules::ImportRules;
 pub use normalization::Normalization;

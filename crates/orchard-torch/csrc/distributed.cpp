@@ -12,6 +12,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
+#include <torch/autograd.h>
 
 #include <chrono>
 #include <limits>
@@ -51,6 +52,32 @@ void quiet_grad_strides() {
 struct OrchardGroup {
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
 };
+
+namespace {
+
+// Sums a copy of `xs` over the ranks in place.
+at::Tensor summed(OrchardGroup* group, const at::Tensor& xs) {
+  std::vector<at::Tensor> t{xs.contiguous().clone()};
+  group->pg->allreduce(t)->wait();
+  return t[0];
+}
+
+// The sum over the ranks as an autograd function: every rank's output is the sum of every rank's input, so
+// the gradient of an input is the sum of the outputs' gradients over the ranks (synchronised batch norm).
+struct ReplicaSum : public torch::autograd::Function<ReplicaSum> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& xs, int64_t group) {
+    ctx->saved_data["group"] = group;
+    return summed(reinterpret_cast<OrchardGroup*>(group), xs);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto group = reinterpret_cast<OrchardGroup*>(ctx->saved_data["group"].toInt());
+    return {summed(group, grads[0]), at::Tensor()};
+  }
+};
+
+}  // namespace
 
 struct OrchardReducer {
   std::unique_ptr<c10d::Reducer> reducer;
@@ -115,6 +142,15 @@ int orchard_group_allreduce_sum(OrchardGroup* group, at::Tensor* tensor, char* e
     at::AutoGradMode no_grad(false);
     std::vector<at::Tensor> tensors = {*tensor};
     group->pg->allreduce(tensors)->wait();
+  });
+}
+
+// `*out` ← the sum of `input` over the ranks, differentiable (see ReplicaSum); the group must outlive the
+// backward pass.
+int orchard_group_sum_differentiable(OrchardGroup* group, at::Tensor* input, at::Tensor** out, char* err,
+                                     size_t len) {
+  return guarded(err, len, [&] {
+    *out = new at::Tensor(ReplicaSum::apply(*input, reinterpret_cast<int64_t>(group)));
   });
 }
 

@@ -56,6 +56,13 @@ extern "C" {
         err: *mut c_char,
         len: usize,
     ) -> c_int;
+    fn orchard_group_sum_differentiable(
+        group: *mut OrchardGroup,
+        input: *mut C_tensor,
+        out: *mut *mut C_tensor,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
     fn orchard_group_barrier(group: *mut OrchardGroup, timeout_ms: i64, err: *mut c_char, len: usize) -> c_int;
     fn orchard_reducer_new(
         group: *mut OrchardGroup,
@@ -195,9 +202,10 @@ pub struct ProcessGroup {
     world: usize,
 }
 
-// SAFETY: the group is used from one thread at a time (the training loop); c10d's process group is
-// thread-safe for that.
+// SAFETY: c10d's process group is thread-safe: collectives from several threads (the training loop, autograd's
+// backward pass) are queued in call order.
 unsafe impl Send for ProcessGroup {}
+unsafe impl Sync for ProcessGroup {}
 
 impl ProcessGroup {
     /// Joins the job `rendezvous` describes; rank 0 serves the TCP store. Every collective (the rendezvous
@@ -264,6 +272,16 @@ impl ProcessGroup {
     pub fn all_reduce_sum(&self, tensor: &Tensor) -> Result<(), String> {
         // SAFETY: the handle is live for the duration of the call.
         call(|err, len| unsafe { orchard_group_allreduce_sum(self.ptr, handle(tensor), err, len) })
+    }
+
+    /// The sum of `input` over the ranks, as a tensor autograd differentiates: the gradient of each rank's
+    /// input is the sum of the ranks' output gradients, the backward pass running the same collective.
+    pub fn sum_differentiable(&self, input: &Tensor) -> Result<Tensor, String> {
+        let mut out = std::ptr::null_mut();
+        // SAFETY: the handle is live for the call; `out` receives a new tensor handle that tch takes over.
+        call(|err, len| unsafe { orchard_group_sum_differentiable(self.ptr, handle(input), &mut out, err, len) })?;
+        // SAFETY: `out` is a tensor allocated as tch allocates its own.
+        Ok(unsafe { Tensor::from_ptr(out) })
     }
 
     /// Waits until every rank has reached this point, at most `timeout` (else the group's timeout).

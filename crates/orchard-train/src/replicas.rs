@@ -9,12 +9,16 @@
 //!   pass runs; with gradient accumulation only the step's last micro-batch synchronises. This is the seam
 //!   between the backward pass and the optimizer step: after it every replica holds the same gradients and
 //!   takes the same step.
+//! - With `sync_batch_norm`, every batch norm trains on the statistics of the global batch: its sums go
+//!   through a differentiable all-reduce (forward and backward), as PyTorch's `SyncBatchNorm`.
 //! - Validation is sharded too (replica r predicts images r, r + w, … of the fold) and the predictions are
 //!   gathered, so every replica computes the same metrics over the whole fold and makes the same decisions
 //!   (best epoch, early stopping); only rank 0 writes files.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use orchard_models::ReplicaSum;
 use orchard_torch::distributed::{ProcessGroup, Reducer, Rendezvous, BUCKET_BYTES};
 use tch::{Device, Kind, Tensor};
 
@@ -23,7 +27,7 @@ use crate::trainer::TrainError;
 
 /// This process's place among the replicas, and what they share.
 pub struct Replicas {
-    group: ProcessGroup,
+    group: Arc<ProcessGroup>,
     /// The reducer over the parameters that train now, rebuilt when that set changes (a frozen backbone).
     reducer: Option<Reducer>,
     trainable: Vec<String>,
@@ -40,7 +44,8 @@ pub const CACHE_TIMEOUT: Duration = Duration::from_secs(3 * 3600);
 impl Replicas {
     /// Joins the job `rendezvous` describes.
     pub fn join(rendezvous: &Rendezvous, timeout: Duration) -> Result<Replicas, String> {
-        Ok(Replicas { group: ProcessGroup::join(rendezvous, timeout)?, reducer: None, trainable: Vec::new() })
+        let group = Arc::new(ProcessGroup::join(rendezvous, timeout)?);
+        Ok(Replicas { group, reducer: None, trainable: Vec::new() })
     }
 
     pub fn rank(&self) -> usize {
@@ -107,6 +112,11 @@ impl Replicas {
         Ok(rows.iter().position(|row| *row != rows[0]))
     }
 
+    /// The sum over the replicas that synchronised batch norm pools its statistics with.
+    pub(crate) fn batch_norm_sync(&self) -> Arc<dyn ReplicaSum> {
+        Arc::new(PooledStatistics(self.group.clone()))
+    }
+
     /// This replica's share of `items`: items `rank`, `rank + world`, ….
     pub(crate) fn share<T: Clone>(&self, items: &[T]) -> Vec<T> {
         items.iter().skip(self.rank()).step_by(self.world()).cloned().collect()
@@ -129,5 +139,23 @@ impl Replicas {
             out.extend_from_slice(&all[start..start + cols]);
         }
         Ok(out)
+    }
+}
+
+/// [`ReplicaSum`] over the job's process group.
+struct PooledStatistics(Arc<ProcessGroup>);
+
+impl std::fmt::Debug for PooledStatistics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PooledStatistics(rank {} of {})", self.0.rank(), self.0.world())
+    }
+}
+
+impl ReplicaSum for PooledStatistics {
+    /// Runs inside the model's forward pass, which cannot fail: a replica that is gone ends this one.
+    fn sum(&self, xs: &Tensor) -> Tensor {
+        self.0.sum_differentiable(xs).unwrap_or_else(|e| {
+            panic!("data-parallel training, rank {} of {}: synchronised batch norm: {e}", self.0.rank(), self.0.world())
+        })
     }
 }

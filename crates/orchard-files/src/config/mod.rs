@@ -47,6 +47,9 @@ pub struct TrainConfig {
     /// value); the architecture's own (0.99 in Keras) when absent. 0.9 (PyTorch's default) suits short runs
     /// from scratch, whose statistics would otherwise stay near their initial values.
     pub batch_norm_momentum: Option<f64>,
+    /// In data-parallel training, batch statistics of the global batch, pooled over the replicas (PyTorch's
+    /// `SyncBatchNorm`), instead of each replica's: for small per-device batches.
+    pub sync_batch_norm: bool,
     /// Metric that picks the best checkpoint and drives early stopping.
     pub monitor: Monitor,
     /// Stop after this many epochs without improvement of `monitor`; never when absent.
@@ -82,6 +85,7 @@ impl Default for TrainConfig {
             freeze_epochs: 0,
             batch_norm: BatchNormMode::Train,
             batch_norm_momentum: None,
+            sync_batch_norm: false,
             monitor: Monitor::ValAuc,
             patience: None,
             clip_norm: None,

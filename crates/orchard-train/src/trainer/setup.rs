@@ -107,6 +107,9 @@ impl Run {
             replicas,
             state,
         };
+        if let (true, Some(r)) = (run.config.sync_batch_norm, &run.replicas) {
+            run.network.model.set_batch_norm_sync(Some(r.batch_norm_sync()));
+        }
         if let Some(saved) = saved {
             run.restore(saved)?;
         }
