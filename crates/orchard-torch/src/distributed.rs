@@ -30,6 +30,7 @@ extern "C" {
         world: c_int,
         timeout_ms: i64,
         bind: *const c_char,
+        nccl: c_int,
         out: *mut *mut OrchardGroup,
         err: *mut c_char,
         len: usize,
@@ -195,7 +196,16 @@ pub fn address_towards(host: &str, port: u16) -> Option<String> {
     Some(socket.local_addr().ok()?.ip().to_string())
 }
 
-/// The processes of one job, joined: collectives over Gloo.
+/// Which backend carries a job's CUDA tensors (CPU tensors always go through Gloo).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CudaBackend {
+    /// NCCL, GPU to GPU: what data-parallel training on GPUs uses.
+    Nccl,
+    /// Gloo, through host memory: for jobs without CUDA tensors.
+    Gloo,
+}
+
+/// The processes of one job, joined: collectives over Gloo, and NCCL for CUDA tensors.
 pub struct ProcessGroup {
     ptr: *mut OrchardGroup,
     rank: usize,
@@ -209,8 +219,9 @@ unsafe impl Sync for ProcessGroup {}
 
 impl ProcessGroup {
     /// Joins the job `rendezvous` describes; rank 0 serves the TCP store. Every collective (the rendezvous
-    /// included) fails after `timeout` instead of hanging when a process is gone.
-    pub fn join(rendezvous: &Rendezvous, timeout: Duration) -> Result<ProcessGroup, String> {
+    /// included) fails after `timeout` instead of hanging when a process is gone. NCCL needs a GPU and a
+    /// build that has it.
+    pub fn join(rendezvous: &Rendezvous, timeout: Duration, cuda: CudaBackend) -> Result<ProcessGroup, String> {
         let host = CString::new(rendezvous.master_addr.as_str()).map_err(|_| "the master address holds a NUL")?;
         let mut ptr = std::ptr::null_mut();
         let (rank, world) = (rendezvous.rank as c_int, rendezvous.world as c_int);
@@ -228,6 +239,7 @@ impl ProcessGroup {
                 world,
                 timeout_ms,
                 bind.as_ptr(),
+                c_int::from(cuda == CudaBackend::Nccl),
                 &mut ptr,
                 err,
                 len,
@@ -413,23 +425,41 @@ mod tests {
         assert_eq!(first_host(""), None);
     }
 
-    #[test]
-    fn a_group_of_one_broadcasts_gathers_and_reduces() {
-        let port = 29000 + (std::process::id() % 1000) as u16;
-        let r = Rendezvous {
+    /// A job of one process on this host, on a port above `base` that no other test process uses.
+    fn alone(base: u16) -> Rendezvous {
+        let port = base + (std::process::id() % 1000) as u16;
+        Rendezvous {
             rank: 0,
             world: 1,
             local_rank: 0,
             local_world: 1,
             master_addr: "127.0.0.1".into(),
             master_port: port,
-        };
-        let group = ProcessGroup::join(&r, Duration::from_secs(20)).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_group_of_one_broadcasts_gathers_and_reduces() {
+        let group = ProcessGroup::join(&alone(29000), Duration::from_secs(20), CudaBackend::Gloo).unwrap();
         let t = Tensor::from_slice(&[1.0f32, 2.0]);
         group.broadcast(&[t.shallow_clone()], 0).unwrap();
         assert_eq!(group.all_gather(&t).unwrap().size(), [1, 2]);
         group.all_reduce_sum(&t).unwrap();
         assert_eq!(Vec::<f32>::try_from(&t).unwrap(), [1.0, 2.0]);
         group.barrier(None).unwrap();
+    }
+
+    #[test]
+    fn nccl_carries_cuda_tensors_where_there_is_a_gpu_and_says_why_not_elsewhere() {
+        let joined = ProcessGroup::join(&alone(28000), Duration::from_secs(20), CudaBackend::Nccl);
+        if tch::Cuda::is_available() {
+            let group = joined.unwrap();
+            let t = Tensor::from_slice(&[1.0f32, 2.0]).to_device(tch::Device::Cuda(0));
+            group.all_reduce_sum(&t).unwrap();
+            assert_eq!(Vec::<f32>::try_from(&t.to_device(tch::Device::Cpu)).unwrap(), [1.0, 2.0]);
+        } else {
+            let err = joined.err().expect("NCCL without a GPU");
+            assert!(err.contains("GPU"), "{err}");
+        }
     }
 }

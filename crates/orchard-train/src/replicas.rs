@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchard_models::ReplicaSum;
-use orchard_torch::distributed::{ProcessGroup, Reducer, Rendezvous, BUCKET_BYTES};
+use orchard_torch::distributed::{CudaBackend, ProcessGroup, Reducer, Rendezvous, BUCKET_BYTES};
 use tch::{Device, Kind, Tensor};
 
 use crate::optim::Param;
@@ -42,9 +42,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 pub const CACHE_TIMEOUT: Duration = Duration::from_secs(3 * 3600);
 
 impl Replicas {
-    /// Joins the job `rendezvous` describes.
-    pub fn join(rendezvous: &Rendezvous, timeout: Duration) -> Result<Replicas, String> {
-        let group = Arc::new(ProcessGroup::join(rendezvous, timeout)?);
+    /// Joins the job `rendezvous` describes, as replicas training on `device` (NCCL between GPUs).
+    pub fn join(rendezvous: &Rendezvous, timeout: Duration, device: Device) -> Result<Replicas, String> {
+        let cuda = if device.is_cuda() { CudaBackend::Nccl } else { CudaBackend::Gloo };
+        let group = Arc::new(ProcessGroup::join(rendezvous, timeout, cuda)?);
         Ok(Replicas { group, reducer: None, trainable: Vec::new() })
     }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Args;
-use orchard_torch::distributed::{ProcessGroup, Rendezvous, BUCKET_BYTES};
+use orchard_torch::distributed::{CudaBackend, ProcessGroup, Rendezvous, BUCKET_BYTES};
 use orchard_torch::Layout;
 use orchard_train::network::Network;
 use tch::{Device, Kind, Tensor};
@@ -30,6 +30,9 @@ pub struct BenchAllreduceArgs {
     pub steps: usize,
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
+    /// Gradients on the GPU of each rank's local rank, summed through NCCL (else on the CPU, through Gloo).
+    #[arg(long)]
+    pub cuda: bool,
 }
 
 pub fn run(args: BenchAllreduceArgs) -> Result<()> {
@@ -49,15 +52,22 @@ pub fn run(args: BenchAllreduceArgs) -> Result<()> {
         (None, Some(mib)) if mib > 0.0 => (mib * 1024.0 * 1024.0 / 4.0) as usize,
         _ => return Err(UsageError("give --arch or a positive --mib".into()).into()),
     };
-    let group = ProcessGroup::join(&rendezvous, Duration::from_secs(120)).map_err(anyhow::Error::msg)?;
+    let (device, backend) = match args.cuda {
+        true => (Device::Cuda(rendezvous.local_rank), CudaBackend::Nccl),
+        false => (Device::Cpu, CudaBackend::Gloo),
+    };
+    let group = ProcessGroup::join(&rendezvous, Duration::from_secs(120), backend).map_err(anyhow::Error::msg)?;
     let per_bucket = BUCKET_BYTES / 4;
     let buckets: Vec<Tensor> = (0..elements.div_ceil(per_bucket))
-        .map(|i| Tensor::ones([per_bucket.min(elements - i * per_bucket) as i64], (Kind::Float, Device::Cpu)))
+        .map(|i| Tensor::ones([per_bucket.min(elements - i * per_bucket) as i64], (Kind::Float, device)))
         .collect();
     let step = || -> Result<Duration> {
         let start = Instant::now();
         for bucket in &buckets {
             group.all_reduce_sum(bucket).map_err(anyhow::Error::msg)?;
+        }
+        if let Device::Cuda(index) = device {
+            tch::Cuda::synchronize(index as i64);
         }
         Ok(start.elapsed())
     };
@@ -73,12 +83,13 @@ pub fn run(args: BenchAllreduceArgs) -> Result<()> {
         // A ring all-reduce moves 2(w-1)/w of the data through each rank's link: NCCL-tests' "bus bandwidth".
         let bus = bytes * 2.0 * (world - 1.0) / world / median / 1e9;
         println!(
-            "allreduce bench: {:.1} MiB of f32 ({} buckets of at most {} MiB) over {} ranks: median {:.2} ms, \
-             min {:.2} ms, max {:.2} ms per step over {} steps; bus bandwidth {bus:.2} GB/s",
+            "allreduce bench: {:.1} MiB of f32 ({} buckets of at most {} MiB) over {} ranks ({}): median {:.2} \
+             ms, min {:.2} ms, max {:.2} ms per step over {} steps; bus bandwidth {bus:.2} GB/s",
             bytes / 1048576.0,
             buckets.len(),
             BUCKET_BYTES >> 20,
             group.world(),
+            if args.cuda { "NCCL" } else { "Gloo" },
             median * 1e3,
             times[0].as_secs_f64() * 1e3,
             times[times.len() - 1].as_secs_f64() * 1e3,

@@ -200,7 +200,11 @@ fn a_killed_replica_ends_the_job_at_once_and_the_run_resumes_to_the_end() {
     // The all-reduce alone, timed over the job; outside a job it says how to start one.
     let out = cmd(&format!("launch --nproc-per-node 2 --master-port {port} -- bench allreduce --mib 1 --steps 2"));
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("1.0 MiB of f32 (1 buckets of at most 25 MiB) over 2 ranks: median"), "{}", text(&out));
+    assert!(
+        text(&out).contains("1.0 MiB of f32 (1 buckets of at most 25 MiB) over 2 ranks (Gloo): median"),
+        "{}",
+        text(&out)
+    );
     let out = cmd("bench allreduce --mib 1");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("orchard launch --nproc-per-node 2 -- bench allreduce"), "{}", text(&out));
