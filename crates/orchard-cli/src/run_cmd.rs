@@ -2,18 +2,24 @@
 //! ones), then predict, ensemble and write the submission and summary. `--only MEMBER/FOLD` trains one
 //! unit (for separate processes or machines), `--gather` does only the last part, `--status` lists the
 //! units. `--jobs N` or `--devices LIST` train several units at once, each in its own process
-//! (`parallel_units`). The work is in `orchard-experiment`.
+//! (`parallel_units`). Under `orchard launch` (or torchrun, or `srun`) every process is a data-parallel
+//! replica of each unit in turn, and rank 0 gathers. The work is in `orchard-experiment`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
 use orchard_experiment::config::Experiment;
 use orchard_experiment::gather;
 use orchard_experiment::units::{self, Trained};
-use orchard_files::config::Device;
+use orchard_files::config::{Device, TrainConfig};
+use orchard_metrics::schedule::{Reference, Schedule};
+use orchard_torch::distributed::{ProcessGroup, Rendezvous};
 use orchard_train::progress::{Console, Progress, Silent};
+use orchard_train::replicas::{backend_for, replica_device, Replicas, DEFAULT_TIMEOUT};
 
 use crate::args::{DataArg, DeviceArg};
 use crate::usage::UsageError;
@@ -50,6 +56,9 @@ pub struct RunArgs {
     /// Print only errors and the final summary.
     #[arg(long)]
     pub quiet: bool,
+    /// Seconds a data-parallel replica waits for the others before the job fails (under a launcher).
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TIMEOUT.as_secs())]
+    pub replica_timeout: u64,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -70,14 +79,37 @@ pub fn run(args: RunArgs) -> Result<()> {
             member.config.device = device;
         }
     }
+    let rendezvous =
+        Rendezvous::from_env().map_err(|e| UsageError(format!("the data-parallel job's variables: {e}")))?;
+    if let Some(r) = &rendezvous {
+        if args.jobs.is_some() || args.devices.is_some() {
+            return Err(
+                UsageError("--jobs and --devices start processes of their own: not under a launcher".into()).into()
+            );
+        }
+        as_replicas(&mut experiment, r);
+    }
     let slots = match (args.jobs, args.devices) {
         (Some(0), _) => return Err(UsageError("--jobs must be at least 1".into()).into()),
         (Some(jobs), _) => Some(vec![args.device.device; jobs]),
         (None, Some(devices)) if devices.is_empty() => return Err(UsageError("--devices lists none".into()).into()),
         (None, devices) => devices.map(|d| d.into_iter().map(Some).collect()),
     };
+    let group = match &rendezvous {
+        Some(r) => {
+            let backend = if experiment.members.iter().any(|m| orchard_torch::device(m.config.device).is_cuda()) {
+                backend_for(tch::Device::Cuda(r.local_rank))
+            } else {
+                backend_for(tch::Device::Cpu)
+            };
+            let timeout = Duration::from_secs(args.replica_timeout);
+            Some(Arc::new(ProcessGroup::join(r, timeout, backend).map_err(anyhow::Error::msg)?))
+        }
+        None => None,
+    };
+    let writer = group.as_ref().is_none_or(|g| g.rank() == 0);
     if args.status {
-        for unit in experiment.units() {
+        for unit in experiment.units().into_iter().filter(|_| writer) {
             println!("{}: {}", experiment.unit_name(unit), experiment.status(unit)?);
         }
         return Ok(());
@@ -86,7 +118,16 @@ pub fn run(args: RunArgs) -> Result<()> {
         units::prepare(&experiment)?;
         crate::parallel_units::train(&experiment, slots, &overrides, args.quiet)?;
     } else if !args.gather {
-        units::prepare(&experiment)?;
+        // Rank 0 writes the fold assignment; the other replicas then check it.
+        if writer {
+            units::prepare(&experiment)?;
+        }
+        if let Some(group) = &group {
+            group.barrier(None).map_err(anyhow::Error::msg)?;
+            if !writer {
+                units::prepare(&experiment)?;
+            }
+        }
         let todo = match &args.only {
             Some(name) => vec![experiment.find_unit(name)?],
             None => experiment.units(),
@@ -94,12 +135,14 @@ pub fn run(args: RunArgs) -> Result<()> {
         for unit in todo {
             let mut progress: Box<dyn Progress> = if args.quiet { Box::new(Silent) } else { Box::new(Console::new()) };
             let name = experiment.unit_name(unit);
-            if !args.quiet {
+            let quiet = args.quiet || !writer;
+            if !quiet {
                 eprintln!("unit {name}: {} in {}", experiment.status(unit)?, experiment.unit_dir(unit).display());
             }
-            match units::train(&experiment, unit, progress.as_mut())? {
+            let replicas = group.as_ref().map(|g| Replicas::over(g.clone()));
+            match units::train(&experiment, unit, progress.as_mut(), replicas)? {
                 Trained::AlreadyComplete => {}
-                Trained::Trained { resumed_from, epochs_done } if !args.quiet => {
+                Trained::Trained { resumed_from, epochs_done } if !quiet => {
                     eprintln!("unit {name}: trained epochs {resumed_from}..{epochs_done}");
                 }
                 Trained::Trained { .. } => {}
@@ -109,8 +152,24 @@ pub fn run(args: RunArgs) -> Result<()> {
             return Ok(());
         }
     }
+    if !writer {
+        return Ok(()); // rank 0 gathers
+    }
     let summary = gather::gather(&experiment)?;
     print!("{summary}");
     println!("wrote {}", experiment.out.join("summary.json").display());
     Ok(())
+}
+
+/// Makes every member of `experiment` a replica of the job `rendezvous` describes: the GPU of the local rank
+/// where the member's device is `auto`, and the reference schedule's LR_MAX scaled by the world size where the
+/// member keeps the default schedule (as `orchard train` does).
+fn as_replicas(experiment: &mut Experiment, rendezvous: &Rendezvous) {
+    let default_schedule = TrainConfig::default().schedule.function;
+    for member in &mut experiment.members {
+        member.config.device = replica_device(member.config.device, rendezvous.local_rank);
+        if member.config.schedule.function == default_schedule {
+            member.config.schedule.function = Schedule::Reference(Reference::keras_notebook(rendezvous.world as u32));
+        }
+    }
 }

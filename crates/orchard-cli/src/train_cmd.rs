@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use orchard_files::config::{BatchNormMode, Device, LossKind, Monitor, OptimizerKind, TrainConfig};
+use orchard_files::config::{BatchNormMode, LossKind, Monitor, OptimizerKind, TrainConfig};
 use orchard_metrics::schedule::{OneCycle, Reference, Schedule, WarmupCosine};
 use orchard_torch::distributed::Rendezvous;
 use orchard_torch::Layout;
 use orchard_train::progress::{Console, Progress, Silent};
-use orchard_train::replicas::{Replicas, DEFAULT_TIMEOUT};
+use orchard_train::replicas::{replica_device, Replicas, DEFAULT_TIMEOUT};
 
 use crate::args::{AugmentArg, DataArg, DeviceArg, LayoutArg, PrecisionArg, Size};
 use crate::usage::UsageError;
@@ -155,10 +155,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let out =
         config.out.clone().ok_or_else(|| UsageError("--out (or `out` in the configuration) is required".into()))?;
     if let Some(r) = &rendezvous {
-        // One device per process: the GPU of the local rank where there are GPUs.
-        if config.device == Device::Auto && tch::Cuda::is_available() {
-            config.device = Device::Cuda(r.local_rank);
-        }
+        config.device = replica_device(config.device, r.local_rank);
     }
     let device = orchard_torch::device(config.device);
     let replicas =

@@ -21,7 +21,7 @@
 //! let experiment = Experiment::read("examples/synth-experiment.toml".as_ref()).unwrap();
 //! units::prepare(&experiment).unwrap();
 //! for unit in experiment.units() {
-//!     units::train(&experiment, unit, &mut Console::new()).unwrap();
+//!     units::train(&experiment, unit, &mut Console::new(), None).unwrap();
 //! }
 //! let report = gather::gather(&experiment).unwrap();
 //! println!("{}", report.text());

@@ -14,6 +14,7 @@ use orchard_data::dataset::{self, LoadOptions, Split};
 use orchard_files::state::LAST;
 use orchard_files::{folds, RunState, TrainConfig};
 use orchard_train::progress::Progress;
+use orchard_train::replicas::Replicas;
 
 use crate::config::Experiment;
 use crate::{ExperimentError, Result};
@@ -148,16 +149,22 @@ pub enum Trained {
     Trained { resumed_from: u32, epochs_done: u32 },
 }
 
-/// Trains `unit` to completion: nothing when complete, from its checkpoint when partial. [`prepare`] must
-/// have run.
-pub fn train(experiment: &Experiment, unit: Unit, progress: &mut dyn Progress) -> Result<Trained> {
+/// Trains `unit` to completion: nothing when complete, from its checkpoint when partial; as one of several
+/// data-parallel `replicas` when given (every replica calls this for the same units in the same order).
+/// [`prepare`] must have run.
+pub fn train(
+    experiment: &Experiment,
+    unit: Unit,
+    progress: &mut dyn Progress,
+    replicas: Option<Replicas>,
+) -> Result<Trained> {
     let resumed_from = match experiment.status(unit)? {
         Status::Complete { .. } => return Ok(Trained::AlreadyComplete),
         Status::Partial { done, .. } => done,
         Status::Missing => 0,
     };
     let dir = experiment.unit_dir(unit);
-    let summary = orchard_train::train(experiment.unit_config(unit), &dir, true, progress)
+    let summary = orchard_train::train_with(experiment.unit_config(unit), &dir, true, progress, replicas)
         .map_err(|source| ExperimentError::Unit { unit: experiment.unit_name(unit), source })?;
     Ok(Trained::Trained { resumed_from, epochs_done: summary.epochs_done })
 }

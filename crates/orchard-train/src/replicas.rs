@@ -44,9 +44,12 @@ pub const CACHE_TIMEOUT: Duration = Duration::from_secs(3 * 3600);
 impl Replicas {
     /// Joins the job `rendezvous` describes, as replicas training on `device` (NCCL between GPUs).
     pub fn join(rendezvous: &Rendezvous, timeout: Duration, device: Device) -> Result<Replicas, String> {
-        let cuda = if device.is_cuda() { CudaBackend::Nccl } else { CudaBackend::Gloo };
-        let group = Arc::new(ProcessGroup::join(rendezvous, timeout, cuda)?);
-        Ok(Replicas { group, reducer: None, trainable: Vec::new() })
+        Ok(Replicas::over(Arc::new(ProcessGroup::join(rendezvous, timeout, backend_for(device))?)))
+    }
+
+    /// Replicas over a group already joined: one job training several runs, one after the other.
+    pub fn over(group: Arc<ProcessGroup>) -> Replicas {
+        Replicas { group, reducer: None, trainable: Vec::new() }
     }
 
     pub fn rank(&self) -> usize {
@@ -140,6 +143,25 @@ impl Replicas {
             out.extend_from_slice(&all[start..start + cols]);
         }
         Ok(out)
+    }
+}
+
+/// The device of the replica of local rank `local_rank` whose configuration names `device`: on a machine with
+/// GPUs, `auto` is the GPU of the local rank (one process per GPU, as torchrun starts them).
+pub fn replica_device(device: orchard_files::config::Device, local_rank: usize) -> orchard_files::config::Device {
+    use orchard_files::config::Device as Named;
+    match device {
+        Named::Auto if tch::Cuda::is_available() => Named::Cuda(local_rank),
+        other => other,
+    }
+}
+
+/// The backend for the CUDA tensors of replicas on `device`: NCCL between GPUs.
+pub fn backend_for(device: Device) -> CudaBackend {
+    if device.is_cuda() {
+        CudaBackend::Nccl
+    } else {
+        CudaBackend::Gloo
     }
 }
 

@@ -27,6 +27,18 @@ fn orchard_command(line: &str) -> Command {
     command
 }
 
+/// Runs `orchard_command(line)`, which must succeed; its output.
+fn succeed(line: &str) -> String {
+    let out = orchard_command(line).output().unwrap();
+    assert!(out.status.success(), "orchard {line}: {}", text(&out));
+    text(&out)
+}
+
+/// `orchard launch` of two local processes on a free port, up to its `--`.
+fn launch_two() -> String {
+    format!("launch --nproc-per-node 2 --master-port {} --", free_port())
+}
+
 /// The model's trained variables in a checkpoint: everything but batch-norm statistics, which each replica
 /// accumulates from its own batches (rank 0's are kept, as DDP keeps them).
 fn trained_weights(path: &Path) -> BTreeMap<String, Tensor> {
@@ -61,12 +73,9 @@ fn two_replicas_take_the_same_steps_as_one_process_accumulating_their_batches() 
         data.display()
     );
     let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
-    let out = orchard_command(&format!("{common} --accumulate 2 --out {}", one.display())).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let launch = format!("launch --nproc-per-node 2 --master-port {} --", free_port());
-    let out = orchard_command(&format!("{launch} {common} --out {}", two.display())).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(text(&out).matches("best epoch").count(), 1, "rank 0 alone reports: {}", text(&out));
+    succeed(&format!("{common} --accumulate 2 --out {}", one.display()));
+    let log = succeed(&format!("{} {common} --out {}", launch_two(), two.display()));
+    assert_eq!(log.matches("best epoch").count(), 1, "rank 0 alone reports: {log}");
 
     assert_same_trained_weights(&one.join("last.ckpt"), &two.join("last.ckpt"));
     // Every replica's images count in the loss of every step.
@@ -117,20 +126,45 @@ fn synchronised_batch_norm_replicas_train_as_one_process_on_their_global_batch()
         data.display()
     );
     let run = |line: String, dir: &str| {
-        let out = orchard_command(&format!("{line} --out {}", tmp.path().join(dir).display())).output().unwrap();
-        assert!(out.status.success(), "{}", text(&out));
+        succeed(&format!("{line} --out {}", tmp.path().join(dir).display()));
         tmp.path().join(dir).join("last.ckpt")
     };
     let one = run(format!("{common} --batch 10"), "one");
-    let launch = format!("launch --nproc-per-node 2 --master-port {} --", free_port());
-    let synced = run(format!("{launch} {common} --batch 5 --sync-bn"), "synced");
-    let launch = format!("launch --nproc-per-node 2 --master-port {} --", free_port());
-    let local = run(format!("{launch} {common} --batch 5"), "local");
+    let synced = run(format!("{} {common} --batch 5 --sync-bn", launch_two()), "synced");
+    let local = run(format!("{} {common} --batch 5", launch_two()), "local");
     // Pooled statistics reach the single process's weights and running statistics (to summation order:
     // about 3e-7 here, as a second thread gives); each replica's own statistics do not (about 1e-3).
     let (synced, local) = (model_distance(&one, &synced), model_distance(&one, &local));
     assert!(synced < 1e-5, "synchronised batch norm is {synced} away from the global batch");
     assert!(local > 1e-4, "replicas' own statistics came within {local} of the global batch's");
+}
+
+#[test]
+fn an_experiment_under_the_launcher_trains_every_unit_with_both_replicas_and_rank_0_gathers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("data"), 24, 6, "48", 13);
+    // 3 folds of 24: 16 training images a unit, 4 batches of 4, two steps of two either way.
+    let experiment = |out: &str, accumulate: usize| {
+        let file = tmp.path().join(format!("{out}.toml"));
+        let text = format!(
+            "data = {data:?}\nout = {:?}\nfolds = 3\nseed = 1\n[defaults]\nepochs = 1\nbatch = 4\n\
+             accumulate = {accumulate}\nworkers = 1\n[defaults.model]\ndropout = 0.0\n[defaults.schedule.function]\n\
+             kind = \"constant\"\nlr = 0.003\n[[member]]\nname = \"mnv2\"\narch = \"mobilenet_v2\"\nsize = 32\n",
+            tmp.path().join(out)
+        );
+        std::fs::write(&file, text).unwrap();
+        file
+    };
+    let (one, two) = (experiment("one", 2), experiment("two", 1));
+    succeed(&format!("run {} --quiet", one.display()));
+    let log = succeed(&format!("{} run {}", launch_two(), two.display()));
+    assert_eq!(log.matches("cross-validated AUC").count(), 1, "rank 0 alone gathers: {log}");
+    for fold in 0..3 {
+        let unit = |out: &str| tmp.path().join(out).join(format!("members/mnv2/fold{fold}/last.ckpt"));
+        assert_same_trained_weights(&unit("one"), &unit("two"));
+        assert_eq!(RunState::read(&unit("two")).unwrap().replicas, 2);
+    }
+    crate::common::check_submission(&data, &tmp.path().join("two/submission.csv"), "multi-class");
 }
 
 /// The pid of rank `rank` among `launcher`'s children.
@@ -280,8 +314,7 @@ fn two_hosts_joined_by_a_network_link_train_one_member_together() {
         data.display()
     );
     let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
-    let out = orchard_command(&format!("{common} --accumulate 2 --out {}", one.display())).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    succeed(&format!("{common} --accumulate 2 --out {}", one.display()));
 
     let hosts = TwoHosts::new();
     let nodes: Vec<Child> = (0..2)
