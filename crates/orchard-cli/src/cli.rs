@@ -46,4 +46,6 @@ pub enum Command {
     Distill(crate::distill_cmd::DistillArgs),
     /// Run an experiment (members × folds, resumable), then predict, ensemble and write the submission.
     Run(crate::run_cmd::RunArgs),
+    /// Write an experiment's units as a Slurm job array or a Kubernetes Indexed Job.
+    Plan(crate::plan_cmd::PlanArgs),
 }

@@ -17,6 +17,7 @@
 //! | `weights import`, `weights inspect` | `weights_cmd` | orchard-models |
 //! | `classify` | `classify_cmd` | orchard-infer |
 //! | `run` | `run_cmd`, `parallel_units` | orchard-experiment |
+//! | `plan` | `plan_cmd` | orchard-experiment |
 //!
 //! Flags several commands share, and the value types flags parse into, are in `args`; `usage` holds the error
 //! of arguments that make no sense together. Exit codes: 0 success, 1 failure, 2 bad input data or usage.
@@ -32,6 +33,7 @@ mod ensemble_cmd;
 mod launch_cmd;
 mod models_cmd;
 mod parallel_units;
+mod plan_cmd;
 mod predict_cmd;
 mod run_cmd;
 mod schedule_cmd;
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         cli::Command::Predict(args) => predict_cmd::run(args),
         cli::Command::Distill(args) => distill_cmd::run(args),
         cli::Command::Run(args) => run_cmd::run(args),
+        cli::Command::Plan(args) => plan_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,6 +13,7 @@
 //! - [`units`]: the units, their status (missing, partial, complete), the fold assignment, training.
 //! - [`gather`]: predictions, the ensemble, the submission, the summary and the manifest (the files are
 //!   `orchard-files`').
+//! - [`plan`]: the units as a Slurm job array or a Kubernetes Indexed Job.
 //!
 //! ```no_run
 //! use orchard_experiment::{config::Experiment, gather, units};
@@ -29,6 +30,7 @@
 
 pub mod config;
 pub mod gather;
+pub mod plan;
 pub mod units;
 
 use std::path::PathBuf;

@@ -5,6 +5,7 @@ mod common;
 mod data;
 mod distributed;
 mod ensemble;
+mod plan;
 mod runs;
 mod train;
 mod weights;
