@@ -15,8 +15,7 @@ use clap::Args;
 use orchard_experiment::config::Experiment;
 use orchard_experiment::gather;
 use orchard_experiment::units::{self, Trained};
-use orchard_files::config::{Device, TrainConfig};
-use orchard_metrics::schedule::{Reference, Schedule};
+use orchard_files::config::Device;
 use orchard_torch::distributed::{ProcessGroup, Rendezvous};
 use orchard_train::progress::{Console, Progress, Silent};
 use orchard_train::replicas::{backend_for, replica_device, Replicas, DEFAULT_TIMEOUT};
@@ -162,14 +161,9 @@ pub fn run(args: RunArgs) -> Result<()> {
 }
 
 /// Makes every member of `experiment` a replica of the job `rendezvous` describes: the GPU of the local rank
-/// where the member's device is `auto`, and the reference schedule's LR_MAX scaled by the world size where the
-/// member keeps the default schedule (as `orchard train` does).
+/// where the member's device is `auto` (the schedule follows the number of replicas in the trainer).
 fn as_replicas(experiment: &mut Experiment, rendezvous: &Rendezvous) {
-    let default_schedule = TrainConfig::default().schedule.function;
     for member in &mut experiment.members {
         member.config.device = replica_device(member.config.device, rendezvous.local_rank);
-        if member.config.schedule.function == default_schedule {
-            member.config.schedule.function = Schedule::Reference(Reference::keras_notebook(rendezvous.world as u32));
-        }
     }
 }

@@ -4,8 +4,8 @@
 //!
 //! Started by `orchard launch` (or torchrun, or `srun`), each process finds its place in the job in the
 //! environment and joins the others as a data-parallel replica: every replica trains on its share of each
-//! step's batches, rank 0 writes the run directory, and the reference schedule's LR_MAX is scaled by the
-//! number of replicas as the notebook's is, unless the learning rate is given.
+//! step's batches, rank 0 writes the run directory, and the default schedule's LR_MAX is scaled by the
+//! number of replicas as the notebook's is (`schedule.per_replica`), unless the learning rate is given.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -73,7 +73,7 @@ pub struct TrainArgs {
     /// Peak learning rate of the schedule (the reference's LR_MAX; default 1e-4 × replicas).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Replicas the reference schedule scales LR_MAX by (default: the processes of the job).
+    /// Replicas the reference schedule scales LR_MAX by (default: the processes of the job, at run time).
     #[arg(long)]
     pub replicas: Option<u32>,
     /// Seconds a data-parallel replica waits for the others before the job fails.
@@ -151,7 +151,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let rendezvous =
         Rendezvous::from_env().map_err(|e| UsageError(format!("the data-parallel job's variables: {e}")))?;
     let timeout = Duration::from_secs(args.replica_timeout);
-    let (mut config, resume) = resolve(args, rendezvous.as_ref().map_or(1, |r| r.world))?;
+    let (mut config, resume) = resolve(args)?;
     let out =
         config.out.clone().ok_or_else(|| UsageError("--out (or `out` in the configuration) is required".into()))?;
     if let Some(r) = &rendezvous {
@@ -178,8 +178,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// The configuration file (or the defaults) with every given flag applied, for a job of `world` replicas.
-pub fn resolve(mut a: TrainArgs, world: usize) -> Result<(TrainConfig, bool)> {
+/// The configuration file (or the defaults) with every given flag applied.
+pub fn resolve(mut a: TrainArgs) -> Result<(TrainConfig, bool)> {
     let mut c = match &a.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -209,11 +209,10 @@ pub fn resolve(mut a: TrainArgs, world: usize) -> Result<(TrainConfig, bool)> {
     c.sync_batch_norm |= a.sync_bn;
     c.quiet |= a.quiet;
     c.schedule.per_step |= a.per_step;
-    if world > 1 && a.replicas.is_none() && c.schedule.function == TrainConfig::default().schedule.function {
-        a.replicas = Some(world as u32); // the reference's LR_MAX grows with the replicas, as its global batch
-    }
     if a.schedule.is_some() || a.lr.is_some() || a.replicas.is_some() || a.warmup.is_some() {
         c.schedule.function = schedule(&a, &c)?;
+        // Rates given are the run's, whatever its number of replicas, unless the configuration says otherwise.
+        c.schedule.per_replica.get_or_insert(false);
     }
     c.validate().map_err(|e| UsageError(e.to_string()))?;
     Ok((c, a.resume))

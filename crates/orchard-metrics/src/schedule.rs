@@ -157,6 +157,17 @@ impl Schedule {
         }
     }
 
+    /// The same schedule with its peak learning rate multiplied by `factor` (the reference's `LR_MAX ×
+    /// replicas`); the other rates stay as they are.
+    pub fn peak_scaled(&self, factor: f64) -> Schedule {
+        match *self {
+            Schedule::Reference(s) => Schedule::Reference(Reference { max: s.max * factor, ..s }),
+            Schedule::WarmupCosine(s) => Schedule::WarmupCosine(WarmupCosine { max: s.max * factor, ..s }),
+            Schedule::OneCycle(s) => Schedule::OneCycle(OneCycle { max: s.max * factor, ..s }),
+            Schedule::Constant { lr } => Schedule::Constant { lr: lr * factor },
+        }
+    }
+
     /// Learning rate for global optimizer step `step` when an epoch has `steps_per_epoch` steps: the schedule
     /// at the fractional epoch `step / steps_per_epoch`.
     pub fn lr_at_step(&self, step: u64, steps_per_epoch: u64) -> f64 {
@@ -176,6 +187,13 @@ mod tests {
         assert_eq!(s.lr(17.0), 1e-4);
         assert!((s.lr(19.0) - (9e-5 * 0.8 + 1e-5)).abs() < 1e-20);
         assert!((Reference::keras_notebook(8).lr(7.5) - ((8e-4 - 1e-5) / 15.0 * 7.5 + 1e-5)).abs() < 1e-20);
+    }
+
+    #[test]
+    fn the_reference_peak_scaled_by_the_replicas_is_the_notebooks_for_that_many() {
+        let one = Schedule::Reference(Reference::keras_notebook(1));
+        assert_eq!(one.peak_scaled(8.0), Schedule::Reference(Reference::keras_notebook(8)));
+        assert_eq!(Schedule::Constant { lr: 0.5 }.peak_scaled(4.0), Schedule::Constant { lr: 2.0 });
     }
 
     #[test]

@@ -16,10 +16,13 @@
 #include <ATen/core/grad_mode.h>
 #include <torch/autograd.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <limits>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -51,9 +54,77 @@ void quiet_grad_strides() {
 
 }  // namespace
 
+namespace {
+
+// A thread that counts up "orchard/beat/<rank>" in the store twice a second over its own connection: a rank
+// whose count stands still is stopped or gone, however far it got.
+class Heartbeat {
+ public:
+  Heartbeat(c10::intrusive_ptr<c10d::Store> store, int rank)
+      : thread_([this, store, key = "orchard/beat/" + std::to_string(rank)] {
+          std::unique_lock<std::mutex> lock(mutex_);
+          while (!stop_) {
+            try {
+              store->add(key, 1);
+            } catch (...) {
+              return;  // the store is gone: so is the job
+            }
+            wake_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stop_; });
+          }
+        }) {}
+
+  ~Heartbeat() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::thread thread_;  // last: started once the members it uses exist
+};
+
+}  // namespace
+
 struct OrchardGroup {
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  // The rendezvous store, which also keeps each rank's progress (under "orchard/progress/<rank>").
+  c10::intrusive_ptr<c10d::Store> store;
+  // Synchronisation points this rank has reached: the loss sums and gradient buckets it handed over.
+  std::atomic<int64_t> reached{0};
+  std::unique_ptr<Heartbeat> heartbeat;
+
+  // Counts one more synchronisation point reached and records it in the store, where the other ranks read
+  // it when a collective fails: the ranks behind are the ones that hang or died.
+  void advance() {
+    auto value = std::to_string(++reached);
+    store->set("orchard/progress/" + std::to_string(pg->getRank()), std::vector<uint8_t>(value.begin(), value.end()));
+  }
 };
+
+namespace {
+
+// DDP's default averaging of a gradient bucket (divide by the world size, all-reduce), after recording that
+// this rank has handed the bucket over: a rank that hangs in its backward pass hands over fewer.
+class RecordingAllReduce : public c10d::CppCommHookInterface<OrchardGroup*> {
+ public:
+  using c10d::CppCommHookInterface<OrchardGroup*>::CppCommHookInterface;
+
+  c10::intrusive_ptr<c10::ivalue::Future> runHook(c10d::GradBucket& bucket) override {
+    state_->advance();
+    auto& buffer = bucket.getBufferRef();
+    buffer.div_(state_->pg->getSize());
+    std::vector<at::Tensor> tensors{buffer};
+    return state_->pg->allreduce(tensors)->getFuture();
+  }
+};
+
+}  // namespace
 
 namespace {
 
@@ -87,9 +158,6 @@ struct OrchardReducer {
 
 extern "C" {
 
-// Joins the group of `world` processes whose rank 0 serves the TCP store at `host:port`. Collectives fail
-// (rather than hang) after `timeout_ms`. The Gloo device binds to the interfaces named in GLOO_SOCKET_IFNAME,
-// else to this machine's hostname's address.
 // Joins `world` ranks through rank 0's TCP store at `host`:`port`. Gloo carries CPU tensors and listens on
 // `bind` (this host's address towards the others), or where GLOO_SOCKET_IFNAME or the hostname say when `bind`
 // is empty; CUDA tensors go through NCCL when `nccl` is set, else through Gloo too.
@@ -118,7 +186,12 @@ int orchard_group_new(const char* host, int port, int rank, int world, int64_t t
       pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, gloo);
     }
     pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
-    *out = new OrchardGroup{pg};
+    auto group = new OrchardGroup{pg, store};
+    c10d::TCPStoreOptions beat_options = options;
+    beat_options.isServer = false;
+    auto beat_store = c10::make_intrusive<c10d::TCPStore>(std::string(host), beat_options);
+    group->heartbeat = std::make_unique<Heartbeat>(beat_store, rank);
+    *out = group;
   });
 }
 
@@ -164,6 +237,39 @@ int orchard_group_sum_differentiable(OrchardGroup* group, at::Tensor* input, at:
   });
 }
 
+// Counts and records one more synchronisation point reached (see OrchardGroup::advance).
+int orchard_group_advance(OrchardGroup* group, char* err, size_t len) {
+  return guarded(err, len, [&] { group->advance(); });
+}
+
+// `steps[r]` <- the synchronisation points rank r last recorded (-1: none), and `silent[r]` <- whether its
+// heartbeat stood still over `listen_ms`; the store must answer within `timeout_ms` (it is served by rank 0,
+// which may be the process that hangs).
+int orchard_group_progress_get(OrchardGroup* group, int64_t timeout_ms, int64_t listen_ms, int64_t* steps,
+                               int* silent, char* err, size_t len) {
+  return guarded(err, len, [&] {
+    c10d::StoreTimeoutGuard guard(*group->store, std::chrono::milliseconds(timeout_ms));
+    int world = group->pg->getSize();
+    auto beats = [&] {
+      std::vector<int64_t> out;
+      for (int rank = 0; rank < world; rank++) out.push_back(group->store->add("orchard/beat/" + std::to_string(rank), 0));
+      return out;
+    };
+    auto before = beats();
+    for (int rank = 0; rank < world; rank++) {
+      auto key = "orchard/progress/" + std::to_string(rank);
+      steps[rank] = -1;
+      if (group->store->check({key})) {
+        auto value = group->store->get(key);
+        steps[rank] = std::stoll(std::string(value.begin(), value.end()));
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(listen_ms));
+    auto after = beats();
+    for (int rank = 0; rank < world; rank++) silent[rank] = before[rank] == after[rank] ? 1 : 0;
+  });
+}
+
 // Waits for every rank, at most `timeout_ms` (the group's timeout when 0).
 int orchard_group_barrier(OrchardGroup* group, int64_t timeout_ms, char* err, size_t len) {
   return guarded(err, len, [&] {
@@ -193,6 +299,7 @@ int orchard_reducer_new(OrchardGroup* group, at::Tensor* const* params, size_t n
                                                    c10d::kDefaultFirstBucketBytes,
                                                    /*skip_all_reduce_unused_params=*/false,
                                                    /*use_python_reducer=*/false, std::vector<int64_t>{});
+    reducer->register_comm_hook(std::make_unique<RecordingAllReduce>(group));
     *out = new OrchardReducer{std::move(reducer)};
   });
 }

@@ -64,6 +64,16 @@ extern "C" {
         err: *mut c_char,
         len: usize,
     ) -> c_int;
+    fn orchard_group_advance(group: *mut OrchardGroup, err: *mut c_char, len: usize) -> c_int;
+    fn orchard_group_progress_get(
+        group: *mut OrchardGroup,
+        timeout_ms: i64,
+        listen_ms: i64,
+        steps: *mut i64,
+        silent: *mut c_int,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
     fn orchard_group_barrier(group: *mut OrchardGroup, timeout_ms: i64, err: *mut c_char, len: usize) -> c_int;
     fn orchard_reducer_new(
         group: *mut OrchardGroup,
@@ -196,6 +206,15 @@ pub fn address_towards(host: &str, port: u16) -> Option<String> {
     Some(socket.local_addr().ok()?.ip().to_string())
 }
 
+/// How far a rank got, as the job's store knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// The synchronisation points it has reached ([`ProcessGroup::advance`]); `None` before the first.
+    pub reached: Option<u64>,
+    /// Whether its heartbeat (a thread of every rank) stood still: the process is stopped or gone.
+    pub silent: bool,
+}
+
 /// Which backend carries a job's CUDA tensors (CPU tensors always go through Gloo).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CudaBackend {
@@ -294,6 +313,31 @@ impl ProcessGroup {
         call(|err, len| unsafe { orchard_group_sum_differentiable(self.ptr, handle(input), &mut out, err, len) })?;
         // SAFETY: `out` is a tensor allocated as tch allocates its own.
         Ok(unsafe { Tensor::from_ptr(out) })
+    }
+
+    /// Counts one more synchronisation point this rank has reached and records the count in the job's store
+    /// (a [`Reducer`] does so for every gradient bucket it hands over): the same sequence on every rank.
+    pub fn advance(&self) -> Result<(), String> {
+        // SAFETY: the group is live.
+        call(|err, len| unsafe { orchard_group_advance(self.ptr, err, len) })
+    }
+
+    /// Every rank's progress, read within `timeout`: after a failed collective, the ranks behind, or silent
+    /// while this one listened for `listen`, are the ones that hang or died.
+    pub fn progress(&self, timeout: Duration, listen: Duration) -> Result<Vec<Progress>, String> {
+        let mut steps = vec![-1i64; self.world];
+        let mut silent = vec![0 as c_int; self.world];
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1);
+        let (timeout, listen) = (ms(timeout), ms(listen));
+        // SAFETY: `steps` and `silent` hold one slot per rank for the duration of the call.
+        call(|err, len| unsafe {
+            orchard_group_progress_get(self.ptr, timeout, listen, steps.as_mut_ptr(), silent.as_mut_ptr(), err, len)
+        })?;
+        Ok(steps
+            .into_iter()
+            .zip(silent)
+            .map(|(step, silent)| Progress { reached: u64::try_from(step).ok(), silent: silent != 0 })
+            .collect())
     }
 
     /// Waits until every rank has reached this point, at most `timeout` (else the group's timeout).
@@ -447,6 +491,14 @@ mod tests {
         group.all_reduce_sum(&t).unwrap();
         assert_eq!(Vec::<f32>::try_from(&t).unwrap(), [1.0, 2.0]);
         group.barrier(None).unwrap();
+        let listen = Duration::from_millis(1200);
+        assert_eq!(
+            group.progress(Duration::from_secs(5), listen).unwrap(),
+            [Progress { reached: None, silent: false }]
+        );
+        group.advance().unwrap();
+        group.advance().unwrap();
+        assert_eq!(group.progress(Duration::from_secs(5), listen).unwrap()[0].reached, Some(2));
     }
 
     #[test]

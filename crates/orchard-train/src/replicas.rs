@@ -11,6 +11,9 @@
 //!   takes the same step.
 //! - With `sync_batch_norm`, every batch norm trains on the statistics of the global batch: its sums go
 //!   through a differentiable all-reduce (forward and backward), as PyTorch's `SyncBatchNorm`.
+//! - Every collective is a synchronisation point: before it each replica counts it in the job's store (the
+//!   reducer does so for each gradient bucket), so when one fails, the replicas behind the failed one's
+//!   count are named as the ones that hang or died.
 //! - Validation is sharded too (replica r predicts images r, r + w, … of the fold) and the predictions are
 //!   gathered, so every replica computes the same metrics over the whole fold and makes the same decisions
 //!   (best epoch, early stopping); only rank 0 writes files.
@@ -60,18 +63,45 @@ impl Replicas {
         self.group.world()
     }
 
-    /// A collective's failure as a run's error, naming this replica.
+    /// A collective's failure as a run's error, naming this replica and the ones behind it: those that had
+    /// not reached the loss sum or gradient bucket this one waited in hang or died.
     pub(crate) fn error(&self, message: String) -> TrainError {
+        let message = format!("{message}{}", self.laggards());
         TrainError::Replicas { rank: self.rank(), world: self.world(), message }
+    }
+
+    /// "; rank 1 is behind ..." from what the job's store knows of the replicas, or nothing when it names none.
+    fn laggards(&self) -> String {
+        let progress = match self.group.progress(Duration::from_secs(5), Duration::from_millis(1500)) {
+            Ok(progress) => progress,
+            Err(e) => return format!("; the job's store on rank 0 did not answer ({e}): rank 0 is gone or hangs"),
+        };
+        let mine = progress[self.rank()].reached;
+        let suspects: Vec<String> = (progress.iter().enumerate())
+            .filter(|&(rank, p)| rank != self.rank() && (p.silent || p.reached < mine))
+            .map(|(rank, p)| {
+                let at = p.reached.map_or("none".to_string(), |r| r.to_string());
+                let silent = if p.silent { ", silent: stopped or gone" } else { "" };
+                format!("rank {rank} (at synchronisation point {at}{silent})")
+            })
+            .collect();
+        match mine {
+            Some(mine) if !suspects.is_empty() => {
+                format!("; hung, dead or slow, as this rank waited at point {mine}: {}", suspects.join(", "))
+            }
+            _ => String::new(),
+        }
     }
 
     /// Overwrites every replica's `tensors` with rank 0's.
     pub(crate) fn broadcast(&self, tensors: &[Tensor]) -> Result<(), String> {
+        self.group.advance()?;
         self.group.broadcast(tensors, 0)
     }
 
     /// Waits for every replica, at most `timeout` (else the job's).
     pub(crate) fn barrier(&self, timeout: Option<Duration>) -> Result<(), String> {
+        self.group.advance()?;
         self.group.barrier(timeout)
     }
 
@@ -103,6 +133,7 @@ impl Replicas {
 
     /// The sum over the replicas of each of `values`.
     pub(crate) fn sum(&self, values: &[f64]) -> Result<Vec<f64>, String> {
+        self.group.advance()?;
         let t = Tensor::from_slice(values);
         self.group.all_reduce_sum(&t)?;
         Ok(Vec::try_from(&t).expect("f64 values"))
@@ -110,6 +141,7 @@ impl Replicas {
 
     /// The first rank whose `values` differ from rank 0's, if any.
     pub(crate) fn first_disagreeing(&self, values: &[f64]) -> Result<Option<usize>, String> {
+        self.group.advance()?;
         let all = self.group.all_gather(&Tensor::from_slice(values))?;
         let all: Vec<f64> = Vec::try_from(all.flatten(0, -1)).expect("f64 values");
         let rows: Vec<&[f64]> = all.chunks(values.len().max(1)).collect();
@@ -134,6 +166,7 @@ impl Replicas {
         let mut padded = local.to_vec();
         padded.resize(most * cols, 0.0);
         let t = Tensor::from_slice(&padded).view([most as i64, cols as i64]);
+        self.group.advance()?;
         let all = self.group.all_gather(&t)?.to_kind(Kind::Double).to_device(Device::Cpu);
         let all: Vec<f64> = Vec::try_from(all.flatten(0, -1)).expect("f64 rows");
         let mut out = Vec::with_capacity(total * cols);

@@ -176,6 +176,29 @@ fn rank_pid(launcher: u32, rank: usize) -> Option<u32> {
     })
 }
 
+/// Starts two processes of `train` under `orchard launch`, sends `signal` to rank 1 once the run in `run` has
+/// its first checkpoint, and waits at most a minute for the job to end: its status, its standard error, the
+/// time it took after the signal, and rank 0's pid.
+fn signal_rank_1(train: &str, run: &Path, signal: &str) -> (std::process::ExitStatus, String, Duration, u32) {
+    let mut launcher = orchard_command(&format!("{} {train}", launch_two()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !run.join("last.ckpt").exists() {
+        assert!(launcher.try_wait().unwrap().is_none(), "the job ended before its first checkpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (rank0, rank1) = (rank_pid(launcher.id(), 0).unwrap(), rank_pid(launcher.id(), 1).unwrap());
+    let signalled = Instant::now();
+    Command::new("kill").args([&format!("-{signal}"), &rank1.to_string()]).status().unwrap();
+    let status = wait_with_deadline(&mut launcher, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("the job outlived rank 1's SIG{signal}"));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut launcher.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr, signalled.elapsed(), rank0)
+}
+
 fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
@@ -188,33 +211,18 @@ fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<std::process
 }
 
 #[test]
-fn a_killed_replica_ends_the_job_at_once_and_the_run_resumes_to_the_end() {
+fn a_killed_replica_ends_the_job_at_once_a_hung_one_after_the_timeout_and_the_run_resumes() {
     let tmp = tempfile::tempdir().unwrap();
     let data = synth(&tmp.path().join("data"), 16, 0, "64x48", 5);
     let run = tmp.path().join("run");
     let epochs = 40;
     let train = format!(
-        "train --data {} --size 32 --batch 4 --epochs {epochs} --folds 4 --fold 0 --schedule constant --lr 0.001 \
+        "train --data {} --size 32 --batch 4 --epochs {epochs} --folds 4 --fold 0 \
          --workers 1 --quiet --out {}",
         data.display(),
         run.display()
     );
-    let mut launcher = orchard_command(&format!("launch --nproc-per-node 2 --master-port {} -- {train}", free_port()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    while !run.join("last.ckpt").exists() {
-        assert!(launcher.try_wait().unwrap().is_none(), "the job ended before its first checkpoint");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let (rank0, rank1) = (rank_pid(launcher.id(), 0).unwrap(), rank_pid(launcher.id(), 1).unwrap());
-    let killed = Instant::now();
-    Command::new("kill").args(["-9", &rank1.to_string()]).status().unwrap();
-    let status = wait_with_deadline(&mut launcher, Duration::from_secs(30)).expect("the job outlived a dead rank");
-    let waited = killed.elapsed();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut launcher.stderr.take().unwrap(), &mut stderr).unwrap();
+    let (status, stderr, waited, rank0) = signal_rank_1(&train, &run, "KILL");
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("rank 1 was killed by signal 9"), "{stderr}");
     assert!(!Path::new(&format!("/proc/{rank0}")).exists(), "rank 0 outlived the job");
@@ -230,6 +238,16 @@ fn a_killed_replica_ends_the_job_at_once_and_the_run_resumes_to_the_end() {
     let state = RunState::read(&run.join("last.ckpt")).unwrap();
     assert_eq!(state.epochs_done, epochs);
     assert_eq!(state.history.len() as u32, epochs);
+    // The default schedule is the notebook's for two replicas (LR_MAX 2e-4), before the kill and after.
+    let reference = orchard_metrics::schedule::Reference::keras_notebook(2);
+    for record in &state.history {
+        assert!(
+            (record.lr - reference.lr(f64::from(record.epoch))).abs() < 1e-15,
+            "epoch {}: {}",
+            record.epoch,
+            record.lr
+        );
+    }
 
     // The all-reduce alone, timed over the job; outside a job it says how to start one.
     let out = cmd(&format!("launch --nproc-per-node 2 --master-port {port} -- bench allreduce --mib 1 --steps 2"));
@@ -242,6 +260,26 @@ fn a_killed_replica_ends_the_job_at_once_and_the_run_resumes_to_the_end() {
     let out = cmd("bench allreduce --mib 1");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("orchard launch --nproc-per-node 2 -- bench allreduce"), "{}", text(&out));
+
+    // A rank that hangs (stopped) fails the job once the others' collective times out, named as behind them.
+    let hung = tmp.path().join("hung");
+    let train = format!(
+        "train --data {} --size 32 --batch 4 --epochs {epochs} --workers 1 --quiet --replica-timeout 5 --out {}",
+        data.display(),
+        hung.display()
+    );
+    let (status, stderr, waited, rank0) = signal_rank_1(&train, &hung, "STOP");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("rank 0 of 2")
+            && stderr.contains("hung, dead or slow, as this rank waited at point")
+            && stderr.contains("rank 1 (at synchronisation point")
+            && stderr.contains("silent: stopped or gone"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rank 0 exited with code 1; stopped the other ranks"), "{stderr}");
+    assert!(waited >= Duration::from_secs(4), "ended after {waited:?}, before the 5 s timeout");
+    assert!(!Path::new(&format!("/proc/{rank0}")).exists());
 
     // A rank's bad input is the job's: exit code 2, the culprit named.
     let out = cmd(&format!(

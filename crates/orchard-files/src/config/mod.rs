@@ -203,11 +203,33 @@ pub struct ScheduleConfig {
     /// Evaluate at every optimizer step (at the fractional epoch) instead of once per epoch as Keras'
     /// `LearningRateScheduler` does.
     pub per_step: bool,
+    /// Whether the peak learning rate is one replica's, so that a data-parallel run of w replicas peaks at w
+    /// times it, as the notebook's `LR_MAX × replicas`. Unset: only for the default function (the notebook's,
+    /// LR_MAX 1e-4 a replica). Taken at run time, so a run resumed on another number of replicas keeps its
+    /// configuration and follows the new number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_replica: Option<bool>,
 }
 
 impl Default for ScheduleConfig {
     fn default() -> Self {
-        ScheduleConfig { function: Schedule::Reference(Reference::keras_notebook(1)), per_step: false }
+        ScheduleConfig {
+            function: Schedule::Reference(Reference::keras_notebook(1)),
+            per_step: false,
+            per_replica: None,
+        }
+    }
+}
+
+impl ScheduleConfig {
+    /// The schedule a run of `replicas` data-parallel replicas follows.
+    pub fn for_replicas(&self, replicas: usize) -> Schedule {
+        let per_replica = self.per_replica.unwrap_or(self.function == ScheduleConfig::default().function);
+        if per_replica {
+            self.function.peak_scaled(replicas as f64)
+        } else {
+            self.function
+        }
     }
 }
 
@@ -421,6 +443,18 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_schedule_peaks_per_replica_and_a_given_one_does_not_unless_asked() {
+        let default = ScheduleConfig::default();
+        assert_eq!(default.for_replicas(8), Schedule::Reference(Reference::keras_notebook(8)));
+        let constant = ScheduleConfig { function: Schedule::Constant { lr: 0.01 }, ..default.clone() };
+        assert_eq!(constant.for_replicas(4), Schedule::Constant { lr: 0.01 });
+        let per_replica = ScheduleConfig { per_replica: Some(true), ..constant };
+        assert_eq!(per_replica.for_replicas(4), Schedule::Constant { lr: 0.04 });
+        let fixed = ScheduleConfig { per_replica: Some(false), ..default };
+        assert_eq!(fixed.for_replicas(8), Schedule::Reference(Reference::keras_notebook(1)));
+    }
 
     #[test]
     fn defaults_round_trip_through_toml() {

@@ -58,7 +58,7 @@ impl Run {
             images += count;
             if step_ends {
                 let step_lr = if self.config.schedule.per_step {
-                    self.config.schedule.function.lr_at_step(self.state.step, steps_per_epoch)
+                    self.schedule.lr_at_step(self.state.step, steps_per_epoch)
                 } else {
                     lr
                 };

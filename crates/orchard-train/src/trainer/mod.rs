@@ -32,6 +32,7 @@ use orchard_files::config::{ConfigError, Monitor, TrainConfig};
 use orchard_files::folds::FoldError;
 use orchard_files::history::{self, EpochRecord};
 use orchard_files::{FileError, RunState};
+use orchard_metrics::schedule::Schedule;
 use orchard_models::weights::checkpoint::CheckpointError;
 
 use crate::ema::Ema;
@@ -133,6 +134,8 @@ struct Run {
     loss: Loss,
     /// The other processes of a data-parallel run; `None` for a run on its own.
     replicas: Option<Replicas>,
+    /// The learning-rate schedule for this number of replicas.
+    schedule: Schedule,
     state: RunState,
 }
 
@@ -165,7 +168,7 @@ impl Run {
             tch::manual_seed(epoch_seed(self.config.seed, epoch));
             let frozen = epoch < self.config.freeze_epochs;
             self.set_backbone_trainable(!frozen)?;
-            let lr = self.config.schedule.function.lr(f64::from(epoch));
+            let lr = self.schedule.lr(f64::from(epoch));
 
             let start = Instant::now();
             let (train_loss, images) = self.train_epoch(epoch, lr, steps_per_epoch, frozen, progress)?;

@@ -74,6 +74,7 @@ impl Run {
             .as_ref()
             .map(|w| Tensor::from_slice(&w.iter().map(|&x| x as f32).collect::<Vec<_>>()).to_device(device));
         let loss = Loss { softmax: data.softmax, label_smoothing: config.loss.label_smoothing, class_weights };
+        let config_schedule = config.schedule.for_replicas(replicas.as_ref().map_or(1, Replicas::world));
         let state = RunState {
             format: FORMAT,
             arch: config.model.arch.clone(),
@@ -104,6 +105,7 @@ impl Run {
             optimizer,
             ema,
             loss,
+            schedule: config_schedule,
             replicas,
             state,
         };
