@@ -360,6 +360,11 @@ fn units_trained_two_at_a_time_equal_a_sequential_run() {
     }
     let submission = |root: &Path| std::fs::read_to_string(root.join("submission.csv")).unwrap();
     assert_eq!(submission(&parallel), submission(&tmp.path().join("seq")));
+    // Named devices: one unit on each at a time, each process told its device.
+    let devices = tmp.path().join("devices");
+    let log = run(&["--devices", "cpu,cpu", "--out", s(&devices)]);
+    assert_eq!(log.matches(": started on cpu (log ").count(), 6, "{log}");
+    assert_eq!(submission(&devices), submission(&tmp.path().join("seq")));
 
     // A member whose weights file is missing: its units fail on bad input, nothing else starts.
     let bad = tmp.path().join("bad.toml");
