@@ -9,13 +9,8 @@ missing=""
 for tool in cmake nasm pkg-config; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
 # libhdf5 (Debian's, linked by hdf5-metno) reads Keras .h5 weight files.
 dpkg -s libhdf5-dev >/dev/null 2>&1 || missing="$missing libhdf5-dev"
-# iproute2's `ip` makes the network namespaces of the two-host data-parallel test; Slurm and munge the
-# one-node cluster of the job-array test.
-for package in iproute2 slurmctld slurmd slurm-client munge; do
-  dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"
-done
 if [ -n "$missing" ]; then
-  echo "orchard: installing$missing (libjpeg-turbo is built from source with SIMD; libhdf5 reads Keras files; the rest serve tests)" >&2
+  echo "orchard: installing$missing (libjpeg-turbo is built from source with SIMD; libhdf5 reads Keras files)" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $missing >/dev/null
 fi
