@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # All set-up on a fresh Debian machine with Rust and Python 3: system packages, the Python environment
 # with libtorch, and the build. Safe to rerun; fast when everything is present.
-# Usage: source scripts/setup.sh   (exports what cargo and the tests need, and builds)
+# Usage: source scripts/setup.sh [test|demo]   (exports what cargo and the tests need, and builds)
+#   test (the default): everything the tests use; demo: only what the demo uses (scripts/python-env.sh)
 set -euo pipefail
 ORCHARD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -15,16 +16,18 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
-# "tf" adds tensorflow-cpu + Keras, which the backbone parity tests run to make their fixtures.
-VENV="$("$ORCHARD_ROOT/scripts/python-env.sh" tf | tail -n 1)"
+ORCHARD_SETUP="${1:-test}"
+VENV="$("$ORCHARD_ROOT/scripts/python-env.sh" "$ORCHARD_SETUP" | tail -n 1)"
 # torch-sys reads libtorch's location from this Python (LIBTORCH_USE_PYTORCH); VIRTUAL_ENV makes it
 # call `python` from PATH, which is the environment's.
 export VIRTUAL_ENV="$VENV"
 export PATH="$VENV/bin:$PATH"
 export LIBTORCH_USE_PYTORCH=1
 export ORCHARD_PYTHON="$VENV/bin/python"
-ORCHARD_ELPV_DIR="$("$ORCHARD_PYTHON" -c 'import elpv_dataset, os; print(os.path.join(os.path.dirname(elpv_dataset.__file__), "data"))')"
-export ORCHARD_ELPV_DIR
+if [ "$ORCHARD_SETUP" = test ]; then
+  ORCHARD_ELPV_DIR="$("$ORCHARD_PYTHON" -c 'import elpv_dataset, os; print(os.path.join(os.path.dirname(elpv_dataset.__file__), "data"))')"
+  export ORCHARD_ELPV_DIR
+fi
 cd "$ORCHARD_ROOT"
 cargo build --release --locked -p orchard-cli >&2
 export ORCHARD_BIN="$ORCHARD_ROOT/target/release/orchard"
