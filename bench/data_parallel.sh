@@ -5,7 +5,7 @@
 # other two (6 steps each) are timed; ROUNDS rounds alternate the two, then the gradient all-reduce alone.
 # Usage: bench/data_parallel.sh [ROUNDS]   (default 3)
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/setup.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/setup.sh" test
 export OMP_WAIT_POLICY=PASSIVE
 rounds=${1:-3}
 work=$(mktemp -d)

@@ -2,7 +2,7 @@
 # Orchard's input pipeline against tf.data's on the same JPEGs, side by side in one run.
 # Usage: bench/input.sh [DATASET_DIR]   (default: 300 synthetic 2048x1365 JPEGs in bench-data/pp2048)
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/setup.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/setup.sh" test
 DIR="${1:-$ORCHARD_ROOT/bench-data/pp2048}"
 if [ ! -f "$DIR/train.csv" ]; then
   "$ORCHARD_BIN" data synth --out "$DIR" --train 300 --test 0 --size 2048x1365 --seed 7

@@ -3,7 +3,7 @@
 # EfficientNet-B0 and ResNet-50(V2) at 224, batch 16, in f32 (contiguous and channels-last) and bf16 autocast.
 # Usage: bench/model.sh [ARCH...]   (default: efficientnet_b0 resnet50_v2)
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/setup.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/setup.sh" test
 export OMP_WAIT_POLICY=PASSIVE
 ARCHS=("${@:-efficientnet_b0 resnet50_v2}")
 for arch in ${ARCHS[@]}; do

@@ -4,7 +4,7 @@
 # and the wall time.
 # Usage: bench/train_synth.sh [DATA_DIR]   (default: bench-data/synth2k, made when missing)
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/setup.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/setup.sh" test
 DIR="${1:-$ORCHARD_ROOT/bench-data/synth2k}"
 if [ ! -f "$DIR/train.csv" ]; then
   "$ORCHARD_BIN" data synth --out "$DIR" --train 2000 --test 0 --size 192x128 --seed 12

@@ -16,7 +16,8 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
-ORCHARD_SETUP="${1:-test}"
+# Sourced without an argument, $1 may be the caller's own: anything but "demo" means test.
+case "${1:-}" in demo) ORCHARD_SETUP=demo ;; *) ORCHARD_SETUP=test ;; esac
 VENV="$("$ORCHARD_ROOT/scripts/python-env.sh" "$ORCHARD_SETUP" | tail -n 1)"
 # torch-sys reads libtorch's location from this Python (LIBTORCH_USE_PYTORCH); VIRTUAL_ENV makes it
 # call `python` from PATH, which is the environment's.

