@@ -22,3 +22,22 @@ pub fn link_libtorch() {
     }
     println!("cargo:rustc-link-arg=-Wl,--as-needed");
 }
+
+/// The name of the compile-time variable [`libtorch_version`] sets.
+pub const LIBTORCH_VERSION_ENV: &str = "ORCHARD_LIBTORCH_VERSION";
+
+/// Sets [`LIBTORCH_VERSION_ENV`] for the calling crate to the version of the libtorch it links (read from
+/// the wheel's `torch/version.py`, or a standalone libtorch's `build-version`; `unknown` when neither is
+/// there): neither tch nor torch-sys exports it, and a report should say which libtorch trained its models.
+pub fn libtorch_version() {
+    let version = std::env::var("DEP_TCH_LIBTORCH_LIB").ok().and_then(|lib| {
+        let root = std::path::Path::new(&lib).parent()?.to_path_buf();
+        println!("cargo:rerun-if-changed={}", root.join("version.py").display());
+        let from_python = std::fs::read_to_string(root.join("version.py")).ok().and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("__version__"))?;
+            Some(line.split(['\'', '"']).nth(1)?.to_string())
+        });
+        from_python.or_else(|| Some(std::fs::read_to_string(root.join("build-version")).ok()?.trim().to_string()))
+    });
+    println!("cargo:rustc-env={LIBTORCH_VERSION_ENV}={}", version.unwrap_or_else(|| "unknown".into()));
+}

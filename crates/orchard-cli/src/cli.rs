@@ -48,4 +48,6 @@ pub enum Command {
     Run(crate::run_cmd::RunArgs),
     /// Write an experiment's units as a Slurm job array or a Kubernetes Indexed Job.
     Plan(crate::plan_cmd::PlanArgs),
+    /// Write a self-contained HTML report of an experiment or a training run.
+    Report(crate::report_cmd::ReportArgs),
 }

@@ -18,6 +18,7 @@
 //! | `classify` | `classify_cmd` | orchard-infer |
 //! | `run` | `run_cmd`, `parallel_units` | orchard-experiment |
 //! | `plan` | `plan_cmd` | orchard-experiment |
+//! | `report` | `report_cmd` | orchard-report |
 //!
 //! Flags several commands share, and the value types flags parse into, are in `args`; `usage` holds the error
 //! of arguments that make no sense together. Exit codes: 0 success, 1 failure, 2 bad input data or usage.
@@ -35,6 +36,7 @@ mod models_cmd;
 mod parallel_units;
 mod plan_cmd;
 mod predict_cmd;
+mod report_cmd;
 mod run_cmd;
 mod schedule_cmd;
 mod train_cmd;
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         cli::Command::Distill(args) => distill_cmd::run(args),
         cli::Command::Run(args) => run_cmd::run(args),
         cli::Command::Plan(args) => plan_cmd::run(args),
+        cli::Command::Report(args) => report_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -113,10 +116,12 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             || e.downcast_ref::<orchard_experiment::ExperimentError>()
                 .is_some_and(orchard_experiment::ExperimentError::is_bad_input)
     });
+    let bad_report =
+        err.chain().any(|e| e.downcast_ref::<orchard_report::ReportError>().is_some_and(|e| e.is_bad_input()));
     let bad_units = err.chain().any(|e| e.downcast_ref::<parallel_units::UnitsFailed>().is_some_and(|f| f.bad_input));
     let bad_rank_input =
         err.chain().any(|e| e.downcast_ref::<launch_cmd::RankFailed>().is_some_and(|f| f.code == Some(2)));
-    if bad_data || bad_ensemble_input || bad_run_input || bad_rank_input || bad_units {
+    if bad_data || bad_ensemble_input || bad_run_input || bad_rank_input || bad_units || bad_report {
         2
     } else {
         1

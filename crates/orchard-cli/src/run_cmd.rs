@@ -157,6 +157,12 @@ pub fn run(args: RunArgs) -> Result<()> {
     let summary = gather::gather(&experiment)?;
     print!("{summary}");
     println!("wrote {}", experiment.out.join("summary.json").display());
+    let report =
+        crate::report_cmd::write(&experiment.out, None, Some(experiment.data.clone()), orchard_report::GALLERY);
+    match report {
+        Ok(path) => println!("report: {}", path.display()),
+        Err(e) => eprintln!("warning: no report: {e:#}"),
+    }
     Ok(())
 }
 

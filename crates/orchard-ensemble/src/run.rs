@@ -49,6 +49,10 @@ pub struct Outcome {
     pub predictions: Predictions,
     /// The combination applied to the out-of-fold rows (by what was fitted on all of them), when given.
     pub oof_predictions: Option<Vec<f64>>,
+    /// The out-of-fold rows as the cross-validated AUC scores them, when given: each row combined by what
+    /// was fitted without its fold (with nothing fitted, the same as `oof_predictions`). Honest, unlike
+    /// `oof_predictions` of a fitted combiner, so a report can draw ROC curves and confusion matrices of it.
+    pub held_out_predictions: Option<Vec<f64>>,
     /// Scores, weights, correlation.
     pub summary: Summary,
 }
@@ -70,7 +74,7 @@ pub fn run(combiner: &Combiner, label: &str, test: &Aligned, oof: Option<&Oof>, 
         Ok((o, folds))
     };
 
-    let (blend, cv) = match combiner {
+    let (blend, cv, held_out) = match combiner {
         Combiner::Fixed { method, weights } => {
             let weights = combine::normalised_weights(weights.as_deref(), test_members.len())?;
             let blend = match *method {
@@ -79,7 +83,7 @@ pub fn run(combiner: &Combiner, label: &str, test: &Aligned, oof: Option<&Oof>, 
                 Method::Geometric => Blend::Geometric { weights },
                 Method::Power(power) => Blend::Power { power, weights },
             };
-            (blend, None)
+            (blend, None, None)
         }
         Combiner::Search { search, ranks } => {
             let (o, folds) = needs_folds("a weight search")?;
@@ -92,12 +96,13 @@ pub fn run(combiner: &Combiner, label: &str, test: &Aligned, oof: Option<&Oof>, 
                 search::cross_validate(&members, &o.truth, k, folds, search, task)?
             };
             let weights = report.weights;
-            (if *ranks { Blend::Rank { weights } } else { Blend::Mean { weights } }, Some(report.cv))
+            let blend = if *ranks { Blend::Rank { weights } } else { Blend::Mean { weights } };
+            (blend, Some(report.cv), Some(report.held_out))
         }
         Combiner::Stack(config) => {
             let (o, folds) = needs_folds("stacking")?;
             let report = stacking::cross_validate(&o.members.member_slices(), &o.truth, k, task, folds, config)?;
-            (Blend::Stack { log_floor: LOG_FLOOR, model: report.model }, Some(report.cv))
+            (Blend::Stack { log_floor: LOG_FLOOR, model: report.model }, Some(report.cv), Some(report.held_out))
         }
     };
     let values = apply(&blend, &test_members, k, task)?;
@@ -137,7 +142,8 @@ pub fn run(combiner: &Combiner, label: &str, test: &Aligned, oof: Option<&Oof>, 
         thresholds: None,
     };
     let predictions = Predictions::new(&test.id_column, test.classes.clone(), test.ids.clone(), values);
-    Ok(Outcome { blend, predictions, oof_predictions: oof_values, summary })
+    let held_out_predictions = held_out.or_else(|| oof_values.clone());
+    Ok(Outcome { blend, predictions, oof_predictions: oof_values, held_out_predictions, summary })
 }
 
 /// The ensemble's predictions (`rows × n_classes`) from the members' (each `rows × n_classes`, in the blend's

@@ -299,6 +299,8 @@ pub struct SearchReport {
     pub fold_weights: Vec<Vec<f64>>,
     /// Held-out scores of those weights: the honest estimate.
     pub cv: CvScores,
+    /// Every row blended by the weights found without its fold (`rows × n_classes`): what `cv` scores.
+    pub held_out: Vec<f64>,
 }
 
 /// Runs `search` on all rows and cross-validated over `folds` (the fold of every row). Both scores are of
@@ -326,6 +328,6 @@ pub fn cross_validate(
     let in_sample_auc = orchard_metrics::mean_column_auc(truth, &blend(&weights, &all)?, n_classes)?.mean;
     let fit = |rows: &[usize]| Ok(search.run(&Scorer::new(members, truth, n_classes, rows)?));
     let predict = |w: &Vec<f64>, rows: &[usize]| blend(w, rows);
-    let (cv, _, fold_weights) = cv::cross_validate(truth, n_classes, folds, fit, predict)?;
-    Ok(SearchReport { weights, in_sample_auc, fold_weights, cv })
+    let (cv, held_out, fold_weights) = cv::cross_validate(truth, n_classes, folds, fit, predict)?;
+    Ok(SearchReport { weights, in_sample_auc, fold_weights, cv, held_out })
 }

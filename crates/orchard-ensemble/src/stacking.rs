@@ -259,6 +259,8 @@ pub struct StackReport {
     pub in_sample_auc: Option<f64>,
     /// Held-out scores: the honest estimate.
     pub cv: CvScores,
+    /// Every row predicted by the model fitted without its fold (`rows × n_classes`): what `cv` scores.
+    pub held_out: Vec<f64>,
 }
 
 /// Fits on all rows and cross-validates over `folds`.
@@ -275,6 +277,6 @@ pub fn cross_validate(
     let in_sample = orchard_metrics::mean_column_auc(truth, &predict(&model, members, n_classes, &all), n_classes)?;
     let fit = |rows: &[usize]| config.fit(members, truth, n_classes, task, rows);
     let predict = |m: &StackModel, rows: &[usize]| Ok(predict(m, members, n_classes, rows));
-    let (cv, _, _) = cv::cross_validate(truth, n_classes, folds, fit, predict)?;
-    Ok(StackReport { model, in_sample_auc: in_sample.mean, cv })
+    let (cv, held_out, _) = cv::cross_validate(truth, n_classes, folds, fit, predict)?;
+    Ok(StackReport { model, in_sample_auc: in_sample.mean, cv, held_out })
 }

@@ -2,8 +2,10 @@
 //! models merged (`OUT/members/<name>/oof.csv`) and their averaged test predictions
 //! (`OUT/members/<name>/test.csv`), both with the experiment's TTA; then the ensemble fitted on the
 //! out-of-fold rows (weights searched, with the search cross-validated over the folds), the submission
-//! (`OUT/submission.csv`, checked as `orchard submission check` does), the summary (`OUT/summary.json`) and
-//! the manifest a server loads (`OUT/manifest.json`).
+//! (`OUT/submission.csv`, checked as `orchard submission check` does), the ensemble's out-of-fold
+//! predictions (`OUT/oof.csv`, each row by the blend fitted without its fold: what the cross-validated AUC
+//! scores, and what a report draws), the summary (`OUT/summary.json`) and the manifest a server loads
+//! (`OUT/manifest.json`).
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +13,7 @@ use orchard_data::dataset::read_truth;
 use orchard_ensemble::aligned::{align, Aligned};
 use orchard_ensemble::run::{self, Oof, Outcome};
 use orchard_ensemble::submission::{self, Sample, TestIds};
-use orchard_files::experiment_summary::{ExperimentSummary, MemberReport};
+use orchard_files::experiment_summary::{ExperimentSummary, MemberReport, ENSEMBLE_OOF};
 use orchard_files::manifest::{Manifest, MemberModel, PixelNormalization, FORMAT};
 use orchard_files::state::{BEST, LAST};
 use orchard_files::{Predictions, RunState, Task, Truth, Tta};
@@ -87,6 +89,10 @@ pub fn gather(experiment: &Experiment) -> Result<ExperimentSummary> {
     let mut outcome = run::run(&combiner, &experiment.ensemble.label(), &test, Some(&oof), truth.task)?;
 
     let rows = write_submission(experiment, &test, &oof, &mut outcome, truth.task)?;
+    if let Some(values) = outcome.held_out_predictions.take() {
+        let (ids, classes) = (oof.members.ids.clone(), outcome.predictions.classes.clone());
+        Predictions::new(&oof.members.id_column, classes, ids, values).write(&experiment.out.join(ENSEMBLE_OOF))?;
+    }
     let manifest = Manifest {
         format: FORMAT,
         classes: test.classes.clone(),

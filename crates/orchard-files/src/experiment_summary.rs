@@ -13,6 +13,9 @@ use crate::FileError;
 
 /// The summary's file name in the experiment directory (the text form is beside it, `summary.txt`).
 pub const SUMMARY: &str = "summary.json";
+/// The ensemble's out-of-fold predictions in the experiment directory: each row combined by what was fitted
+/// without its fold, the rows the cross-validated AUC scores.
+pub const ENSEMBLE_OOF: &str = "oof.csv";
 
 /// One member's results.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -15,6 +15,37 @@ use crate::{check_finite, check_matrix, MetricError};
 /// Errors: lengths differ, no samples, a non-finite score, or only one class present
 /// ([`MetricError::Undefined`], where scikit-learn raises and older versions returned NaN).
 pub fn roc_auc(labels: &[bool], scores: &[f64]) -> Result<f64, MetricError> {
+    let groups = tied_groups(labels, scores)?;
+    // Walk the groups in increasing score; each positive beats every negative below its group and ties
+    // with each negative in it.
+    let mut twice_u: u128 = 0;
+    let mut negatives_below: u128 = 0;
+    for g in &groups.groups {
+        let (p, n) = (g.positives as u128, g.negatives as u128);
+        twice_u += 2 * p * negatives_below + p * n;
+        negatives_below += n;
+    }
+    Ok(twice_u as f64 / (2 * groups.positives as u128 * groups.negatives as u128) as f64)
+}
+
+/// The samples of one distinct score.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Group {
+    pub score: f64,
+    pub positives: usize,
+    pub negatives: usize,
+}
+
+/// Samples grouped by distinct score, in increasing score, with the totals.
+pub(crate) struct Groups {
+    pub groups: Vec<Group>,
+    pub positives: usize,
+    pub negatives: usize,
+}
+
+/// Checks binary labels and their scores (same length, some samples, finite scores, both classes present)
+/// and groups them by distinct score, lowest first: what both the AUC and the ROC curve walk.
+pub(crate) fn tied_groups(labels: &[bool], scores: &[f64]) -> Result<Groups, MetricError> {
     if labels.len() != scores.len() {
         return Err(MetricError::Shape(format!("{} labels but {} scores", labels.len(), scores.len())));
     }
@@ -29,30 +60,23 @@ pub fn roc_auc(labels: &[bool], scores: &[f64]) -> Result<f64, MetricError> {
     }
     let mut order: Vec<usize> = (0..scores.len()).collect();
     // All finite, so total_cmp orders them numerically (it also puts -0.0 before 0.0, which would split a
-    // tie; normalise that by comparing with `==` when grouping below).
+    // tie; grouping compares with `==`, which joins them).
     order.sort_unstable_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-    // Walk groups of equal score in increasing order; each positive beats every negative below its group
-    // and ties with each negative in it.
-    let mut twice_u: u128 = 0;
-    let mut negatives_below: u128 = 0;
-    let mut start = 0;
-    while start < order.len() {
-        let value = scores[order[start]];
-        let mut end = start;
-        let (mut p, mut n) = (0u128, 0u128);
-        while end < order.len() && scores[order[end]] == value {
-            if labels[order[end]] {
-                p += 1;
-            } else {
-                n += 1;
-            }
-            end += 1;
+    let mut groups: Vec<Group> = Vec::new();
+    for i in order {
+        let score = scores[i];
+        match groups.last_mut() {
+            Some(g) if g.score == score => {}
+            _ => groups.push(Group { score, positives: 0, negatives: 0 }),
         }
-        twice_u += 2 * p * negatives_below + p * n;
-        negatives_below += n;
-        start = end;
+        let g = groups.last_mut().expect("pushed above");
+        if labels[i] {
+            g.positives += 1;
+        } else {
+            g.negatives += 1;
+        }
     }
-    Ok(twice_u as f64 / (2 * positives as u128 * negatives as u128) as f64)
+    Ok(Groups { groups, positives, negatives })
 }
 
 /// Per-class one-vs-rest ROC AUCs and their unweighted mean: the competition's "mean column-wise ROC AUC".

@@ -8,14 +8,20 @@
 //!
 //! - [`auc`]: binary ROC AUC and the mean column-wise AUC over classes.
 //! - [`multiclass`]: argmax accuracy and multi-class log loss.
+//! - [`roc`]: the ROC curve, point by point, for drawing it.
+//! - [`confusion`]: confusion matrices, per-class decision counts, precision, recall and F1.
 //! - [`schedule`]: learning-rate schedules evaluated at a (possibly fractional) epoch.
 
 pub mod auc;
+pub mod confusion;
 pub mod multiclass;
+pub mod roc;
 pub mod schedule;
 
 pub use auc::{mean_column_auc, roc_auc, ColumnAuc};
+pub use confusion::{confusion_matrix, thresholded_counts, BinaryCounts, ClassScores, ConfusedPair, Confusion};
 pub use multiclass::{accuracy, log_loss, LOG_LOSS_EPS};
+pub use roc::{roc_curve, RocPoint};
 pub use schedule::{OneCycle, Reference, Schedule, WarmupCosine};
 
 /// Why a metric could not be computed. Never a panic and never a NaN: callers decide what to report.

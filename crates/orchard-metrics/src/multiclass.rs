@@ -9,7 +9,7 @@ use crate::{check_matrix, MetricError};
 pub const LOG_LOSS_EPS: f64 = f64::EPSILON;
 
 /// Index of the largest value of a row; the first one on ties, as `numpy.argmax`.
-fn argmax(row: &[f64]) -> usize {
+pub(crate) fn argmax(row: &[f64]) -> usize {
     let mut best = 0;
     for (i, &v) in row.iter().enumerate() {
         if v > row[best] {

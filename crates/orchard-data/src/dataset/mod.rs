@@ -53,7 +53,7 @@ pub use describe::{describe, Description, ImageStats, Spread};
 use folders::collect_folders;
 use layout::Config;
 use tables::collect_table;
-pub use truth::read_truth;
+pub use truth::{read_truth, truth_of};
 use validate::finish;
 
 /// The name of the optional file in a dataset's root that overrides layout detection.

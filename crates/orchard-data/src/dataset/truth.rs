@@ -5,7 +5,7 @@ use std::path::Path;
 
 use orchard_files::Truth;
 
-use super::{load, DatasetError, Layout, LoadOptions, Split};
+use super::{load, Dataset, DatasetError, Layout, LoadOptions, Split};
 
 /// Reads the truth at `path`: a dataset folder in any layout (its training split; images must exist), or a
 /// truth CSV (Kaggle one-hot, `image,label` or `image,labels`).
@@ -14,12 +14,18 @@ pub fn read_truth(path: &Path) -> Result<Truth, DatasetError> {
         return Ok(Truth::read_csv(path)?);
     }
     let (data, _) = load(path, Split::Train, &LoadOptions { skip_bad: false, check_images: false })?;
-    Ok(Truth {
-        file: path.to_path_buf(),
+    Ok(truth_of(&data))
+}
+
+/// The labels of a loaded (training) split, named after its root folder; for callers that need the samples'
+/// images too, such as a report's gallery.
+pub fn truth_of(data: &Dataset) -> Truth {
+    Truth {
+        file: data.root.clone(),
         values: data.samples.iter().flat_map(|s| s.target.iter().map(|&t| f64::from(t))).collect(),
-        ids: data.samples.into_iter().map(|s| s.id).collect(),
-        classes: data.classes,
+        ids: data.ids(),
+        classes: data.classes.clone(),
         task: data.task,
         from_labels: matches!(data.layout, Layout::SingleLabel | Layout::MultiLabel | Layout::Folders),
-    })
+    }
 }

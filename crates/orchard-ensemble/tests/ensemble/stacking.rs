@@ -53,6 +53,7 @@ fn stacking_cancels_shared_noise_held_out() {
         let cv = report.cv.mean_of_folds.unwrap();
         assert!(cv > best + 0.05, "{task}: stacking held out {cv} vs best member {best}");
         assert!(report.cv.folds.len() == 4 && report.in_sample_auc.unwrap() >= cv - 0.02, "{task}");
+        assert_eq!(mean_column_auc(&truth, &report.held_out, 3).unwrap(), report.cv.pooled, "{task}");
         eprintln!(
             "{task}: best member {best:.4}, stacking in-sample {:.4}, held out {cv:.4}",
             report.in_sample_auc.unwrap()
