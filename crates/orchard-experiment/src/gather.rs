@@ -85,6 +85,7 @@ pub fn gather(experiment: &Experiment) -> Result<ExperimentSummary> {
     let combiner = experiment.ensemble.combiner()?;
     let oof = Oof { members: oof, truth: targets, folds: Some(folds) };
     let mut outcome = run::run(&combiner, &experiment.ensemble.label(), &test, Some(&oof), truth.task)?;
+    let compared = crate::compare::score(&experiment.compare, &test, &oof, truth.task)?;
 
     let rows = write_submission(experiment, &test, &oof, &mut outcome, truth.task)?;
     let manifest = Manifest {
@@ -118,6 +119,7 @@ pub fn gather(experiment: &Experiment) -> Result<ExperimentSummary> {
         ensemble_auc,
         ensemble: outcome.summary,
         submission: Some((SUBMISSION.to_string(), rows)),
+        compared,
     };
     summary.write(&experiment.out)?;
     manifest.write(&experiment.out)?;

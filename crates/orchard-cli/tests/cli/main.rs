@@ -7,5 +7,6 @@ mod distributed;
 mod ensemble;
 mod plan;
 mod runs;
+mod starting;
 mod train;
 mod weights;
