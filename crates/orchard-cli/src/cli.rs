@@ -44,6 +44,8 @@ pub enum Command {
     Predict(crate::predict_cmd::PredictArgs),
     /// Soft targets for self-distillation: alpha · out-of-fold prediction + (1 − alpha) · label.
     Distill(crate::distill_cmd::DistillArgs),
+    /// Inspect a dataset and write a commented experiment file chosen for it, the device and weight files.
+    Init(crate::init_cmd::InitArgs),
     /// Run an experiment (members × folds, resumable), then predict, ensemble and write the submission.
     Run(crate::run_cmd::RunArgs),
     /// Write an experiment's units as a Slurm job array or a Kubernetes Indexed Job.

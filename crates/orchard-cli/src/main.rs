@@ -16,7 +16,8 @@
 //! | `distill` | `distill_cmd` | orchard-ensemble |
 //! | `weights import`, `weights inspect` | `weights_cmd` | orchard-models |
 //! | `classify` | `classify_cmd` | orchard-infer |
-//! | `run` | `run_cmd`, `parallel_units` | orchard-experiment |
+//! | `init` | `init_cmd` | orchard-experiment |
+//! | `run` (`--dry-run` too) | `run_cmd`, `parallel_units`, `run_progress` | orchard-experiment |
 //! | `plan` | `plan_cmd` | orchard-experiment |
 //! | `report` | `report_cmd` | orchard-report |
 //!
@@ -31,6 +32,7 @@ mod cli;
 mod data_cmd;
 mod distill_cmd;
 mod ensemble_cmd;
+mod init_cmd;
 mod launch_cmd;
 mod models_cmd;
 mod parallel_units;
@@ -38,6 +40,7 @@ mod plan_cmd;
 mod predict_cmd;
 mod report_cmd;
 mod run_cmd;
+mod run_progress;
 mod schedule_cmd;
 mod train_cmd;
 mod usage;
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         cli::Command::Classify(args) => classify_cmd::run(args),
         cli::Command::Predict(args) => predict_cmd::run(args),
         cli::Command::Distill(args) => distill_cmd::run(args),
+        cli::Command::Init(args) => init_cmd::run(args),
         cli::Command::Run(args) => run_cmd::run(args),
         cli::Command::Plan(args) => plan_cmd::run(args),
         cli::Command::Report(args) => report_cmd::run(args),

@@ -20,6 +20,7 @@ use orchard_experiment::units::{self, Unit};
 use orchard_files::config::Device;
 
 use crate::children::{describe, die_with_parent, openmp_threads};
+use crate::run_progress::Overall;
 
 /// Units of a parallel run that failed; exit code 2 when each failed on bad input.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,8 @@ struct Running {
 pub fn train(experiment: &Experiment, slots: &[Option<Device>], overrides: &[OsString], quiet: bool) -> Result<()> {
     let exe = std::env::current_exe()?;
     let mut todo: VecDeque<Unit> = units::incomplete(experiment)?.into_iter().map(|(unit, _)| unit).collect();
+    let total = experiment.units().len();
+    let mut overall = (!quiet).then(|| Overall::new(total, total - todo.len(), slots.len()));
     let on_gpus = slots.iter().any(|d| matches!(d, Some(Device::Cuda(_))));
     let threads = if on_gpus { None } else { openmp_threads(slots.len()) };
     let mut free: Vec<usize> = (0..slots.len()).rev().collect();
@@ -73,8 +76,8 @@ pub fn train(experiment: &Experiment, slots: &[Option<Device>], overrides: &[OsS
             }
             die_with_parent(&mut command);
             let child = command.spawn()?;
-            if !quiet {
-                eprintln!("unit {name}: started{} (log {})", on(slots[slot]), log.display());
+            if let Some(o) = &overall {
+                o.note(&format!("unit {name}: started{} (log {})", on(slots[slot]), log.display()));
             }
             running.push(Running { unit, slot, child, log, started: Instant::now() });
         }
@@ -93,8 +96,8 @@ pub fn train(experiment: &Experiment, slots: &[Option<Device>], overrides: &[OsS
             let name = experiment.unit_name(done.unit);
             let seconds = done.started.elapsed().as_secs_f64();
             if status.success() {
-                if !quiet {
-                    eprintln!("unit {name}: done{} in {seconds:.0} s", on(slots[done.slot]));
+                if let Some(o) = &mut overall {
+                    o.unit_done(&name, &on(slots[done.slot]), seconds);
                 }
             } else {
                 bad_input &= status.code() == Some(2);
@@ -105,6 +108,9 @@ pub fn train(experiment: &Experiment, slots: &[Option<Device>], overrides: &[OsS
                 ));
             }
         }
+    }
+    if let Some(o) = &overall {
+        o.finish();
     }
     if failures.is_empty() {
         Ok(())

@@ -1,26 +1,29 @@
 //! `orchard run EXPERIMENT.toml`: train every (member, fold) unit that is not complete (resuming partial
 //! ones), then predict, ensemble and write the submission and summary. `--only MEMBER/FOLD` trains one
 //! unit (for separate processes or machines), `--gather` does only the last part, `--status` lists the
-//! units. `--jobs N` or `--devices LIST` train several units at once, each in its own process
-//! (`parallel_units`). Under `orchard launch` (or torchrun, or `srun`) every process is a data-parallel
-//! replica of each unit in turn, and rank 0 gathers. The work is in `orchard-experiment`.
+//! units, `--dry-run` checks everything and estimates each unit's memory and time without training or
+//! writing anything. `--jobs N` or `--devices LIST` train several units at once, each in its own process
+//! (`parallel_units`); the units' overall progress is `run_progress`'s. Under `orchard launch` (or
+//! torchrun, or `srun`) every process is a data-parallel replica of each unit in turn, and rank 0 gathers.
+//! The work is in `orchard-experiment`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Args;
 use orchard_experiment::config::Experiment;
 use orchard_experiment::gather;
-use orchard_experiment::units::{self, Trained};
+use orchard_experiment::units::{self, Status, Trained};
 use orchard_files::config::Device;
 use orchard_torch::distributed::{ProcessGroup, Rendezvous};
 use orchard_train::progress::{Console, Progress, Silent};
 use orchard_train::replicas::{backend_for, replica_device, Replicas, DEFAULT_TIMEOUT};
 
 use crate::args::{DataArg, DeviceArg};
+use crate::run_progress::Overall;
 use crate::usage::UsageError;
 
 /// Run an experiment: members × folds, predictions with TTA, ensemble, submission.
@@ -37,6 +40,11 @@ pub struct RunArgs {
     /// Print every unit's status and stop.
     #[arg(long)]
     pub status: bool,
+    /// Check everything (paths, dataset, folds, architectures, sizes, devices, weight files against their
+    /// architectures) and print the units with each one's estimated memory and time per epoch, measured on
+    /// a few training steps on the device each member would use; train nothing, write nothing.
+    #[arg(long, conflicts_with_all = ["only", "gather", "status", "jobs", "devices"])]
+    pub dry_run: bool,
     /// Train N units at once, each in its own process on the default device (on a CPU, the cores shared).
     #[arg(long, conflicts_with_all = ["only", "devices", "gather", "status"])]
     pub jobs: Option<usize>,
@@ -77,6 +85,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         if let Some(device) = args.device.device {
             member.config.device = device;
         }
+    }
+    if args.dry_run {
+        print!("{}", orchard_experiment::dry_run::dry_run(&experiment)?);
+        return Ok(());
     }
     let rendezvous =
         Rendezvous::from_env().map_err(|e| UsageError(format!("the data-parallel job's variables: {e}")))?;
@@ -131,21 +143,42 @@ pub fn run(args: RunArgs) -> Result<()> {
             Some(name) => vec![experiment.find_unit(name)?],
             None => experiment.units(),
         };
+        let quiet = args.quiet || !writer;
+        let mut overall = match (quiet, &args.only) {
+            (false, None) => Some(Overall::new(todo.len(), todo.len() - units::incomplete(&experiment)?.len(), 1)),
+            _ => None,
+        };
         for unit in todo {
-            let mut progress: Box<dyn Progress> = if args.quiet { Box::new(Silent) } else { Box::new(Console::new()) };
+            let mut progress: Box<dyn Progress> = match (&overall, args.quiet) {
+                (_, true) => Box::new(Silent),
+                (Some(o), false) => Box::new(o.console()),
+                (None, false) => Box::new(Console::new()),
+            };
             let name = experiment.unit_name(unit);
-            let quiet = args.quiet || !writer;
-            if !quiet {
-                eprintln!("unit {name}: {} in {}", experiment.status(unit)?, experiment.unit_dir(unit).display());
+            let status = experiment.status(unit)?;
+            let line = format!("unit {name}: {status} in {}", experiment.unit_dir(unit).display());
+            match &overall {
+                Some(o) if !matches!(status, Status::Complete { .. }) => o.note(&line),
+                Some(_) => {}
+                None if !quiet => eprintln!("{line}"),
+                None => {}
             }
             let replicas = group.as_ref().map(|g| Replicas::over(g.clone()));
+            let started = Instant::now();
             match units::train(&experiment, unit, progress.as_mut(), replicas)? {
                 Trained::AlreadyComplete => {}
-                Trained::Trained { resumed_from, epochs_done } if !quiet => {
-                    eprintln!("unit {name}: trained epochs {resumed_from}..{epochs_done}");
-                }
-                Trained::Trained { .. } => {}
+                Trained::Trained { resumed_from, epochs_done } => match &mut overall {
+                    Some(o) => {
+                        let detail = format!(": epochs {resumed_from}..{epochs_done}");
+                        o.unit_done(&name, &detail, started.elapsed().as_secs_f64());
+                    }
+                    None if !quiet => eprintln!("unit {name}: trained epochs {resumed_from}..{epochs_done}"),
+                    None => {}
+                },
             }
+        }
+        if let Some(o) = &overall {
+            o.finish();
         }
         if args.only.is_some() {
             return Ok(());

@@ -9,6 +9,9 @@
 //!
 //! [ensemble]                  # as `orchard ensemble`'s flags; default: greedy weight search
 //! method = "search"
+//! [[ensemble.compare]]        # optional: other blends scored beside it (see `compare`)
+//! name = "equal"
+//! method = "mean"
 //!
 //! [predict]                   # optional: batch, device (default auto), workers of the gather step
 //! device = "cpu"
@@ -42,6 +45,7 @@ use orchard_files::{TrainConfig, Tta};
 use serde::Deserialize;
 use toml::{Table, Value};
 
+use crate::compare::{self, Compare};
 use crate::{ExperimentError, Result};
 
 /// The file as written.
@@ -56,8 +60,9 @@ struct File {
     seed: u64,
     #[serde(default)]
     tta: Tta,
+    /// A `CombinerSpec` and its `compare` blends.
     #[serde(default)]
-    ensemble: CombinerSpec,
+    ensemble: Table,
     #[serde(default)]
     predict: PredictSettings,
     #[serde(default)]
@@ -95,6 +100,8 @@ pub struct Experiment {
     pub seed: u64,
     pub tta: Tta,
     pub ensemble: CombinerSpec,
+    /// Blends reported beside the ensemble (`[[ensemble.compare]]`).
+    pub compare: Vec<Compare>,
     pub predict: PredictSettings,
     pub members: Vec<Member>,
 }
@@ -128,7 +135,10 @@ impl Experiment {
     /// Parses the text of an experiment file; `path` names it in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Experiment> {
         let bad = |message: String| ExperimentError::File { path: path.to_path_buf(), message };
-        let file: File = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let mut file: File = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let compare = file.ensemble.remove("compare");
+        let ensemble = CombinerSpec::deserialize(Value::Table(std::mem::take(&mut file.ensemble)))
+            .map_err(|e| bad(format!("[ensemble]: {}", e.message())))?;
         if file.folds < 2 {
             return Err(bad(format!(
                 "folds = {}: an experiment needs at least 2 folds (its ensemble is fitted on out-of-fold rows)",
@@ -143,7 +153,7 @@ impl Experiment {
                 "[defaults]: {key} is set by the experiment (one fold assignment and one directory per unit)"
             )));
         }
-        file.ensemble.combiner().map_err(|e| bad(format!("[ensemble]: {e}")))?;
+        ensemble.combiner().map_err(|e| bad(format!("[ensemble]: {e}")))?;
         let mut names = BTreeSet::new();
         let mut members = Vec::new();
         for (i, table) in file.members.iter().enumerate() {
@@ -154,6 +164,8 @@ impl Experiment {
             }
             members.push(member);
         }
+        let member_names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
+        let compare = compare.map(|c| compare::parse(c, &member_names)).transpose().map_err(bad)?.unwrap_or_default();
         Ok(Experiment {
             file: path.to_path_buf(),
             data: file.data,
@@ -161,7 +173,8 @@ impl Experiment {
             folds: file.folds,
             seed: file.seed,
             tta: file.tta,
-            ensemble: file.ensemble,
+            ensemble,
+            compare,
             predict: file.predict,
             members,
         })
@@ -305,6 +318,22 @@ lr = 0.01
             defaults.members[0].config,
             TrainConfig { data: defaults.members[0].config.data.clone(), ..TrainConfig::default() }
         );
+    }
+
+    #[test]
+    fn blends_to_compare_are_read_with_the_members_names() {
+        let text = FILE.replace(
+            "method = \"rank\"\n",
+            "method = \"rank\"\n[[ensemble.compare]]\nname = \"fixed\"\nmethod = \"weighted\"\nweights = { mnv2-wide = 3 }\n",
+        );
+        let e = Experiment::parse(&text, Path::new("e.toml")).unwrap();
+        assert_eq!((e.ensemble.method.as_str(), e.compare.len()), ("rank", 1));
+        assert_eq!((e.compare[0].name.as_str(), e.compare[0].spec.weights.clone()), ("fixed", Some(vec![0.0, 3.0])));
+        assert!(Experiment::parse(FILE, Path::new("e.toml")).unwrap().compare.is_empty());
+        let err = Experiment::parse(&text.replace("mnv2-wide = 3", "b1 = 3"), Path::new("e.toml")).unwrap_err();
+        assert!(err.to_string().contains("[[ensemble.compare]] \"fixed\": weights name \"b1\""), "{err}");
+        let err = Experiment::parse(&FILE.replace("method = \"rank\"", "methd = \"rank\""), Path::new("e.toml"));
+        assert!(err.unwrap_err().to_string().contains("[ensemble]: unknown field `methd`"));
     }
 
     #[test]

@@ -87,6 +87,7 @@ pub fn gather(experiment: &Experiment) -> Result<ExperimentSummary> {
     let combiner = experiment.ensemble.combiner()?;
     let oof = Oof { members: oof, truth: targets, folds: Some(folds) };
     let mut outcome = run::run(&combiner, &experiment.ensemble.label(), &test, Some(&oof), truth.task)?;
+    let compared = crate::compare::score(&experiment.compare, &test, &oof, truth.task)?;
 
     let rows = write_submission(experiment, &test, &oof, &mut outcome, truth.task)?;
     if let Some(values) = outcome.held_out_predictions.take() {
@@ -124,6 +125,7 @@ pub fn gather(experiment: &Experiment) -> Result<ExperimentSummary> {
         ensemble_auc,
         ensemble: outcome.summary,
         submission: Some((SUBMISSION.to_string(), rows)),
+        compared,
     };
     summary.write(&experiment.out)?;
     manifest.write(&experiment.out)?;

@@ -14,6 +14,10 @@
 //! - [`gather`]: predictions, the ensemble, the submission, the summary and the manifest (the files are
 //!   `orchard-files`').
 //! - [`plan`]: the units as a Slurm job array or a Kubernetes Indexed Job.
+//! - [`compare`]: other blends of the members, scored beside the ensemble (`[[ensemble.compare]]`).
+//! - [`check`] and [`dry_run`]: everything a run needs checked at once, and its units' memory and time
+//!   measured, without training or writing anything (`orchard run --dry-run`).
+//! - [`init`]: a first experiment file chosen for a dataset, a device and weight files (`orchard init`).
 //!
 //! ```no_run
 //! use orchard_experiment::{config::Experiment, gather, units};
@@ -28,10 +32,17 @@
 //! println!("{}", report.text());
 //! ```
 
+pub mod check;
+pub mod compare;
 pub mod config;
+pub mod dry_run;
 pub mod gather;
+mod human;
+pub mod init;
 pub mod plan;
 pub mod units;
+
+pub use human::{bytes_text, duration_text};
 
 use std::path::PathBuf;
 
@@ -51,6 +62,9 @@ pub enum ExperimentError {
     /// Units are not all complete (gathering), or an unknown unit was named.
     #[error("{0}")]
     Units(String),
+    /// What checking an experiment (or the choices for a new one) found wrong, every problem at once.
+    #[error("{path}: {} problem(s), nothing was run or written:\n  {}", problems.len(), problems.join("\n  "))]
+    Problems { path: PathBuf, problems: Vec<String> },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -76,6 +90,7 @@ impl ExperimentError {
         match self {
             ExperimentError::File { .. }
             | ExperimentError::Units(_)
+            | ExperimentError::Problems { .. }
             | ExperimentError::Dataset(_)
             | ExperimentError::Folds(_) => true,
             ExperimentError::Unit { source, .. } => source.is_bad_input(),

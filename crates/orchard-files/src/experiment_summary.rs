@@ -49,6 +49,25 @@ pub struct ExperimentSummary {
     pub ensemble: Summary,
     /// The submission written (relative to the experiment directory) and its rows.
     pub submission: Option<(String, usize)>,
+    /// Other blends of the same members the experiment asked to compare (`[[ensemble.compare]]`), scored
+    /// on the same out-of-fold rows; empty in summaries written before they existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compared: Vec<ComparedBlend>,
+}
+
+/// A blend reported beside the ensemble: what it would have scored, not what was submitted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ComparedBlend {
+    pub name: String,
+    /// The combiner, as the ensemble's is named (`weighted`, `rank`, `search (greedy, probabilities)`, ...).
+    pub method: String,
+    /// Each member's weight, summing to 1, for the weighted combiners.
+    pub weights: Option<Vec<f64>>,
+    /// Mean column-wise AUC of the blend on the out-of-fold rows (in-sample for a fitted blend).
+    pub oof_auc: Option<f64>,
+    /// For a fitted blend (search, stack), its held-out AUC cross-validated over the folds, as the
+    /// ensemble's is.
+    pub cv_auc: Option<f64>,
 }
 
 impl ExperimentSummary {
@@ -95,9 +114,83 @@ impl fmt::Display for ExperimentSummary {
                 auc_text(self.ensemble_auc)
             )?;
         }
+        if !self.compared.is_empty() {
+            writeln!(f, "compared blends (out-of-fold AUC; cross-validated for fitted ones), not submitted:")?;
+            let width = self.compared.iter().map(|c| c.name.len()).max().unwrap_or(0);
+            for c in &self.compared {
+                let weights = c.weights.as_ref().map_or_else(String::new, |w| {
+                    let parts: Vec<String> =
+                        self.members.iter().zip(w).map(|(m, w)| format!("{} {w:.3}", m.name)).collect();
+                    format!("; weights {}", parts.join(", "))
+                });
+                let cv = c.cv_auc.map_or_else(String::new, |v| format!(", cross-validated {v:.4}"));
+                writeln!(f, "  {:<width$}  {}: {}{cv}{weights}", c.name, c.method, auc_text(c.oof_auc))?;
+            }
+        }
         if let Some((file, rows)) = &self.submission {
             writeln!(f, "submission: {file} ({rows} rows, checked)")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(compared: Vec<ComparedBlend>) -> ExperimentSummary {
+        let member = |name: &str| MemberReport {
+            name: name.into(),
+            arch: "efficientnet_b0".into(),
+            size: Some((32, 32)),
+            epochs: 1,
+            monitor: "val_auc".into(),
+            fold_best: vec![Some(0.9)],
+            oof_auc_without_tta: Some(0.9),
+            oof_auc: Some(0.91),
+        };
+        ExperimentSummary {
+            folds: 2,
+            tta: Tta::Flips,
+            members: vec![member("b7"), member("b6")],
+            best_member: Some(("b7".into(), 0.91)),
+            ensemble_auc: Some(0.93),
+            ensemble: Summary {
+                method: "search (greedy, probabilities)".into(),
+                classes: vec!["a".into(), "b".into()],
+                files: vec!["b7".into(), "b6".into()],
+                members: vec![],
+                weights: Some(vec![0.5, 0.5]),
+                ensemble_oof: None,
+                cv: None,
+                correlation: vec![],
+                correlation_of: "oof".into(),
+                thresholds: None,
+            },
+            submission: None,
+            compared,
+        }
+    }
+
+    #[test]
+    fn compared_blends_are_reported_and_older_summaries_still_read() {
+        let reference = ComparedBlend {
+            name: "reference".into(),
+            method: "weighted".into(),
+            weights: Some(vec![2.0 / 3.0, 1.0 / 3.0]),
+            oof_auc: Some(0.9215),
+            cv_auc: None,
+        };
+        let with = summary(vec![reference]);
+        let text = with.text();
+        assert!(text.contains("  reference  weighted: 0.9215; weights b7 0.667, b6 0.333\n"), "{text}");
+        let json = serde_json::to_value(&with).unwrap();
+        assert_eq!(serde_json::from_value::<ExperimentSummary>(json).unwrap(), with);
+
+        let mut old = serde_json::to_value(summary(vec![])).unwrap();
+        assert!(old.get("compared").is_none(), "nothing written when nothing was compared");
+        old.as_object_mut().unwrap().remove("compared");
+        let read: ExperimentSummary = serde_json::from_value(old).unwrap();
+        assert!(read.compared.is_empty() && !read.text().contains("compared"));
     }
 }

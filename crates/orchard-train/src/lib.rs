@@ -4,6 +4,7 @@
 //! - [`optim`]: Adam (Keras' formula, the reference), AdamW and SGD with state we can checkpoint;
 //! - [`loss`]: softmax and sigmoid cross-entropy with label smoothing, soft targets and class weights;
 //! - [`ema`]: the exponential moving average of the weights;
+//! - [`estimate`]: a run's memory and time, measured on a few steps before it starts;
 //! - [`network`]: a classifier set up to train (device, memory layout, variables in a stable order);
 //! - [`replicas`]: data-parallel training over several processes (libtorch's c10d), the seam between the
 //!   backward pass and the optimizer step;
@@ -22,10 +23,11 @@
 
 pub mod amp;
 pub mod ema;
+pub mod estimate;
 pub mod loss;
 pub mod network;
 pub mod optim;
-mod pretrained;
+pub mod pretrained;
 pub mod progress;
 pub mod replicas;
 mod targets;

@@ -6,7 +6,7 @@ use orchard_files::RunState;
 use orchard_models::weights::checkpoint::{self, CheckpointError};
 use orchard_models::weights::{self, LoadOptions};
 use orchard_models::{LayerGroup, ModelSpec};
-use tch::nn;
+use tch::{nn, Device};
 
 /// Loads every backbone variable of `vs` (all but `head`'s) from `path`: an Orchard training checkpoint
 /// (`best.ckpt`, `last.ckpt`) or any weight file `orchard weights import` reads (Keras HDF5, PyTorch `.pth`,
@@ -21,6 +21,16 @@ pub fn load_backbone(vs: &nn::VarStore, spec: &ModelSpec, head: &LayerGroup, pat
         }
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Whether `path` can start a backbone of `arch`, as a run would load it: into a fresh model on the CPU,
+/// thrown away afterwards. The error names every missing or mis-shaped tensor.
+pub fn check(arch: &str, path: &Path) -> Result<(), String> {
+    let spec = orchard_models::spec(arch).map_err(|e| e.to_string())?;
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = orchard_models::build(arch, &vs.root(), Some(1)).map_err(|e| e.to_string())?;
+    let head = model.layer_groups().pop().expect("a classifier with a head has a head group");
+    load_backbone(&vs, &spec, &head, path)
 }
 
 fn from_run(

@@ -1,10 +1,11 @@
-//! Progress of a run: a bar per epoch with images/second, loss and ETA on a terminal, one plain line per
-//! epoch otherwise, nothing with `--quiet`.
+//! Progress of a run: a bar per epoch with images/second, loss and ETA on a terminal (under other bars
+//! when given a `MultiProgress`, such as an experiment's overall progress), one plain line per epoch
+//! otherwise, nothing with `--quiet`.
 
 use std::io::IsTerminal;
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use orchard_files::history::EpochRecord;
 
@@ -28,6 +29,8 @@ impl Progress for Silent {
 /// Writes to standard error: a progress bar when it is a terminal, plain lines when it is not.
 pub struct Console {
     bar: Option<ProgressBar>,
+    /// The bars this one's go under, and above which its lines print.
+    multi: Option<MultiProgress>,
     terminal: bool,
     started: Instant,
     images: usize,
@@ -39,12 +42,20 @@ impl Console {
     pub fn new() -> Self {
         Console {
             bar: None,
+            multi: None,
             terminal: std::io::stderr().is_terminal(),
             started: Instant::now(),
             images: 0,
             loss_sum: 0.0,
             batches: 0,
         }
+    }
+}
+
+impl Console {
+    /// A console whose epoch bars go below the bars of `multi` and whose lines print above them.
+    pub fn under(multi: MultiProgress) -> Self {
+        Console { multi: Some(multi), ..Console::new() }
     }
 }
 
@@ -65,7 +76,10 @@ impl Progress for Console {
                     .progress_chars("=> "),
             );
             bar.set_prefix(format!("{}/{}", epoch + 1, epochs));
-            self.bar = Some(bar);
+            self.bar = Some(match &self.multi {
+                Some(multi) => multi.add(bar),
+                None => bar,
+            });
         }
     }
 
@@ -85,10 +99,16 @@ impl Progress for Console {
             bar.finish_and_clear();
         }
         let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
-        eprintln!(
+        let line = format!(
             "epoch {} lr {:.3e} train_loss {:.4} val_loss {} val_acc {} val_auc {} ({:.1} img/s, {:.0}+{:.0} s); best {monitor} {}{}",
             r.epoch, r.lr, r.train_loss, opt(r.val_loss), opt(r.val_accuracy), opt(r.val_auc), r.images_per_second, r.train_seconds, r.val_seconds,
             opt(best), if stopped_early { "; early stop" } else { "" }
         );
+        match (&self.multi, self.terminal) {
+            (Some(multi), true) => {
+                let _ = multi.println(line);
+            }
+            _ => eprintln!("{line}"),
+        }
     }
 }

@@ -52,3 +52,8 @@ pub fn python(args: &[&str]) -> String {
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The site-packages folder of the Python that holds the weight packages (`ORCHARD_PYTHON`).
+pub fn site_packages() -> PathBuf {
+    PathBuf::from(python(&["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).trim())
+}

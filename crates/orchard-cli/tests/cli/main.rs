@@ -8,5 +8,6 @@ mod ensemble;
 mod plan;
 mod report;
 mod runs;
+mod starting;
 mod train;
 mod weights;

@@ -15,12 +15,7 @@ use orchard_files::manifest::{Blend, Manifest};
 use orchard_files::{Predictions, RunState};
 use orchard_models::weights::checkpoint;
 
-use crate::common::{check_submission, cmd, ok, orchard, python, s, synth, text};
-
-/// The site-packages folder of the Python that holds the weight packages (`ORCHARD_PYTHON`).
-fn site_packages() -> PathBuf {
-    PathBuf::from(python(&["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).trim())
-}
+use crate::common::{check_submission, cmd, ok, orchard, s, site_packages, synth, text};
 
 /// A CSV of `image_id` + numbers, as id → row.
 fn table(path: &Path) -> (Vec<String>, HashMap<String, Vec<f64>>) {
