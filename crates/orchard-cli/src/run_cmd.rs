@@ -22,7 +22,7 @@ use orchard_torch::distributed::{ProcessGroup, Rendezvous};
 use orchard_train::progress::{Console, Progress, Silent};
 use orchard_train::replicas::{backend_for, replica_device, Replicas, DEFAULT_TIMEOUT};
 
-use crate::args::{DataArg, DeviceArg};
+use crate::args::DataArg;
 use crate::run_progress::Overall;
 use crate::usage::UsageError;
 
@@ -51,9 +51,10 @@ pub struct RunArgs {
     /// Train one unit at a time on each of these devices, e.g. cuda:0,cuda:1 (list one twice for two units).
     #[arg(long, value_delimiter = ',', conflicts_with_all = ["only", "gather", "status"])]
     pub devices: Option<Vec<Device>>,
-    /// Every member on this device, instead of each member's.
-    #[command(flatten)]
-    pub device: DeviceArg,
+    /// Every member on this device (cpu, cuda, cuda:N or auto), instead of each member's own (`device` in
+    /// `[defaults]` or the member, `auto` when unset).
+    #[arg(long)]
+    pub device: Option<Device>,
     /// Instead of the file's `data`.
     #[command(flatten)]
     pub data: DataArg,
@@ -82,7 +83,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     for member in &mut experiment.members {
         member.config.quiet |= args.quiet;
-        if let Some(device) = args.device.device {
+        if let Some(device) = args.device {
             member.config.device = device;
         }
     }
@@ -102,7 +103,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     let slots = match (args.jobs, args.devices) {
         (Some(0), _) => return Err(UsageError("--jobs must be at least 1".into()).into()),
-        (Some(jobs), _) => Some(vec![args.device.device; jobs]),
+        (Some(jobs), _) => Some(vec![args.device; jobs]),
         (None, Some(devices)) if devices.is_empty() => return Err(UsageError("--devices lists none".into()).into()),
         (None, devices) => devices.map(|d| d.into_iter().map(Some).collect()),
     };
@@ -192,6 +193,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     println!("wrote {}", experiment.out.join("summary.json").display());
     let report =
         crate::report_cmd::write(&experiment.out, None, Some(experiment.data.clone()), orchard_report::GALLERY);
+    // The last lines: the results, then where they are.
+    print!("\n{}", summary.recap());
+    if let Some((file, rows)) = &summary.submission {
+        println!("submission: {} ({rows} rows, checked)", experiment.out.join(file).display());
+    }
     match report {
         Ok(path) => println!("report: {}", path.display()),
         Err(e) => eprintln!("warning: no report: {e:#}"),

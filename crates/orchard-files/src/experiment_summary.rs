@@ -85,6 +85,20 @@ impl ExperimentSummary {
     pub fn text(&self) -> String {
         self.to_string()
     }
+
+    /// The two lines a run ends with: every member's out-of-fold AUC, then the ensemble's and its margin over
+    /// the best member (what a person wants to know first, after the detail above them).
+    pub fn recap(&self) -> String {
+        let members: Vec<String> = self.members.iter().map(|m| format!("{} {}", m.name, auc_text(m.oof_auc))).collect();
+        let mut text = format!("members' out-of-fold AUC (TTA {}): {}\n", self.tta, members.join(", "));
+        text += &format!("ensemble's cross-validated AUC: {}", auc_text(self.ensemble_auc));
+        if let (Some(ensemble), Some((name, best))) = (self.ensemble_auc, &self.best_member) {
+            let margin = ensemble - best;
+            let word = if margin >= 0.0 { "above" } else { "below" };
+            text += &format!(", {:.4} {word} the best member ({name})", margin.abs());
+        }
+        text + "\n"
+    }
 }
 
 impl fmt::Display for ExperimentSummary {
@@ -192,5 +206,18 @@ mod tests {
         old.as_object_mut().unwrap().remove("compared");
         let read: ExperimentSummary = serde_json::from_value(old).unwrap();
         assert!(read.compared.is_empty() && !read.text().contains("compared"));
+    }
+
+    #[test]
+    fn the_recap_names_every_member_and_the_margin_over_the_best() {
+        let mut s = summary(vec![]);
+        s.members[1].oof_auc = Some(0.8765);
+        assert_eq!(
+            s.recap(),
+            "members' out-of-fold AUC (TTA flips): b7 0.9100, b6 0.8765\n\
+             ensemble's cross-validated AUC: 0.9300, 0.0200 above the best member (b7)\n"
+        );
+        s.ensemble_auc = Some(0.9);
+        assert!(s.recap().ends_with("0.9000, 0.0100 below the best member (b7)\n"), "{}", s.recap());
     }
 }

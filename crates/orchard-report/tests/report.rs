@@ -193,6 +193,7 @@ fn experiment(root: &Path) -> PathBuf {
         },
         members: reports,
         submission: None,
+        compared: vec![],
     };
     summary.write(&exp).unwrap();
     exp

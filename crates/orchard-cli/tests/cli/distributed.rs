@@ -158,7 +158,8 @@ fn an_experiment_under_the_launcher_trains_every_unit_with_both_replicas_and_ran
     let (one, two) = (experiment("one", 2), experiment("two", 1));
     succeed(&format!("run {} --quiet", one.display()));
     let log = succeed(&format!("{} run {}", launch_two(), two.display()));
-    assert_eq!(log.matches("cross-validated AUC").count(), 1, "rank 0 alone gathers: {log}");
+    assert_eq!(log.matches("summary.json").count(), 1, "rank 0 alone gathers: {log}");
+    assert_eq!(log.matches("report.html").count(), 1, "rank 0 alone writes the report: {log}");
     for fold in 0..3 {
         let unit = |out: &str| tmp.path().join(out).join(format!("members/mnv2/fold{fold}/last.ckpt"));
         assert_same_trained_weights(&unit("one"), &unit("two"));
