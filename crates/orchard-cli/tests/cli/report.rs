@@ -16,7 +16,7 @@ use crate::common::{ok, s, synth, text};
 /// The charts of the report of an experiment of `members` members with a searched blend, in page order:
 /// the ensemble's, the ROC curves of the ensemble and each member, the confusion matrices, then each
 /// member's schedule, loss and AUC.
-fn charts(members: usize) -> Vec<String> {
+pub fn charts(members: usize) -> Vec<String> {
     let mut ids: Vec<String> =
         ["auc-comparison", "weights", "tta-gain", "correlation", "roc-ensemble"].map(String::from).into();
     ids.extend((0..members).map(|m| format!("roc-m{m}")));
@@ -26,7 +26,7 @@ fn charts(members: usize) -> Vec<String> {
 }
 
 /// The Chromium on PATH; the test fails without one.
-fn chromium() -> PathBuf {
+pub fn chromium() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     ["chromium", "chromium-browser"]
         .iter()
@@ -40,7 +40,7 @@ fn chromium() -> PathBuf {
 }
 
 /// Headless Chromium on `page` with `args`, a fresh profile each time, nothing fetched.
-fn render(page: &Path, args: &[&str]) -> String {
+pub fn render(page: &Path, args: &[&str]) -> String {
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new(chromium())
         .args([
@@ -63,7 +63,7 @@ fn render(page: &Path, args: &[&str]) -> String {
 }
 
 /// Where tests leave what a person may want to look at: `target/test-artifacts`.
-fn artifacts() -> PathBuf {
+pub fn artifacts() -> PathBuf {
     // The binary is target/<profile>/orchard, whichever target directory the build used.
     let target = Path::new(env!("CARGO_BIN_EXE_orchard")).parent().unwrap().parent().unwrap();
     let dir = target.join("test-artifacts");
@@ -72,7 +72,7 @@ fn artifacts() -> PathBuf {
 }
 
 /// The ids of the `<svg>` elements of a serialised DOM, in order.
-fn svg_ids(dom: &str) -> Vec<String> {
+pub fn svg_ids(dom: &str) -> Vec<String> {
     dom.split("<svg")
         .skip(1)
         .map(|tag| {
@@ -85,7 +85,7 @@ fn svg_ids(dom: &str) -> Vec<String> {
 
 /// Checks a screenshot is a page, not a blank: many colours, and ink (pixels darker than the page's
 /// near-white background) in every eighth of its height.
-fn check_screenshot(png_file: &Path) {
+pub fn check_screenshot(png_file: &Path) {
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png_file).unwrap()));
     let mut reader = decoder.read_info().unwrap();
     let mut pixels = vec![0; reader.output_buffer_size().unwrap()];

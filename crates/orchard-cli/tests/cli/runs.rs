@@ -16,6 +16,7 @@ use orchard_files::{Predictions, RunState};
 use orchard_models::weights::checkpoint;
 
 use crate::common::{check_submission, cmd, ok, orchard, s, site_packages, synth, text};
+use crate::report;
 
 /// A CSV of `image_id` + numbers, as id → row.
 fn table(path: &Path) -> (Vec<String>, HashMap<String, Vec<f64>>) {
@@ -306,6 +307,17 @@ fn the_demo_ensemble_beats_its_best_member_out_of_fold() {
         summary["ensemble"]["weights"].as_array().unwrap().iter().map(|w| w.as_f64().unwrap()).collect();
     assert!(weights.iter().filter(|&&w| w > 0.0).count() >= 2, "an ensemble, not one member: {weights:?}");
     check_submission(&data, &tmp.path().join("demo/experiment/submission.csv"), "multi-class");
+
+    // The demo's report, as a person opens it: every chart, a full gallery, a page drawn from top to bottom
+    // (the screenshot is kept as target/test-artifacts/demo-report.png).
+    let page = tmp.path().join("demo/experiment/report.html");
+    let dom = report::render(&page, &["--dump-dom"]);
+    assert_eq!(report::svg_ids(&dom), report::charts(4), "every chart, once, in order");
+    assert_eq!(dom.matches("<img src=\"data:image/jpeg;base64,").count(), 24, "the gallery's 24 images");
+    let shot = report::artifacts().join("demo-report.png");
+    let _ = std::fs::remove_file(&shot);
+    report::render(&page, &["--window-size=1280,4000", &format!("--screenshot={}", shot.display())]);
+    report::check_screenshot(&shot);
 }
 
 /// `orchard run --jobs 2`: units two at a time, each in its own process, reach the sequential run's weights
