@@ -22,5 +22,5 @@ done
 "$ORCHARD_BIN" run "$EXAMPLES/demo.toml"
 "$ORCHARD_BIN" submission check --sample demo/data/sample_submission.csv --test demo/data/test.csv \
   --pred demo/experiment/submission.csv >/dev/null
-echo "the submission's mean AUC on the generated test labels: $("$ORCHARD_BIN" score \
-  --truth demo/data/test_labels.csv --pred demo/experiment/submission.csv | sed -n 's/^mean_auc: //p')"
+"$ORCHARD_BIN" score --truth demo/data/test_labels.csv --pred demo/experiment/submission.csv |
+  awk '/^mean_auc: / { printf "the submission'"'"'s mean AUC on the generated test labels: %.4f\n", $2 }'
