@@ -57,5 +57,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         println!("listening on http://{addr}");
         let _ = std::io::stdout().flush();
     })?;
+    // A reader that went away (`| head -1`) is no reason to fail a clean stop.
+    let _ = writeln!(std::io::stdout(), "stopped");
     Ok(())
 }

@@ -76,8 +76,8 @@ pub struct Config {
     pub device: tch::Device,
 }
 
-/// Loads the experiment, binds `config.addr`, calls `ready` with the bound address, then serves until the
-/// process ends.
+/// Loads the experiment, binds `config.addr`, calls `ready` with the bound address, then serves until
+/// SIGTERM or SIGINT, after which the requests in flight are answered before it returns.
 pub fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<()> {
     if config.max_batch == 0 || config.queue == 0 || config.max_pixels == 0 {
         return Err(ServeError::Config("max batch, queue and max pixels must be at least 1".into()));
@@ -89,7 +89,17 @@ pub fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<()> {
             .await
             .map_err(|source| ServeError::Bind { addr: config.addr, source })?;
         ready(listener.local_addr()?);
-        axum::serve(listener, http::router(&config, model)).await?;
+        axum::serve(listener, http::router(&config, model)).with_graceful_shutdown(stop()).await?;
         Ok(())
     })
+}
+
+/// Resolves on SIGTERM (what `kill` and container runtimes send) or SIGINT (Ctrl-C).
+async fn stop() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler installs");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

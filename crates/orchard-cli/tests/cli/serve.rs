@@ -18,6 +18,8 @@ use crate::common::{ok, s, synth};
 struct Server {
     child: Child,
     base: String,
+    /// The rest of its standard output.
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
 }
 
 impl Server {
@@ -31,7 +33,7 @@ impl Server {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let line = lines.next().expect("the server prints a line").unwrap();
         let base = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}"));
-        Server { base: base.to_string(), child }
+        Server { base: base.to_string(), child, lines }
     }
 }
 
@@ -81,6 +83,15 @@ fn png_header(w: u32, h: u32) -> Vec<u8> {
     let mut encoder = png::Encoder::new(&mut out, w, h);
     encoder.set_color(png::ColorType::Rgb);
     drop(encoder.write_header().unwrap());
+    out
+}
+
+/// `jpeg` with its frame header (SOF0 or SOF2) rewritten to declare `w`×`h` pixels.
+fn jpeg_declaring(jpeg: &[u8], w: u16, h: u16) -> Vec<u8> {
+    let mut out = jpeg.to_vec();
+    let sof = out.windows(2).position(|m| m[0] == 0xFF && (m[1] == 0xC0 || m[1] == 0xC2)).expect("a frame header");
+    out[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+    out[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
     out
 }
 
@@ -198,6 +209,7 @@ fn serve_answers_what_gather_wrote_and_refuses_bad_input() {
     let jpeg = &images[0].1;
     refused(&jpeg[..jpeg.len().min(300)], "/predict", 400, "corrupt");
     refused(&png_header(65000, 65000), "/predict", 413, "65000x65000");
+    refused(&jpeg_declaring(jpeg, 65000, 65000), "/predict", 413, "65000x65000");
     refused(&vec![0; (1 << 20) + 100_000], "/predict", 413, "length limit");
     refused(b"{not json", "/v2/models/ensemble/infer", 400, "bad inference request");
     let fp32 = json!({"inputs": [{"name": "image", "datatype": "FP32", "shape": [1], "data": ["x"]}]});
@@ -205,6 +217,12 @@ fn serve_answers_what_gather_wrote_and_refuses_bad_input() {
     let not_base64 = json!({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["%%%"]}]});
     refused(not_base64.to_string().as_bytes(), "/v2/models/ensemble/infer", 400, "base64");
 
-    // Still serving after all that.
+    // Still serving after all that; SIGTERM then stops it cleanly.
     assert_eq!(post(base, "/predict", &images[0].1).0, 200);
+    let mut server = server;
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "after SIGTERM: {status}");
+    assert_eq!(server.lines.next().unwrap().unwrap(), "stopped");
 }
