@@ -85,7 +85,10 @@ fn run(ensemble: &Ensemble, jobs: &Receiver<Job>, max_batch: usize, max_delay: s
             }
         }
         let inputs: Vec<&[RgbImage]> = batch.iter().flat_map(|j| j.images.iter().map(|i| i.as_slice())).collect();
-        match ensemble.predict(&inputs) {
+        // libtorch reports errors by panicking: that fails this batch, not the server.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ensemble.predict(&inputs)))
+            .unwrap_or_else(|_| Err(ServeError::Experiment("the forward pass failed (see the server's log)".into())));
+        match result {
             Ok(answers) => {
                 let mut answers = answers.into_iter();
                 for job in batch {
@@ -99,5 +102,29 @@ fn run(ensemble: &Ensemble, jobs: &Receiver<Job>, max_batch: usize, max_delay: s
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> Job {
+        Job { images: Vec::new(), reply: oneshot::channel().0 }
+    }
+
+    #[test]
+    fn submitting_never_waits_a_full_queue_is_refused() {
+        let (queue, jobs) = bounded(2);
+        let model = Model {
+            description: Description { classes: Vec::new(), members: Vec::new(), pipelines: Vec::new() },
+            queue,
+        };
+        assert!(model.submit(job()).is_ok() && model.submit(job()).is_ok());
+        assert!(matches!(model.submit(job()), Err(Refused::Busy)));
+        jobs.recv().unwrap();
+        assert!(model.submit(job()).is_ok(), "room again once the model thread takes one");
+        drop(jobs);
+        assert!(matches!(model.submit(job()), Err(Refused::Stopped)));
     }
 }

@@ -84,6 +84,19 @@ impl From<ImageError> for ApiError {
     }
 }
 
+impl From<Refused> for ApiError {
+    fn from(r: Refused) -> ApiError {
+        match r {
+            Refused::Busy => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: "the model's queue is full; try again".into(),
+                retry_after: true,
+            },
+            Refused::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the model thread has stopped"),
+        }
+    }
+}
+
 /// A body that could not be read (too large: 413) as a JSON error.
 fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|r| ApiError::new(r.status(), r.body_text()))
@@ -135,14 +148,7 @@ async fn answer(app: &Arc<App>, images: Vec<Bytes>) -> Result<(Vec<Answer>, usiz
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding stopped: {e}")))??;
     let (reply, answers) = oneshot::channel();
-    app.model.submit(Job { images: prepared, reply }).map_err(|r| match r {
-        Refused::Busy => ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: "the model's queue is full; try again".into(),
-            retry_after: true,
-        },
-        Refused::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the model thread has stopped"),
-    })?;
+    app.model.submit(Job { images: prepared, reply })?;
     answers
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the model thread stopped"))?
@@ -236,4 +242,20 @@ async fn infer(
         out["id"] = json!(id);
     }
     Ok(with_batch(out, batch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_asks_the_client_to_come_back() {
+        let busy = ApiError::from(Refused::Busy).into_response();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        assert_eq!(busy.headers().get(header::CONTENT_TYPE).unwrap(), "application/json");
+        let stopped = ApiError::from(Refused::Stopped).into_response();
+        assert_eq!(stopped.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(stopped.headers().get(header::RETRY_AFTER).is_none());
+    }
 }
