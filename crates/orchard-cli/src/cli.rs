@@ -52,4 +52,6 @@ pub enum Command {
     Plan(crate::plan_cmd::PlanArgs),
     /// Write a self-contained HTML report of an experiment or a training run.
     Report(crate::report_cmd::ReportArgs),
+    /// Serve an experiment's ensemble over HTTP (Open Inference Protocol v2 and POST /predict).
+    Serve(crate::serve_cmd::ServeArgs),
 }

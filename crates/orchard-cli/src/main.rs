@@ -20,6 +20,7 @@
 //! | `run` (`--dry-run` too) | `run_cmd`, `parallel_units`, `run_progress` | orchard-experiment |
 //! | `plan` | `plan_cmd` | orchard-experiment |
 //! | `report` | `report_cmd` | orchard-report |
+//! | `serve` | `serve_cmd` | orchard-serve |
 //!
 //! Flags several commands share, and the value types flags parse into, are in `args`; `usage` holds the error
 //! of arguments that make no sense together. Exit codes: 0 success, 1 failure, 2 bad input data or usage.
@@ -42,6 +43,7 @@ mod report_cmd;
 mod run_cmd;
 mod run_progress;
 mod schedule_cmd;
+mod serve_cmd;
 mod train_cmd;
 mod usage;
 mod weights_cmd;
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         cli::Command::Run(args) => run_cmd::run(args),
         cli::Command::Plan(args) => plan_cmd::run(args),
         cli::Command::Report(args) => report_cmd::run(args),
+        cli::Command::Serve(args) => serve_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,10 +125,12 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     });
     let bad_report =
         err.chain().any(|e| e.downcast_ref::<orchard_report::ReportError>().is_some_and(|e| e.is_bad_input()));
+    let bad_serve =
+        err.chain().any(|e| e.downcast_ref::<orchard_serve::ServeError>().is_some_and(|e| e.is_bad_input()));
     let bad_units = err.chain().any(|e| e.downcast_ref::<parallel_units::UnitsFailed>().is_some_and(|f| f.bad_input));
     let bad_rank_input =
         err.chain().any(|e| e.downcast_ref::<launch_cmd::RankFailed>().is_some_and(|f| f.code == Some(2)));
-    if bad_data || bad_ensemble_input || bad_run_input || bad_rank_input || bad_units || bad_report {
+    if bad_data || bad_ensemble_input || bad_run_input || bad_rank_input || bad_units || bad_report || bad_serve {
         2
     } else {
         1

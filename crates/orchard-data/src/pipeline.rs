@@ -2,7 +2,9 @@
 //! model's input size, augment. The loader runs this on worker threads; evaluation, prediction and the
 //! cache use it with augmentation off.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -71,31 +73,54 @@ impl Pipeline {
 
     /// Produces sample `index` for `epoch`; `train` turns augmentation on.
     pub fn sample(&self, index: usize, epoch: u64, train: bool) -> Result<RgbImage, DecodeError> {
-        let out = self.config.size;
-        let mut rng = sample_rng(self.config.seed, epoch, index as u64);
-        let augment = if train { &self.config.augment } else { &AugmentConfig::default() };
-        let resized = match &self.source {
+        match &self.source {
             Source::Files(paths) => {
                 let path = &paths[index];
                 let bytes = std::fs::read(path).map_err(|source| DecodeError::Io { path: path.clone(), source })?;
-                let info = decode::probe_bytes(&bytes, path)?;
-                let crop = augment::sample_crop(augment, &mut rng, (info.width, info.height), out);
-                let options = DecodeOptions { min_size: Some(crop.min_source_size(out)), ..Default::default() };
-                let decoded = decode::decode_bytes(&bytes, path, &options)?;
-                crop_resize(&decoded, crop, out, self.config.filter)
+                self.sample_bytes(&bytes, path, index, epoch, train)
             }
             Source::Cache(cache) => {
+                let out = self.config.size;
+                let (mut rng, augment) = self.randomness(index, epoch, train);
                 let (w, h) = cache.size();
                 let crop = augment::sample_crop(augment, &mut rng, (w, h), out);
                 let stored = cache.image(index);
-                if crop == RelativeCrop::FULL && (w, h) == out {
+                let resized = if crop == RelativeCrop::FULL && (w, h) == out {
                     stored
                 } else {
                     crop_resize(&stored, crop, out, self.config.filter)
-                }
+                };
+                Ok(augment::apply(augment, &mut rng, resized))
             }
-        };
+        }
+    }
+
+    /// Produces sample `index` for `epoch` from an encoded image held in memory, exactly as [`Self::sample`]
+    /// makes it from a file: a server prepares an uploaded image as evaluation prepared the test split.
+    /// `path` only names the image in errors.
+    pub fn sample_bytes(
+        &self,
+        bytes: &[u8],
+        path: &Path,
+        index: usize,
+        epoch: u64,
+        train: bool,
+    ) -> Result<RgbImage, DecodeError> {
+        let out = self.config.size;
+        let (mut rng, augment) = self.randomness(index, epoch, train);
+        let info = decode::probe_bytes(bytes, path)?;
+        let crop = augment::sample_crop(augment, &mut rng, (info.width, info.height), out);
+        let options = DecodeOptions { min_size: Some(crop.min_source_size(out)), ..Default::default() };
+        let decoded = decode::decode_bytes(bytes, path, &options)?;
+        let resized = crop_resize(&decoded, crop, out, self.config.filter);
         Ok(augment::apply(augment, &mut rng, resized))
+    }
+
+    /// The sample's random stream and the augmentation in force (none outside training).
+    fn randomness(&self, index: usize, epoch: u64, train: bool) -> (ChaCha8Rng, &AugmentConfig) {
+        let rng = sample_rng(self.config.seed, epoch, index as u64);
+        static NONE: std::sync::LazyLock<AugmentConfig> = std::sync::LazyLock::new(AugmentConfig::default);
+        (rng, if train { &self.config.augment } else { &NONE })
     }
 }
 

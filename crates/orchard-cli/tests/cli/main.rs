@@ -8,6 +8,7 @@ mod ensemble;
 mod plan;
 mod report;
 mod runs;
+mod serve;
 mod starting;
 mod train;
 mod weights;

@@ -1,0 +1,63 @@
+//! `orchard serve`: an experiment's ensemble over HTTP. The server is `orchard-serve`; this module turns
+//! the flags into its configuration and prints the address once it listens (tests and scripts wait for it).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::args::DeviceArg;
+
+/// Serve an experiment's ensemble.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The experiment's output directory (holding manifest.json).
+    pub dir: PathBuf,
+    /// Address to listen on; port 0 picks a free one (the printed line says which).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// The model's name in /v2/models/{name}.
+    #[arg(long, default_value = "ensemble")]
+    pub name: String,
+    /// Images per forward pass, at most.
+    #[arg(long, default_value_t = 16)]
+    pub max_batch: usize,
+    /// How long a request waits for others to share its batch, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    pub max_delay_ms: u64,
+    /// Largest request body, in MiB.
+    #[arg(long, default_value_t = 20)]
+    pub max_body_mb: usize,
+    /// Largest image (width × height), read from its header before decoding.
+    #[arg(long, default_value_t = 40_000_000)]
+    pub max_pixels: usize,
+    /// Requests waiting for the model before new ones get 503.
+    #[arg(long, default_value_t = 256)]
+    pub queue: usize,
+    #[command(flatten)]
+    pub device: DeviceArg,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let config = orchard_serve::Config {
+        dir: args.dir,
+        addr: args.addr,
+        name: args.name,
+        max_batch: args.max_batch,
+        max_delay: Duration::from_millis(args.max_delay_ms),
+        max_body: args.max_body_mb << 20,
+        max_pixels: args.max_pixels,
+        queue: args.queue,
+        device: args.device.torch(),
+    };
+    orchard_serve::serve(config, |addr| {
+        println!("listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+    })?;
+    // A reader that went away (`| head -1`) is no reason to fail a clean stop.
+    let _ = writeln!(std::io::stdout(), "stopped");
+    Ok(())
+}

@@ -1,0 +1,3 @@
+fn main() {
+    orchard_build::link_libtorch()
+}
