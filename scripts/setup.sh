@@ -28,6 +28,7 @@ export ORCHARD_PYTHON="$VENV/bin/python"
 if [ "$ORCHARD_SETUP" = test ]; then
   ORCHARD_ELPV_DIR="$("$ORCHARD_PYTHON" -c 'import elpv_dataset, os; print(os.path.join(os.path.dirname(elpv_dataset.__file__), "data"))')"
   export ORCHARD_ELPV_DIR
+  export ORCHARD_SCHEMATHESIS="$VENV/schemathesis/bin/schemathesis"
 fi
 cd "$ORCHARD_ROOT"
 cargo build --release --locked -p orchard-cli >&2

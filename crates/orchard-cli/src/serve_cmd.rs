@@ -37,11 +37,36 @@ pub struct ServeArgs {
     /// Requests waiting for the model before new ones get 503.
     #[arg(long, default_value_t = 256)]
     pub queue: usize,
+    /// Images in one request, at most (/predict/batch, infer).
+    #[arg(long, default_value_t = 64)]
+    pub max_images: usize,
+    /// Open connections, at most; the next is answered 503 and closed.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request's head; idle connections are closed after it too.
+    #[arg(long, default_value_t = 10.0)]
+    pub header_timeout_s: f64,
+    /// Seconds a client may take to send a request's body (408 after it).
+    #[arg(long, default_value_t = 30.0)]
+    pub body_timeout_s: f64,
+    /// Milliseconds from a request's body to its answer (decoding, queue, model): 504 after it.
+    #[arg(long, default_value_t = 30_000)]
+    pub deadline_ms: u64,
+    /// A file holding the bearer token every request but the health probes must carry.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
     #[command(flatten)]
     pub device: DeviceArg,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
+    let seconds = |flag: &str, s: f64| {
+        if s.is_finite() && s > 0.0 && s <= 86_400.0 {
+            Ok(Duration::from_secs_f64(s))
+        } else {
+            Err(orchard_serve::ServeError::Config(format!("{flag} must be a number of seconds in (0, 86400], not {s}")))
+        }
+    };
     let config = orchard_serve::Config {
         dir: args.dir,
         addr: args.addr,
@@ -51,6 +76,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_body: args.max_body_mb << 20,
         max_pixels: args.max_pixels,
         queue: args.queue,
+        max_images: args.max_images,
+        max_connections: args.max_connections,
+        header_timeout: seconds("--header-timeout-s", args.header_timeout_s)?,
+        body_timeout: seconds("--body-timeout-s", args.body_timeout_s)?,
+        deadline: Duration::from_millis(args.deadline_ms),
+        token_file: args.token_file,
         device: args.device.torch(),
     };
     orchard_serve::serve(config, |addr| {

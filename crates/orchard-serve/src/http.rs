@@ -1,43 +1,64 @@
 //! The routes: Open Inference Protocol v2 (server and model metadata, health, `infer` with base64 `BYTES`
-//! images answered as an `FP32` [n, classes] tensor) and a plain `POST /predict` of one raw image. Every
-//! error is JSON `{"error": "..."}` with a 4xx or 5xx status; answers of the model carry the batch size they
-//! ran in (`x-orchard-batch-size`).
+//! images answered as an `FP32` [n, classes] tensor), a plain `POST /predict` of one raw image and
+//! `POST /predict/batch` of several (multipart), `GET /metrics` and `GET /openapi.json`. Answers of the model
+//! carry the batch size they ran in (`x-orchard-batch-size`). Bodies are read here, under a size limit and
+//! a read timeout, before anything else happens.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
+use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use crate::batcher::{Job, Model, Refused};
+use crate::batcher::{Job, Model};
 use crate::ensemble::Answer;
-use crate::prepare::{self, ImageError};
-use crate::Config;
+use crate::error::ApiError;
+use crate::metrics::{self, Metrics};
+use crate::{guard, prepare, Config};
 
 /// The header naming how many images the forward pass that answered held.
 pub const BATCH_HEADER: &str = "x-orchard-batch-size";
 
-struct App {
-    name: String,
-    max_pixels: usize,
-    model: Model,
+/// What every handler shares.
+pub struct App {
+    pub name: String,
+    pub max_pixels: usize,
+    pub max_body: usize,
+    pub max_images: usize,
+    pub body_timeout: Duration,
+    pub deadline: Duration,
+    /// The bearer token every request but the health probes must carry, if any.
+    pub token: Option<String>,
+    pub model: Model,
+    pub metrics: Arc<Metrics>,
 }
 
 type Shared = State<Arc<App>>;
 
 /// The server's routes over `model`.
-pub fn router(config: &Config, model: Model) -> Router {
-    let app = Arc::new(App { name: config.name.clone(), max_pixels: config.max_pixels, model });
-    Router::new()
+pub fn router(config: &Config, token: Option<String>, model: Model, metrics: Arc<Metrics>) -> Router {
+    let app = Arc::new(App {
+        name: config.name.clone(),
+        max_pixels: config.max_pixels,
+        max_body: config.max_body,
+        max_images: config.max_images,
+        body_timeout: config.body_timeout,
+        deadline: config.deadline,
+        token,
+        model,
+        metrics,
+    });
+    let routes = Router::new()
         .route("/v2", get(server_metadata))
         .route("/v2/health/live", get(|| async { Json(json!({"live": true})) }))
         .route("/v2/health/ready", get(|| async { Json(json!({"ready": true})) }))
@@ -46,60 +67,74 @@ pub fn router(config: &Config, model: Model) -> Router {
         .route("/v2/models/{name}/ready", get(model_ready))
         .route("/v2/models/{name}/infer", post(infer))
         .route("/predict", post(predict))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
-        .layer(DefaultBodyLimit::max(config.max_body))
-        .with_state(app)
+        .route("/predict/batch", post(predict_batch))
+        .route("/metrics", get(render_metrics))
+        .route("/openapi.json", get(openapi))
+        // The multipart parser's own limit: the body is already in memory and within ours.
+        .layer(DefaultBodyLimit::max(config.max_body));
+    guard::around(routes, app.clone()).with_state(app)
 }
 
-/// An error answer.
-struct ApiError {
-    status: StatusCode,
-    message: String,
-    retry_after: bool,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into(), retry_after: false }
+/// The body, refused with 413 when over the limit (by its declared length before a byte is read) and with
+/// 408 when it does not arrive within the body timeout.
+async fn read_body(app: &App, headers: &HeaderMap, mut body: Body) -> Result<Bytes, ApiError> {
+    let over = |what: String| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("{what} is over the {}-byte limit", app.max_body))
+    };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(length) = declared.filter(|&l| l > app.max_body as u64) {
+        linger(headers, body);
+        return Err(over(format!("a body of {length} bytes")));
     }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, Json(json!({"error": self.message}))).into_response();
-        if self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    let mut data = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ApiError::bad(format!("cannot read the body: {e}")))?;
+            if let Ok(chunk) = frame.into_data() {
+                if data.len() + chunk.len() > app.max_body {
+                    return Err(over("the body".into()));
+                }
+                data.extend_from_slice(&chunk);
+            }
         }
-        response
-    }
-}
-
-impl From<ImageError> for ApiError {
-    fn from(e: ImageError) -> ApiError {
-        let status = match e {
-            ImageError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ImageError::Decode(_) => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(status, e.to_string())
-    }
-}
-
-impl From<Refused> for ApiError {
-    fn from(r: Refused) -> ApiError {
-        match r {
-            Refused::Busy => ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                message: "the model's queue is full; try again".into(),
-                retry_after: true,
-            },
-            Refused::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the model thread has stopped"),
+        Ok(())
+    };
+    match tokio::time::timeout(app.body_timeout, read).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {} s", app.body_timeout.as_secs_f64()),
+        )),
+        Ok(Err(e)) => {
+            if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+                linger(headers, body);
+            }
+            Err(e)
         }
+        Ok(Ok(())) => Ok(Bytes::from(data)),
     }
 }
 
-/// A body that could not be read (too large: 413) as a JSON error.
-fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|r| ApiError::new(r.status(), r.body_text()))
+/// The request's head and its body, read as `read_body` reads it.
+async fn read_request(app: &App, request: Request) -> Result<(axum::http::request::Parts, Bytes), ApiError> {
+    let (parts, body) = request.into_parts();
+    let bytes = read_body(app, &parts.headers, body).await?;
+    Ok((parts, bytes))
+}
+
+/// How long the rest of a refused body is read and thrown away.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Reads and discards the rest of a refused body for a short while, so that a client still sending it
+/// reads our 413 instead of a broken connection (nginx's lingering close). A client that asked first
+/// (`Expect: 100-continue`) is sent nothing more than the refusal.
+fn linger(headers: &HeaderMap, mut body: Body) {
+    let asked = headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if asked {
+        return;
+    }
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(LINGER, async { while let Some(Ok(_)) = body.frame().await {} }).await;
+    });
 }
 
 fn known(app: &App, name: &str) -> Result<(), ApiError> {
@@ -136,23 +171,54 @@ async fn model_ready(State(app): Shared, Path(name): Path<String>) -> Result<Jso
     Ok(Json(json!({"name": app.name, "ready": true})))
 }
 
-/// Decodes every image on the blocking pool, queues them as one job and waits for the answers.
-async fn answer(app: &Arc<App>, images: Vec<Bytes>) -> Result<(Vec<Answer>, usize), ApiError> {
+async fn render_metrics(State(app): Shared) -> Response {
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], app.metrics.render()).into_response()
+}
+
+/// The API's description (`openapi.json`, written by hand beside this crate's code; the CLI test sends a
+/// request to each of its operations), with this server's version and model name filled in.
+async fn openapi(State(app): Shared) -> Response {
+    let mut document: Value = serde_json::from_str(include_str!("../openapi.json")).expect("openapi.json is JSON");
+    document["info"]["version"] = json!(env!("CARGO_PKG_VERSION"));
+    document["components"]["parameters"]["ModelName"]["example"] = json!(app.name);
+    Json(document).into_response()
+}
+
+/// Decodes every image (`(label, bytes)`; a label names the image in errors) on the blocking pool, queues
+/// them as one job and waits for the answers, at most until the request's deadline.
+async fn answer(app: &Arc<App>, images: Vec<(String, Bytes)>) -> Result<(Vec<Answer>, usize), ApiError> {
+    if images.len() > app.max_images {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{} images: over the limit of {} per request", images.len(), app.max_images),
+        ));
+    }
+    let deadline = Instant::now() + app.deadline;
     let shared = app.clone();
     let prepared = tokio::task::spawn_blocking(move || {
         images
             .iter()
-            .map(|b| prepare::prepare(b, &shared.model.description.pipelines, shared.max_pixels))
+            .map(|(label, bytes)| {
+                prepare::prepare(bytes, &shared.model.description.pipelines, shared.max_pixels)
+                    .map_err(|e| ApiError::from(e).about(label))
+            })
             .collect::<Result<Vec<_>, _>>()
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding stopped: {e}")))??;
     let (reply, answers) = oneshot::channel();
-    app.model.submit(Job { images: prepared, reply })?;
-    answers
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the model thread stopped"))?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))
+    app.model.submit(Job { images: prepared, queued: Instant::now(), deadline, reply })?;
+    let late = || {
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("not answered within the {} ms deadline", app.deadline.as_millis()),
+        )
+    };
+    match tokio::time::timeout_at(deadline.into(), answers).await {
+        Err(_) => Err(late()),
+        Ok(Err(_)) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the model thread stopped")),
+        Ok(Ok(reply)) => Ok(reply?),
+    }
 }
 
 fn with_batch(json: Value, batch: usize) -> Response {
@@ -167,22 +233,62 @@ struct PredictQuery {
     members: bool,
 }
 
-async fn predict(
-    State(app): Shared,
-    Query(query): Query<PredictQuery>,
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let bytes = body(raw)?;
-    let (answers, batch) = answer(&app, vec![bytes]).await?;
-    let a = &answers[0];
+/// One image's answer as `/predict` gives it.
+fn prediction(app: &App, a: &Answer, members: bool) -> Value {
     let classes = &app.model.description.classes;
     let best = a.probabilities.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).map_or(0, |(i, _)| i);
     let mut out = json!({"classes": classes, "probabilities": a.probabilities, "label": classes[best]});
-    if query.members {
-        let members: HashMap<&String, &Vec<f64>> = app.model.description.members.iter().zip(&a.members).collect();
-        out["members"] = json!(members);
+    if members {
+        let by_name: HashMap<&String, &Vec<f64>> = app.model.description.members.iter().zip(&a.members).collect();
+        out["members"] = json!(by_name);
     }
-    Ok(with_batch(out, batch))
+    out
+}
+
+async fn predict(
+    State(app): Shared,
+    Query(query): Query<PredictQuery>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (_, bytes) = read_request(&app, request).await?;
+    let (answers, batch) = answer(&app, vec![(String::new(), bytes)]).await?;
+    Ok(with_batch(prediction(&app, &answers[0], query.members), batch))
+}
+
+/// Several images as the parts of a `multipart/form-data` body, answered in order, each named by its file
+/// name (or field name).
+async fn predict_batch(
+    State(app): Shared,
+    Query(query): Query<PredictQuery>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, bytes) = read_request(&app, request).await?;
+    let mut multipart = Multipart::from_request(Request::from_parts(parts, Body::from(bytes)), &())
+        .await
+        .map_err(|r| ApiError::bad(format!("not a multipart/form-data body: {}", r.body_text())))?;
+    let (mut names, mut images) = (Vec::new(), Vec::new());
+    while let Some(field) =
+        multipart.next_field().await.map_err(|e| ApiError::bad(format!("malformed multipart body: {e}")))?
+    {
+        let name = field.file_name().or(field.name()).map_or_else(|| format!("part {}", images.len()), str::to_string);
+        let data = field.bytes().await.map_err(|e| ApiError::bad(format!("malformed multipart body: {e}")))?;
+        images.push((format!("image {} ('{name}')", images.len()), data));
+        names.push(name);
+    }
+    if images.is_empty() {
+        return Err(ApiError::bad("no images: the multipart body has no parts"));
+    }
+    let (answers, batch) = answer(&app, images).await?;
+    let predictions: Vec<Value> = answers
+        .iter()
+        .zip(names)
+        .map(|(a, name)| {
+            let mut p = prediction(&app, a, query.members);
+            p["name"] = json!(name);
+            p
+        })
+        .collect();
+    Ok(with_batch(json!({"predictions": predictions}), batch))
 }
 
 #[derive(Deserialize)]
@@ -200,34 +306,37 @@ struct InferInput {
     data: Vec<String>,
 }
 
-async fn infer(
-    State(app): Shared,
-    Path(name): Path<String>,
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+async fn infer(State(app): Shared, Path(name): Path<String>, request: Request) -> Result<Response, ApiError> {
     known(&app, &name)?;
-    let bytes = body(raw)?;
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+    let (_, bytes) = read_request(&app, request).await?;
     let request: InferRequest =
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("bad inference request: {e}")))?;
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("bad inference request: {e}")))?;
     let [input] = request.inputs.as_slice() else {
-        return Err(bad(format!("expected one input (the images), got {}", request.inputs.len())));
+        return Err(ApiError::bad(format!("expected one input (the images), got {}", request.inputs.len())));
     };
     if input.datatype != "BYTES" {
-        return Err(bad(format!("input '{}' is {}; images are BYTES (base64)", input.name, input.datatype)));
+        return Err(ApiError::bad(format!("input '{}' is {}; images are BYTES (base64)", input.name, input.datatype)));
     }
-    if !input.shape.is_empty() && input.shape.iter().product::<i64>() != input.data.len() as i64 {
-        return Err(bad(format!("shape {:?} does not hold {} images", input.shape, input.data.len())));
+    if !input.shape.is_empty()
+        && input.shape.iter().try_fold(1i64, |a, &d| a.checked_mul(d)) != Some(input.data.len() as i64)
+    {
+        return Err(ApiError::bad(format!("shape {:?} does not hold {} images", input.shape, input.data.len())));
     }
     if input.data.is_empty() {
-        return Err(bad("no images".into()));
+        return Err(ApiError::bad("no images"));
     }
     let engine = base64::engine::general_purpose::STANDARD;
     let images = input
         .data
         .iter()
         .enumerate()
-        .map(|(i, d)| engine.decode(d).map(Bytes::from).map_err(|e| bad(format!("image {i}: bad base64: {e}"))))
+        .map(|(i, d)| {
+            let label = format!("image {i}");
+            engine
+                .decode(d)
+                .map(|b| (label, Bytes::from(b)))
+                .map_err(|e| ApiError::bad(format!("image {i}: bad base64: {e}")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let n = images.len();
     let (answers, batch) = answer(&app, images).await?;
@@ -247,15 +356,64 @@ async fn infer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batcher::Model;
+
+    fn app(max_body: usize, body_timeout: Duration) -> App {
+        let metrics = Arc::new(Metrics::new());
+        App {
+            name: "ensemble".into(),
+            max_pixels: 1,
+            max_body,
+            max_images: 1,
+            body_timeout,
+            deadline: Duration::from_secs(1),
+            token: None,
+            model: Model::stopped(metrics.clone()),
+            metrics,
+        }
+    }
+
+    /// `read_body` of `body` with `headers`, its error's status and message when it fails.
+    fn read(app: &App, headers: &[(&'static str, &str)], body: Body) -> Result<usize, (StatusCode, String)> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let mut map = HeaderMap::new();
+        headers.iter().for_each(|(k, v)| {
+            map.insert(*k, v.parse().unwrap());
+        });
+        runtime.block_on(read_body(app, &map, body)).map(|b| b.len()).map_err(|e| (e.status, e.message))
+    }
 
     #[test]
-    fn a_full_queue_asks_the_client_to_come_back() {
-        let busy = ApiError::from(Refused::Busy).into_response();
-        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(busy.headers().get(header::RETRY_AFTER).unwrap(), "1");
-        assert_eq!(busy.headers().get(header::CONTENT_TYPE).unwrap(), "application/json");
-        let stopped = ApiError::from(Refused::Stopped).into_response();
-        assert_eq!(stopped.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(stopped.headers().get(header::RETRY_AFTER).is_none());
+    fn bodies_over_the_limit_or_too_slow_are_refused() {
+        let quick = app(1000, Duration::from_secs(5));
+        assert_eq!(read(&quick, &[], Body::from(vec![1u8; 1000])), Ok(1000));
+        // Declared too long: refused before a byte is read (this body would never end).
+        let endless = || Body::from_stream(futures_never());
+        let declared = read(&quick, &[("content-length", "209715200")], endless()).unwrap_err();
+        assert_eq!(
+            declared,
+            (StatusCode::PAYLOAD_TOO_LARGE, "a body of 209715200 bytes is over the 1000-byte limit".into())
+        );
+        // Undeclared (chunked) and too long: refused once the limit is passed.
+        let chunked = read(&quick, &[], Body::from(vec![1u8; 1001])).unwrap_err();
+        assert_eq!(chunked, (StatusCode::PAYLOAD_TOO_LARGE, "the body is over the 1000-byte limit".into()));
+        let slow = app(1000, Duration::from_millis(100));
+        let (status, message) = read(&slow, &[("content-length", "10")], endless()).unwrap_err();
+        assert_eq!((status, message.as_str()), (StatusCode::REQUEST_TIMEOUT, "the body did not arrive within 0.1 s"));
+    }
+
+    /// A body stream that never yields.
+    fn futures_never() -> impl futures_core::Stream<Item = Result<Bytes, std::io::Error>> {
+        struct Never;
+        impl futures_core::Stream for Never {
+            type Item = Result<Bytes, std::io::Error>;
+            fn poll_next(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Option<Self::Item>> {
+                std::task::Poll::Pending
+            }
+        }
+        Never
     }
 }
