@@ -6,7 +6,7 @@
 //! | command | module | library |
 //! |---|---|---|
 //! | `data synth`, `data import-elpv`, `data check`, `data folds` | `data_cmd` | orchard-demo, orchard-data, orchard-files |
-//! | `bench input`, `bench model` | `bench` | orchard-data, orchard-train |
+//! | `bench input`, `bench model`, `bench serve` | `bench` | orchard-data, orchard-train (`serve`: `orchard serve` processes) |
 //! | `models list` | `models_cmd` | orchard-models |
 //! | `schedule` | `schedule_cmd` | orchard-metrics |
 //! | `train` | `train_cmd` | orchard-train |

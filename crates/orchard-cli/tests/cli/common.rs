@@ -1,7 +1,8 @@
 //! What every command-line test needs: the binary run as a process, its output, and data to run it on.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 
 /// Runs `orchard` with `args` (without `LD_LIBRARY_PATH`: the binary finds libtorch by its rpath).
 pub fn orchard(args: &[&str]) -> Output {
@@ -35,6 +36,57 @@ pub fn synth(dir: &Path, train: usize, test: usize, size: &str, seed: u64) -> Pa
     let (train, test, seed) = (train.to_string(), test.to_string(), seed.to_string());
     ok(&["data", "synth", "--out", s(dir), "--train", &train, "--test", &test, "--size", size, "--seed", &seed]);
     dir.to_path_buf()
+}
+
+/// A tiny real experiment run to the end (two members × two folds, one epoch of 32-pixel images, flips TTA, a
+/// searched blend): its dataset `root/data` (24 training and 4 test images) and output directory `root/exp`.
+pub fn tiny_experiment(root: &Path) -> (PathBuf, PathBuf) {
+    let data = synth(&root.join("data"), 24, 4, "48", 5);
+    let exp = root.join("exp");
+    let experiment = format!(
+        "data = \"{}\"\nout = \"{}\"\nfolds = 2\nseed = 3\ntta = \"flips\"\n[ensemble]\nmethod = \"search\"\n\
+        [defaults]\nepochs = 1\nbatch = 8\nworkers = 1\n\
+        [[member]]\nname = \"mnv2\"\narch = \"mobilenet_v2\"\nsize = 32\n\
+        [[member]]\nname = \"lite0\"\narch = \"efficientnet_lite0\"\nsize = 32\n",
+        s(&data),
+        s(&exp)
+    );
+    let toml = root.join("experiment.toml");
+    std::fs::write(&toml, experiment).unwrap();
+    ok(&["run", s(&toml), "--quiet"]);
+    (data, exp)
+}
+
+/// A running `orchard serve` on loopback (any free port, the CPU), killed when dropped.
+pub struct Server {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The rest of its standard output.
+    pub lines: std::io::Lines<BufReader<ChildStdout>>,
+}
+
+impl Server {
+    /// `orchard serve dir` with `extra` flags, once it listens.
+    pub fn start(dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_orchard"))
+            .args([&["serve", s(dir), "--addr", "127.0.0.1:0", "--device", "cpu"][..], extra].concat())
+            .env_remove("LD_LIBRARY_PATH")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().expect("the server prints a line").unwrap();
+        let base = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}"));
+        Server { base: base.to_string(), child, lines }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// `orchard submission check` of `submission` against the dataset in `data`, which must pass.

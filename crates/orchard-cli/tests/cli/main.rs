@@ -1,6 +1,7 @@
 //! The `orchard` binary as a user runs it: real processes on real files, each topic in its own module,
 //! sharing the helpers in `common`.
 
+mod bench_serve;
 mod common;
 mod data;
 mod distributed;

@@ -6,47 +6,17 @@
 //! server's OpenAPI document, must find no server error.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use orchard_files::Predictions;
 use serde_json::{json, Value};
 
-use crate::common::{ok, s, synth};
-
-/// A running `orchard serve`, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    /// The rest of its standard output.
-    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
-}
-
-impl Server {
-    fn start(dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_orchard"))
-            .args([&["serve", s(dir), "--addr", "127.0.0.1:0", "--device", "cpu"][..], extra].concat())
-            .env_remove("LD_LIBRARY_PATH")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = lines.next().expect("the server prints a line").unwrap();
-        let base = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}"));
-        Server { base: base.to_string(), child, lines }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::common::{s, tiny_experiment, Server};
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).build().into()
@@ -112,19 +82,7 @@ struct Experiment {
 impl Experiment {
     fn train() -> Experiment {
         let tmp = tempfile::tempdir().unwrap();
-        let data = synth(&tmp.path().join("data"), 24, 4, "48", 5);
-        let dir = tmp.path().join("exp");
-        let experiment = format!(
-            "data = \"{}\"\nout = \"{}\"\nfolds = 2\nseed = 3\ntta = \"flips\"\n[ensemble]\nmethod = \"search\"\n\
-            [defaults]\nepochs = 1\nbatch = 8\nworkers = 1\n\
-            [[member]]\nname = \"mnv2\"\narch = \"mobilenet_v2\"\nsize = 32\n\
-            [[member]]\nname = \"lite0\"\narch = \"efficientnet_lite0\"\nsize = 32\n",
-            s(&data),
-            s(&dir)
-        );
-        let toml = tmp.path().join("experiment.toml");
-        std::fs::write(&toml, experiment).unwrap();
-        ok(&["run", s(&toml), "--quiet"]);
+        let (data, dir) = tiny_experiment(tmp.path());
         let members =
             ["mnv2", "lite0"].map(|m| Predictions::read(&dir.join("members").join(m).join("test.csv")).unwrap());
         let submission = Predictions::read(&dir.join("submission.csv")).unwrap();
