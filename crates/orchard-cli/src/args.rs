@@ -16,8 +16,18 @@ use orchard_torch::Layout;
 #[derive(Args, Clone, Debug, Default)]
 pub struct DeviceArg {
     /// cpu, cuda, cuda:N or auto (CUDA when available, else the CPU; the default).
-    #[arg(long)]
+    #[arg(long, value_parser = available_device)]
     pub device: Option<Device>,
+}
+
+/// A device flag's value, which this machine must have: refused while the arguments are parsed (exit code
+/// 2, nothing created), as libtorch would panic at the first tensor put on a missing CUDA device.
+pub fn available_device(text: &str) -> Result<Device, String> {
+    let device: Device = text.parse()?;
+    match orchard_torch::unavailable(device) {
+        Some(problem) => Err(problem),
+        None => Ok(device),
+    }
 }
 
 impl DeviceArg {

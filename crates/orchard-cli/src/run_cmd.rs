@@ -22,7 +22,7 @@ use orchard_torch::distributed::{ProcessGroup, Rendezvous};
 use orchard_train::progress::{Console, Progress, Silent};
 use orchard_train::replicas::{backend_for, replica_device, Replicas, DEFAULT_TIMEOUT};
 
-use crate::args::DataArg;
+use crate::args::{available_device, DataArg};
 use crate::run_progress::Overall;
 use crate::usage::UsageError;
 
@@ -49,11 +49,11 @@ pub struct RunArgs {
     #[arg(long, conflicts_with_all = ["only", "devices", "gather", "status"])]
     pub jobs: Option<usize>,
     /// Train one unit at a time on each of these devices, e.g. cuda:0,cuda:1 (list one twice for two units).
-    #[arg(long, value_delimiter = ',', conflicts_with_all = ["only", "gather", "status"])]
+    #[arg(long, value_delimiter = ',', value_parser = available_device, conflicts_with_all = ["only", "gather", "status"])]
     pub devices: Option<Vec<Device>>,
     /// Every member on this device (cpu, cuda, cuda:N or auto), instead of each member's own (`device` in
     /// `[defaults]` or the member, `auto` when unset).
-    #[arg(long)]
+    #[arg(long, value_parser = available_device)]
     pub device: Option<Device>,
     /// Instead of the file's `data`.
     #[command(flatten)]
@@ -90,6 +90,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     if args.dry_run {
         print!("{}", orchard_experiment::dry_run::dry_run(&experiment)?);
         return Ok(());
+    }
+    if !args.status {
+        orchard_experiment::check::check_devices(&experiment)?;
     }
     let rendezvous =
         Rendezvous::from_env().map_err(|e| UsageError(format!("the data-parallel job's variables: {e}")))?;

@@ -215,6 +215,9 @@ pub fn resolve(mut a: TrainArgs) -> Result<(TrainConfig, bool)> {
         c.schedule.per_replica.get_or_insert(false);
     }
     c.validate().map_err(|e| UsageError(e.to_string()))?;
+    if let Some(problem) = orchard_torch::unavailable(c.device) {
+        return Err(UsageError(format!("invalid training configuration: device: {problem}")).into());
+    }
     Ok((c, a.resume))
 }
 

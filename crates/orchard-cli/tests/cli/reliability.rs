@@ -1,0 +1,69 @@
+//! Inputs a hostile user would try (issue 15): each refused up front with a clear error and the right exit
+//! code, nothing created, or handled cleanly where it is no error at all.
+
+use std::path::Path;
+
+use crate::common::{orchard, s, synth, text};
+
+/// Asserts that `args` failed with exit code 2, its message containing every one of `needles`.
+fn refused(args: &[&str], needles: &[&str]) {
+    let out = orchard(args);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "orchard {}: {said}", args.join(" "));
+    assert!(!said.contains("panicked"), "orchard {}: {said}", args.join(" "));
+    for needle in needles {
+        assert!(said.contains(needle), "orchard {}: {needle:?} missing from {said}", args.join(" "));
+    }
+}
+
+/// A one-member experiment on `data` into `out`, with `extra` lines in its member.
+fn experiment(dir: &Path, data: &Path, extra: &str) -> std::path::PathBuf {
+    let file = dir.join("experiment.toml");
+    let toml = format!(
+        "data = {:?}\nout = {:?}\nfolds = 2\n[defaults]\nepochs = 1\nbatch = 4\n\
+         [[member]]\nname = \"m\"\narch = \"mobilenet_v2\"\nsize = 32\n{extra}\n",
+        s(data),
+        s(&dir.join("experiment")),
+    );
+    std::fs::write(&file, toml).unwrap();
+    file
+}
+
+#[test]
+fn a_cuda_device_this_machine_lacks_is_refused_before_anything_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("data"), 8, 2, "32", 1);
+    let out = tmp.path().join("out");
+    let (d, o) = (s(&data), s(&out));
+    let missing = "cuda:99";
+    let image = data.join("images").join("Train_0.jpg");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["train", "--data", d, "--size", "32", "--epochs", "1", "--out", o, "--device", missing],
+        vec!["predict", "--run", o, "--data", d, "--out", o, "--device", missing],
+        vec!["classify", "--arch", "mobilenet_v2", "--weights", o, s(&image), "--device", missing],
+        vec!["serve", o, "--device", missing],
+        vec!["bench", "model", "--arch", "mobilenet_v2", "--size", "32", "--device", missing],
+    ];
+    for args in &commands {
+        refused(args, &[missing, "CUDA"]);
+        assert!(!out.exists(), "orchard {} created {o}", args.join(" "));
+    }
+    // A device named in a training configuration or an experiment file, or by `run`'s flags.
+    let config = tmp.path().join("train.toml");
+    std::fs::write(&config, format!("device = {missing:?}\n")).unwrap();
+    refused(&["train", "--config", s(&config), "--data", d, "--out", o], &[missing, "CUDA"]);
+    let file = experiment(tmp.path(), &data, &format!("device = {missing:?}"));
+    refused(&["run", s(&file)], &[missing, "CUDA", "member \"m\""]);
+    let file = experiment(tmp.path(), &data, "");
+    refused(&["run", s(&file), "--device", missing], &[missing, "CUDA"]);
+    refused(&["run", s(&file), "--devices", &format!("cpu,{missing}")], &[missing, "CUDA"]);
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap() + &format!("[predict]\ndevice = {missing:?}\n"))
+        .unwrap();
+    refused(&["run", s(&file)], &[missing, "CUDA", "[predict]"]);
+    assert!(!out.exists() && !tmp.path().join("experiment").exists());
+    // Plain `cuda` where libtorch sees none.
+    if !tch::Cuda::is_available() {
+        refused(&["train", "--data", d, "--out", o, "--device", "cuda"], &["cuda:0", "no CUDA device"]);
+        assert!(!out.exists());
+    }
+}
