@@ -74,7 +74,9 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
     for path in &args.images {
         let pixels = eval_crop(path, (width, height))?;
         let xs = to_tensor(&pixels, spec.normalization.mean_std(), device);
-        let logits = tch::no_grad(|| model.forward_t(&xs, false)).squeeze_dim(0).to_device(Device::Cpu);
+        let logits = orchard_torch::failure::catch(|| tch::no_grad(|| model.forward_t(&xs, false)))
+            .map_err(|failure| anyhow::anyhow!("classifying {}: {failure}", path.display()))?;
+        let logits = logits.squeeze_dim(0).to_device(Device::Cpu);
         let logits: Vec<f32> = Vec::try_from(&logits).context("reading the logits")?;
         if args.logits {
             outputs.push(Logits { image: path, logits });

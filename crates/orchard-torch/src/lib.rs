@@ -9,6 +9,7 @@
 
 pub mod autocast;
 pub mod distributed;
+pub mod failure;
 pub mod foreach;
 pub mod memory;
 

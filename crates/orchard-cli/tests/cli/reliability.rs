@@ -2,6 +2,7 @@
 //! code, nothing created, or handled cleanly where it is no error at all.
 
 use std::path::Path;
+use std::process::{Command, Output};
 
 use crate::common::{orchard, s, synth, text};
 
@@ -66,4 +67,36 @@ fn a_cuda_device_this_machine_lacks_is_refused_before_anything_is_created() {
         refused(&["train", "--data", d, "--out", o, "--device", "cuda"], &["cuda:0", "no CUDA device"]);
         assert!(!out.exists());
     }
+}
+
+/// `orchard` with `args` in an address space of `gib` GiB (libtorch and its libraries take about 3.5): an
+/// allocation beyond it fails as on a machine out of memory, without taking the machine's memory.
+fn orchard_in(gib: u64, args: &[&str]) -> Output {
+    let limit = (gib << 20).to_string();
+    Command::new("sh")
+        .args(["-c", "ulimit -v \"$0\" && exec \"$@\"", &limit, env!("CARGO_BIN_EXE_orchard")])
+        .args(args)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("sh runs")
+}
+
+#[test]
+fn running_out_of_memory_in_a_training_step_is_an_error_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("data"), 8, 0, "32", 1);
+    let run = tmp.path().join("run");
+    // 8 images of 1024x1024 need about 12 GB of activations.
+    let args = ["train", "--data", s(&data), "--arch", "mobilenet_v2", "--size", "1024", "--batch", "8"];
+    let out =
+        orchard_in(6, &[&args[..], &["--epochs", "1", "--workers", "1", "--device", "cpu", "--out", s(&run)]].concat());
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(!said.contains("panicked") && !said.contains("frame #"), "{said}");
+    assert!(
+        said.contains("training epoch 0 (batches of 8 at 1024x1024 on cpu) failed: out of memory (DefaultCPUAllocator"),
+        "{said}"
+    );
+    assert_eq!(said.matches("out of memory").count(), 1, "{said}");
+    assert!(said.contains("lower the batch"), "{said}");
 }
