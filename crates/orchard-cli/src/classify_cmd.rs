@@ -81,28 +81,29 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
         if args.logits {
             outputs.push(Logits { image: path, logits });
         } else {
-            print_top(path, &logits, args.top, classes);
+            print_top(path, &logits, args.top, classes)?;
         }
     }
     if args.logits {
-        println!("{}", serde_json::to_string(&outputs)?);
+        outln!("{}", serde_json::to_string(&outputs)?)?;
     }
     Ok(())
 }
 
 /// Prints the `k` most probable classes (softmax over the logits) of one image.
-fn print_top(path: &Path, logits: &[f32], k: usize, classes: i64) {
+fn print_top(path: &Path, logits: &[f32], k: usize, classes: i64) -> Result<(), crate::out::StdoutError> {
     let probabilities: Vec<f64> =
         Vec::try_from(Tensor::from_slice(logits).to_kind(Kind::Double).softmax(0, Kind::Double))
             .expect("a 1-D tensor converts to a vector");
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
-    println!("{}", path.display());
+    outln!("{}", path.display())?;
     for &class in order.iter().take(k) {
         let name = match classes as usize {
             imagenet::NUM_CLASSES => imagenet::label(class).unwrap_or("?").to_string(),
             _ => format!("class {class}"),
         };
-        println!("  {:.4}  {class:>4}  {name}", probabilities[class]);
+        outln!("  {:.4}  {class:>4}  {name}", probabilities[class])?;
     }
+    Ok(())
 }

@@ -25,6 +25,9 @@
 //! Flags several commands share, and the value types flags parse into, are in `args`; `usage` holds the error
 //! of arguments that make no sense together. Exit codes: 0 success, 1 failure, 2 bad input data or usage.
 
+#[macro_use]
+mod out;
+
 mod args;
 mod bench;
 mod children;
@@ -77,6 +80,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of standard output has all it wanted (`orchard weights inspect F | head -1`).
+        Err(err) if out::closed(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(exit_code(&err))

@@ -47,12 +47,12 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let options = Options { target, tta, batch: args.batch, device: args.device.torch(), workers: args.workers };
     let predictions = predict::predict(&args.runs, &args.data, &options)?;
     predictions.write(&args.out)?;
-    println!(
+    outln!(
         "wrote {} ({} rows, {} classes, TTA {tta})",
         args.out.display(),
         predictions.rows(),
         predictions.classes.len()
-    );
+    )?;
     Ok(())
 }
 

@@ -88,7 +88,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
     }
     if args.dry_run {
-        print!("{}", orchard_experiment::dry_run::dry_run(&experiment)?);
+        out!("{}", orchard_experiment::dry_run::dry_run(&experiment)?)?;
         return Ok(());
     }
     if !args.status {
@@ -125,7 +125,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let writer = group.as_ref().is_none_or(|g| g.rank() == 0);
     if args.status {
         for unit in experiment.units().into_iter().filter(|_| writer) {
-            println!("{}: {}", experiment.unit_name(unit), experiment.status(unit)?);
+            outln!("{}: {}", experiment.unit_name(unit), experiment.status(unit)?)?;
         }
         return Ok(());
     }
@@ -192,17 +192,17 @@ pub fn run(args: RunArgs) -> Result<()> {
         return Ok(()); // rank 0 gathers
     }
     let summary = gather::gather(&experiment)?;
-    print!("{summary}");
-    println!("wrote {}", experiment.out.join("summary.json").display());
+    out!("{summary}")?;
+    outln!("wrote {}", experiment.out.join("summary.json").display())?;
     let report =
         crate::report_cmd::write(&experiment.out, None, Some(experiment.data.clone()), orchard_report::GALLERY);
     // The last lines: the results, then where they are.
-    print!("\n{}", summary.recap());
+    out!("\n{}", summary.recap())?;
     if let Some((file, rows)) = &summary.submission {
-        println!("submission: {} ({rows} rows, checked)", experiment.out.join(file).display());
+        outln!("submission: {} ({rows} rows, checked)", experiment.out.join(file).display())?;
     }
     match report {
-        Ok(path) => println!("report: {}", path.display()),
+        Ok(path) => outln!("report: {}", path.display())?,
         Err(e) => eprintln!("warning: no report: {e:#}"),
     }
     Ok(())

@@ -171,9 +171,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         return Ok(());
     }
     if let (Some(best), Some(epoch)) = (summary.best, summary.best_epoch) {
-        println!("best epoch {epoch}: {best:.6}; run in {}", summary.dir.display());
+        outln!("best epoch {epoch}: {best:.6}; run in {}", summary.dir.display())?;
     } else {
-        println!("trained {} epochs; run in {}", summary.epochs_done, summary.dir.display());
+        outln!("trained {} epochs; run in {}", summary.epochs_done, summary.dir.display())?;
     }
     Ok(())
 }

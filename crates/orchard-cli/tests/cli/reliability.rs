@@ -1,8 +1,9 @@
 //! Inputs a hostile user would try (issue 15): each refused up front with a clear error and the right exit
 //! code, nothing created, or handled cleanly where it is no error at all.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use crate::common::{orchard, s, synth, text};
 
@@ -99,4 +100,45 @@ fn running_out_of_memory_in_a_training_step_is_an_error_not_a_panic() {
     );
     assert_eq!(said.matches("out of memory").count(), 1, "{said}");
     assert!(said.contains("lower the batch"), "{said}");
+}
+
+/// `orchard` with `args`, its standard output read for `lines` lines and then closed: the exit status and
+/// standard error, and the lines read.
+fn read_then_close(args: &[&str], lines: usize) -> (Output, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orchard"))
+        .args(args)
+        .env_remove("LD_LIBRARY_PATH")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("orchard starts");
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let read: Vec<String> = stdout.lines().take(lines).map(Result::unwrap).collect();
+    (child.wait_with_output().unwrap(), read)
+}
+
+#[test]
+fn a_reader_that_closes_standard_output_early_stops_a_command_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 3000 tensors: far more output than a pipe holds, so the writer meets the closed pipe.
+    let file = tmp.path().join("many.safetensors");
+    let tensors: Vec<(String, tch::Tensor)> =
+        (0..3000).map(|i| (format!("t{i}"), tch::Tensor::zeros([2], tch::kind::FLOAT_CPU))).collect();
+    tch::Tensor::write_safetensors(&tensors, &file).unwrap();
+    let data = synth(&tmp.path().join("data"), 8, 2, "32", 1);
+    let cases: [(&[&str], usize, &str); 5] = [
+        (&["weights", "inspect", s(&file)], 1, "many.safetensors: safetensors, 3000 tensors"),
+        (&["schedule", "--epochs", "100000"], 1, "0 1e-5"),
+        (&["schedule", "--epochs", "100000"], 0, ""),
+        (&["models", "list"], 0, ""),
+        (&["data", "check", s(&data)], 0, ""),
+    ];
+    for (args, lines, first) in cases {
+        let (out, read) = read_then_close(args, lines);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(0), "orchard {}: {said}", args.join(" "));
+        assert!(said.is_empty(), "orchard {} said {said}", args.join(" "));
+        let got = read.first().map_or("", String::as_str);
+        assert!(got.ends_with(first) && read.len() == lines, "orchard {}: read {read:?}", args.join(" "));
+    }
 }
