@@ -142,3 +142,53 @@ fn a_reader_that_closes_standard_output_early_stops_a_command_cleanly() {
         assert!(got.ends_with(first) && read.len() == lines, "orchard {}: read {read:?}", args.join(" "));
     }
 }
+
+#[test]
+fn every_numeric_setting_is_checked_before_anything_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("data"), 8, 2, "32", 1);
+    let out = tmp.path().join("out");
+    let (d, o) = (s(&data), s(&out));
+    let flags = [
+        "--lr=-1",
+        "--lr=nan",
+        "--lr=inf",
+        "--weight-decay=-0.1",
+        "--warmup=nan",
+        "--label-smoothing=1",
+        "--ema=1.5",
+        "--dropout=-0.1",
+        "--drop-path=inf",
+        "--bn-momentum=nan",
+        "--clip-norm=0",
+        "--batch=0",
+        "--epochs=0",
+        "--accumulate=0",
+        "--workers=0",
+        "--folds=1",
+        "--replicas=0",
+        "--replica-timeout=0",
+    ];
+    for flag in flags {
+        let (name, _) = flag.split_once('=').unwrap();
+        refused(&["train", "--data", d, "--size", "32", "--out", o, flag], &[&format!("for '{name} ")]);
+        assert!(!out.exists(), "{flag} created {o}");
+    }
+    refused(&["predict", "--run", o, "--data", d, "--out", o, "--batch", "0"], &["'--batch "]);
+    // In a configuration file: the file and the key named.
+    let config = tmp.path().join("train.toml");
+    for (toml, key) in [
+        ("[optimizer]\nmomentum = 2.0\n", "optimizer.momentum"),
+        ("[schedule.function]\nkind = \"constant\"\nlr = nan\n", "schedule.function: lr = NaN"),
+        ("[optimizer]\nweight_decay = inf\n", "optimizer.weight_decay"),
+        ("workers = 0\n", "workers"),
+    ] {
+        std::fs::write(&config, toml).unwrap();
+        refused(&["train", "--config", s(&config), "--data", d, "--out", o], &[s(&config), key]);
+        assert!(!out.exists());
+    }
+    // In an experiment's defaults or member: the file, the member and the key.
+    let file = experiment(tmp.path(), &data, "[member.schedule.function]\nkind = \"constant\"\nlr = -0.5");
+    refused(&["run", s(&file)], &[s(&file), "member \"m\"", "schedule.function: lr = -0.5"]);
+    assert!(!tmp.path().join("experiment").exists());
+}
