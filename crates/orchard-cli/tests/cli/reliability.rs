@@ -192,3 +192,30 @@ fn every_numeric_setting_is_checked_before_anything_is_created() {
     refused(&["run", s(&file)], &[s(&file), "member \"m\"", "schedule.function: lr = -0.5"]);
     assert!(!tmp.path().join("experiment").exists());
 }
+
+#[test]
+fn a_folds_file_without_a_fold_count_gives_the_count_and_the_run_validates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("data"), 12, 0, "32", 1);
+    let folds = tmp.path().join("folds.csv");
+    crate::common::ok(&["data", "folds", s(&data), "--k", "3", "--out", s(&folds)]);
+    let run = tmp.path().join("run");
+    let common = ["train", "--data", s(&data), "--arch", "mobilenet_v2", "--size", "32", "--batch", "4"];
+    let common = [&common[..], &["--epochs", "1", "--workers", "1", "--folds-csv", s(&folds), "--quiet"]].concat();
+    crate::common::ok(&[&common[..], &["--fold", "1", "--out", s(&run)]].concat());
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.lines().any(|l| l.trim() == "folds = 3"), "{config}");
+    let oof = std::fs::read_to_string(run.join("oof.csv")).unwrap();
+    assert_eq!(oof.lines().count(), 1 + 4, "a third of 12 images validate: {oof}");
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let row: Vec<&str> = metrics.lines().nth(1).unwrap().split(',').collect();
+    assert!(row[3..6].iter().all(|v| v.parse::<f64>().is_ok()), "val_loss, val_accuracy, val_auc: {metrics}");
+
+    // A fold the file does not have, or a file with a gap in its folds: refused, nothing created.
+    let other = tmp.path().join("other");
+    refused(&[&common[..], &["--fold", "3", "--out", s(&other)]].concat(), &["data.fold", "3 folds of", s(&folds)]);
+    let text = std::fs::read_to_string(&folds).unwrap().replace(",2\n", ",3\n");
+    std::fs::write(&folds, text).unwrap();
+    refused(&[&common[..], &["--fold", "0", "--out", s(&other)]].concat(), &[s(&folds), "folds 2 have no samples"]);
+    assert!(!other.exists());
+}

@@ -122,11 +122,26 @@ pub fn train_with(
     progress: &mut dyn Progress,
     replicas: Option<Replicas>,
 ) -> Result<Summary, TrainError> {
+    let config = with_fold_count(config)?;
     config.validate()?;
     let writer = replicas.as_ref().is_none_or(|r| r.rank() == 0);
     let mut run = Run::new(config, out, resume, replicas)?;
     let mut silent = Silent;
     run.fit(if writer { progress } else { &mut silent })
+}
+
+/// `config` with `data.folds` taken from `data.folds_csv` when only the file is given, so that the run
+/// validates on `data.fold` instead of training on every row (and the saved configuration says how many).
+fn with_fold_count(mut config: TrainConfig) -> Result<TrainConfig, TrainError> {
+    if let (None, Some(path)) = (config.data.folds, &config.data.folds_csv) {
+        let k = orchard_files::folds::count_csv(path)?;
+        if config.data.fold >= k {
+            let message = format!("{} is not below the {k} folds of {}", config.data.fold, path.display());
+            return Err(ConfigError { field: "data.fold", message }.into());
+        }
+        config.data.folds = Some(k);
+    }
+    Ok(config)
 }
 
 /// A run being trained.
