@@ -203,7 +203,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     match report {
         Ok(path) => outln!("report: {}", path.display())?,
-        Err(e) => eprintln!("warning: no report: {e:#}"),
+        Err(e) => eprintln!("warning: no report: {}", crate::message(&e)),
     }
     Ok(())
 }

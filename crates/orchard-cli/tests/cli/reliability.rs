@@ -219,3 +219,84 @@ fn a_folds_file_without_a_fold_count_gives_the_count_and_the_run_validates() {
     refused(&[&common[..], &["--fold", "0", "--out", s(&other)]].concat(), &[s(&folds), "folds 2 have no samples"]);
     assert!(!other.exists());
 }
+
+/// The lines of `path` with line `n` (1-based) replaced by `line` and a blank line inserted before it.
+fn with_line(path: &Path, n: usize, line: impl Fn(&str) -> String) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[n - 1] = line(&lines[n - 1]);
+    lines.insert(n - 1, String::new());
+    lines.join("\n") + "\n"
+}
+
+#[test]
+fn messages_say_each_cause_once_and_every_command_counts_file_lines_alike() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("data"), 8, 4, "32", 1);
+    let image = data.join("images").join("Train_0.jpg");
+    let missing = tmp.path().join("missing.pth");
+    let out = orchard(&["classify", "--arch", "mobilenet_v2", "--weights", s(&missing), s(&image)]);
+    assert_eq!(text(&out).matches("(os error 2)").count(), 1, "{}", text(&out));
+    let out = orchard(&["data", "check", s(&image)]);
+    assert_eq!(text(&out).matches("not a folder").count(), 1, "{}", text(&out));
+
+    // The same bad cell on file line 5 (after a blank line) of a labels file, then of a prediction file.
+    let bad = tmp.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    std::os::unix::fs::symlink(data.join("images"), bad.join("images")).unwrap();
+    let labels = with_line(&data.join("train.csv"), 4, |l| format!("{},abc,0,0,0", l.split(',').next().unwrap()));
+    std::fs::write(bad.join("train.csv"), labels).unwrap();
+    let ids: Vec<String> = (0..8).map(|i| format!("Train_{i}")).collect();
+    let even = tmp.path().join("even.csv");
+    let rows: String = ids.iter().map(|id| format!("{id},0.25,0.25,0.25,0.25\n")).collect();
+    std::fs::write(&even, format!("image_id,healthy,multiple_diseases,rust,scab\n{rows}")).unwrap();
+    let folds = tmp.path().join("folds.csv");
+    crate::common::ok(&["data", "folds", s(&data), "--k", "2", "--out", s(&folds)]);
+    let truth = bad.join("train.csv");
+    let at = format!("{}:5:healthy", s(&truth));
+    refused(&["data", "check", s(&bad)], &[&at]);
+    refused(&["score", "--truth", s(&truth), "--pred", s(&even)], &[&at]);
+    let (e, f) = (s(&even), s(&folds));
+    let search = ["ensemble", "--method", "search", "--oof", e, "--oof", e, "--pred", e, "--pred", e, "--folds", f];
+    let out = tmp.path().join("out.csv");
+    refused(&[&search[..], &["--truth", s(&truth), "--out", s(&out)]].concat(), &[&at]);
+    let pred = tmp.path().join("pred.csv");
+    std::fs::write(&pred, with_line(&even, 4, |l| l.replacen("0.25", "1.5", 1))).unwrap();
+    let at = format!("{}:5:healthy", s(&pred));
+    refused(&["score", "--truth", s(&data), "--pred", s(&pred)], &[&at]);
+    refused(&["ensemble", "--pred", s(&pred), "--pred", e, "--out", s(&out)], &[&at]);
+    let rows: String = (0..4).map(|i| format!("Test_{i},0.25,0.25,0.25,0.25\n")).collect();
+    std::fs::write(&pred, format!("image_id,healthy,multiple_diseases,rust,scab\n{rows}")).unwrap();
+    std::fs::write(&pred, with_line(&pred, 4, |l| l.replacen("0.25", "0.5", 1))).unwrap();
+    let sample = data.join("sample_submission.csv");
+    refused(
+        &["submission", "check", "--sample", s(&sample), "--pred", s(&pred)],
+        &[&format!("{}:5: row sums", s(&pred))],
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_full_disk_names_the_file_and_says_so() {
+    // A 1 MiB file system of our own, in a user and mount namespace, where the machine allows one.
+    if !Command::new("unshare").args(["-rm", "true"]).status().is_ok_and(|s| s.success()) {
+        eprintln!("skipped: no user namespaces here");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("data"), 8, 0, "32", 1);
+    let small = tmp.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let run = small.join("run");
+    let out = Command::new("unshare")
+        .args(["-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs \"$0\" && exec \"$@\"", s(&small)])
+        .args([env!("CARGO_BIN_EXE_orchard"), "train", "--data", s(&data), "--arch", "mobilenet_v2", "--size", "32"])
+        .args(["--batch", "8", "--epochs", "1", "--workers", "1", "--quiet", "--out", s(&run)])
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains(&format!("{}: No space left on device (os error 28)", s(&run.join("best.ckpt")))), "{said}");
+    assert!(!said.contains(".orchard-") && !said.contains("IoError") && !said.contains("readable"), "{said}");
+}
