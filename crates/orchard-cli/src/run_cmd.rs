@@ -92,7 +92,13 @@ pub fn run(args: RunArgs) -> Result<()> {
         return Ok(());
     }
     if !args.status {
-        orchard_experiment::check::check_devices(&experiment)?;
+        // Every member about to train (none when gathering) is checked before anything is created.
+        let members: Vec<usize> = match (&args.only, args.gather) {
+            (_, true) => vec![],
+            (Some(name), false) => vec![experiment.find_unit(name)?.member],
+            (None, false) => (0..experiment.members.len()).collect(),
+        };
+        orchard_experiment::check::check_members(&experiment, &members)?;
     }
     let rendezvous =
         Rendezvous::from_env().map_err(|e| UsageError(format!("the data-parallel job's variables: {e}")))?;

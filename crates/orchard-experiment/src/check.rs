@@ -96,17 +96,26 @@ fn out_dir(out: &Path) -> Option<String> {
     (out.exists() && !out.is_dir()).then(|| format!("out {}: not a folder", out.display()))
 }
 
-/// Every device the experiment names that this machine lacks: `orchard run` refuses them before it creates
-/// anything (libtorch would panic at the first tensor).
-pub fn check_devices(experiment: &Experiment) -> Result<()> {
-    let problems = devices(experiment);
+/// What `orchard run` checks before it creates or trains anything, reported together: every device the
+/// experiment names that this machine lacks (libtorch would panic at the first tensor), and the
+/// architecture, input size, soft targets and starting weights (loaded as a run would load them) of the
+/// `members` (indices) about to train, so that a mistake in the last member does not wait for the first to
+/// train. The dataset and the folds are checked as the run prepares them.
+pub fn check_members(experiment: &Experiment, members: &[usize]) -> Result<()> {
+    let mut problems = devices(experiment);
+    let mut weights = BTreeMap::new();
+    for member in members.iter().filter_map(|&m| experiment.members.get(m)) {
+        for problem in check_member(member, None, &mut weights) {
+            problems.push(format!("member {:?}: {problem}", member.name));
+        }
+    }
     match problems.is_empty() {
         true => Ok(()),
         false => Err(ExperimentError::Problems { path: experiment.file.clone(), problems }),
     }
 }
 
-/// The problems [`check_devices`] reports, each naming the member or `[predict]`.
+/// The devices of the members and of `[predict]` that this machine lacks, each naming its owner.
 fn devices(experiment: &Experiment) -> Vec<String> {
     let members = experiment.members.iter().map(|m| (format!("member {:?}", m.name), m.config.device));
     std::iter::once(("[predict]".to_string(), experiment.predict.device))

@@ -300,3 +300,29 @@ fn a_full_disk_names_the_file_and_says_so() {
     assert!(said.contains(&format!("{}: No space left on device (os error 28)", s(&run.join("best.ckpt")))), "{said}");
     assert!(!said.contains(".orchard-") && !said.contains("IoError") && !said.contains("readable"), "{said}");
 }
+
+#[test]
+fn run_checks_every_member_before_it_trains_any() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("data"), 8, 2, "32", 1);
+    let missing = tmp.path().join("missing.safetensors");
+    let members = format!(
+        "[[member]]\nname = \"unknown\"\narch = \"resnet9000\"\n\
+         [[member]]\nname = \"small\"\narch = \"inception_resnet_v2\"\nsize = 32\n\
+         [[member]]\nname = \"weights\"\narch = \"mobilenet_v2\"\nsize = 32\nweights = {:?}",
+        s(&missing)
+    );
+    let file = experiment(tmp.path(), &data, &members);
+    let said = [
+        "3 problem(s), nothing was run or written",
+        "member \"unknown\": model.arch",
+        "resnet9000",
+        "member \"small\": data.size 32x32",
+        "member \"weights\": model.weights",
+        "missing.safetensors: no such file",
+    ];
+    refused(&["run", s(&file)], &said);
+    assert!(!tmp.path().join("experiment").exists(), "the first member was not trained");
+    // `--only` checks its own member.
+    refused(&["run", s(&file), "--only", "small/0"], &["1 problem(s)", "member \"small\""]);
+}
