@@ -58,13 +58,17 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
     spec.check_input(height as i64, width as i64).map_err(|e| UsageError(e.to_string()))?;
     let file = weights::read(&args.weights)?;
     weights::check_arch(&file, &spec)?;
-    let classes = weights::head_classes(&file, &spec).ok_or_else(|| {
-        UsageError(format!(
-            "{} has no classification head for {}: classify needs one",
-            args.weights.display(),
-            spec.name
-        ))
-    })?;
+    let Some(classes) = weights::head_classes(&file, &spec) else {
+        // A file of another architecture has no head under this one's names either: say that it does not
+        // fit rather than that it lacks a head.
+        let vs = nn::VarStore::new(Device::Cpu);
+        orchard_models::build(spec.name, &vs.root(), None)?;
+        weights::load_into(&vs, "", &spec, &file, weights::LoadOptions { no_top: true, ..Default::default() })?;
+        let weights = args.weights.display();
+        return Err(
+            UsageError(format!("{weights} has no classification head for {}: classify needs one", spec.name)).into()
+        );
+    };
     let device = args.device.torch();
     let vs = nn::VarStore::new(device);
     let model = orchard_models::build(spec.name, &vs.root(), Some(classes))?;

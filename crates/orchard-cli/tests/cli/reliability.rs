@@ -326,3 +326,35 @@ fn run_checks_every_member_before_it_trains_any() {
     // `--only` checks its own member.
     refused(&["run", s(&file), "--only", "small/0"], &["1 problem(s)", "member \"small\""]);
 }
+
+#[test]
+fn classify_and_import_take_a_runs_own_checkpoint_and_another_architecture_is_a_mismatch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth(&tmp.path().join("data"), 8, 0, "32", 1);
+    let run = tmp.path().join("run");
+    let train = ["train", "--data", s(&data), "--arch", "mobilenet_v2", "--size", "32", "--batch", "8"];
+    crate::common::ok(&[&train[..], &["--epochs", "1", "--workers", "1", "--quiet", "--out", s(&run)]].concat());
+    let best = run.join("best.ckpt");
+    let image = data.join("images").join("Train_0.jpg");
+    let printed =
+        crate::common::ok(&["classify", "--arch", "mobilenet_v2", "--weights", s(&best), "--size", "32", s(&image)]);
+    assert_eq!(printed.lines().filter(|l| l.contains("class ")).count(), 4, "the run's 4 classes: {printed}");
+    let imported = tmp.path().join("imported.safetensors");
+    let said =
+        crate::common::ok(&["weights", "import", "--arch", "mobilenet_v2", "--from", s(&best), "--out", s(&imported)]);
+    assert!(said.contains("with a head of 4 classes"), "{said}");
+    // The same file for another architecture: a mismatch, with or without Orchard's header.
+    refused(
+        &["classify", "--arch", "efficientnet_b0", "--weights", s(&best), s(&image)],
+        &["is for mobilenet_v2, not efficientnet_b0"],
+    );
+    let loaded = orchard_models::weights::checkpoint::load::<orchard_files::RunState>(&best).unwrap();
+    let plain = tmp.path().join("plain.safetensors");
+    let tensors: Vec<(String, tch::Tensor)> =
+        loaded.group("model").into_iter().filter(|(n, _)| !n.starts_with("classifier")).collect();
+    std::fs::write(&plain, orchard_models::weights::native::to_bytes(&tensors, None).unwrap()).unwrap();
+    refused(
+        &["classify", "--arch", "efficientnet_b0", "--weights", s(&plain), s(&image)],
+        &["do not fit efficientnet_b0"],
+    );
+}
