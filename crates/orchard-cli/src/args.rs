@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use clap::{Args, ValueEnum};
 use orchard_data::augment::AugmentConfig;
-use orchard_files::config::{Device, Precision};
+use orchard_files::config::{Device, Precision, MAX_SIZE};
 use orchard_files::{Task, Tta};
 use orchard_torch::Layout;
 
@@ -16,8 +16,18 @@ use orchard_torch::Layout;
 #[derive(Args, Clone, Debug, Default)]
 pub struct DeviceArg {
     /// cpu, cuda, cuda:N or auto (CUDA when available, else the CPU; the default).
-    #[arg(long)]
+    #[arg(long, value_parser = available_device)]
     pub device: Option<Device>,
+}
+
+/// A device flag's value, which this machine must have: refused while the arguments are parsed (exit code
+/// 2, nothing created), as libtorch would panic at the first tensor put on a missing CUDA device.
+pub fn available_device(text: &str) -> Result<Device, String> {
+    let device: Device = text.parse()?;
+    match orchard_torch::unavailable(device) {
+        Some(problem) => Err(problem),
+        None => Ok(device),
+    }
 }
 
 impl DeviceArg {
@@ -29,6 +39,54 @@ impl DeviceArg {
     /// libtorch's device.
     pub fn torch(&self) -> tch::Device {
         orchard_torch::device(self.device())
+    }
+}
+
+/// A flag's number that no run can use (NaN, an infinity, a negative rate, a zero batch) is refused while
+/// the arguments are parsed, naming the flag, with exit code 2 and nothing created: these parse one.
+pub mod number {
+    /// A finite number `>= 0`: learning rates, weight decay, warm-up epochs.
+    pub fn non_negative(text: &str) -> Result<f64, String> {
+        let v = finite(text)?;
+        if v < 0.0 {
+            return Err("must be >= 0".into());
+        }
+        Ok(v)
+    }
+
+    /// A finite number `> 0`: a gradient-norm threshold.
+    pub fn positive(text: &str) -> Result<f64, String> {
+        let v = finite(text)?;
+        if v <= 0.0 {
+            return Err("must be > 0".into());
+        }
+        Ok(v)
+    }
+
+    /// A number in `[0, 1)`: dropout, drop path, label smoothing, EMA decay, batch-norm momentum.
+    pub fn fraction(text: &str) -> Result<f64, String> {
+        let v = finite(text)?;
+        if !(0.0..1.0).contains(&v) {
+            return Err("must lie in [0, 1)".into());
+        }
+        Ok(v)
+    }
+
+    /// An integer `>= MIN`: batches, epochs, workers, folds.
+    pub fn at_least<const MIN: u64, T: TryFrom<u64>>(text: &str) -> Result<T, String> {
+        let v: u64 = text.trim().parse().map_err(|_| "not a whole number".to_string())?;
+        if v < MIN {
+            return Err(format!("must be at least {MIN}"));
+        }
+        T::try_from(v).map_err(|_| "too large".into())
+    }
+
+    fn finite(text: &str) -> Result<f64, String> {
+        match text.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(v),
+            Ok(_) => Err("not a finite number".into()),
+            Err(_) => Err("not a number".into()),
+        }
     }
 }
 
@@ -69,8 +127,11 @@ impl FromStr for Size {
             Some((w, h)) => (number(w)?, number(h)?),
             None => (number(text)?, number(text)?),
         };
-        if width == 0 || height == 0 || width > 16384 || height > 16384 {
+        if width == 0 || height == 0 {
             return Err(bad());
+        }
+        if width > MAX_SIZE || height > MAX_SIZE {
+            return Err(format!("size {text:?}: over the limit of {MAX_SIZE} pixels a side"));
         }
         Ok(Size { width, height })
     }
@@ -198,5 +259,20 @@ mod tests {
         for bad in ["0", "x", "12x", "-3", "99999", "2x0"] {
             assert!(bad.parse::<Size>().is_err(), "{bad}");
         }
+        assert_eq!("99999".parse::<Size>().unwrap_err(), "size \"99999\": over the limit of 16384 pixels a side");
+    }
+
+    #[test]
+    fn numbers_no_run_can_use_are_refused() {
+        use number::*;
+        assert_eq!(non_negative("0"), Ok(0.0));
+        for bad in ["-1", "nan", "inf", "-inf", "x"] {
+            assert!(non_negative(bad).is_err(), "{bad}");
+        }
+        assert!(positive("0").is_err() && positive("1e-3").is_ok());
+        assert!(fraction("1").is_err() && fraction("0.999").is_ok() && fraction("NaN").is_err());
+        assert_eq!(at_least::<1, usize>("3"), Ok(3));
+        assert_eq!(at_least::<2, usize>("1").unwrap_err(), "must be at least 2");
+        assert!(at_least::<1, u32>("5000000000").is_err() && at_least::<1, u32>("-1").is_err());
     }
 }

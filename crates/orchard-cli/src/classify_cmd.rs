@@ -58,13 +58,17 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
     spec.check_input(height as i64, width as i64).map_err(|e| UsageError(e.to_string()))?;
     let file = weights::read(&args.weights)?;
     weights::check_arch(&file, &spec)?;
-    let classes = weights::head_classes(&file, &spec).ok_or_else(|| {
-        UsageError(format!(
-            "{} has no classification head for {}: classify needs one",
-            args.weights.display(),
-            spec.name
-        ))
-    })?;
+    let Some(classes) = weights::head_classes(&file, &spec) else {
+        // A file of another architecture has no head under this one's names either: say that it does not
+        // fit rather than that it lacks a head.
+        let vs = nn::VarStore::new(Device::Cpu);
+        orchard_models::build(spec.name, &vs.root(), None)?;
+        weights::load_into(&vs, "", &spec, &file, weights::LoadOptions { no_top: true, ..Default::default() })?;
+        let weights = args.weights.display();
+        return Err(
+            UsageError(format!("{weights} has no classification head for {}: classify needs one", spec.name)).into()
+        );
+    };
     let device = args.device.torch();
     let vs = nn::VarStore::new(device);
     let model = orchard_models::build(spec.name, &vs.root(), Some(classes))?;
@@ -74,33 +78,36 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
     for path in &args.images {
         let pixels = eval_crop(path, (width, height))?;
         let xs = to_tensor(&pixels, spec.normalization.mean_std(), device);
-        let logits = tch::no_grad(|| model.forward_t(&xs, false)).squeeze_dim(0).to_device(Device::Cpu);
+        let logits = orchard_torch::failure::catch(|| tch::no_grad(|| model.forward_t(&xs, false)))
+            .map_err(|failure| anyhow::anyhow!("classifying {}: {failure}", path.display()))?;
+        let logits = logits.squeeze_dim(0).to_device(Device::Cpu);
         let logits: Vec<f32> = Vec::try_from(&logits).context("reading the logits")?;
         if args.logits {
             outputs.push(Logits { image: path, logits });
         } else {
-            print_top(path, &logits, args.top, classes);
+            print_top(path, &logits, args.top, classes)?;
         }
     }
     if args.logits {
-        println!("{}", serde_json::to_string(&outputs)?);
+        outln!("{}", serde_json::to_string(&outputs)?)?;
     }
     Ok(())
 }
 
 /// Prints the `k` most probable classes (softmax over the logits) of one image.
-fn print_top(path: &Path, logits: &[f32], k: usize, classes: i64) {
+fn print_top(path: &Path, logits: &[f32], k: usize, classes: i64) -> Result<(), crate::out::StdoutError> {
     let probabilities: Vec<f64> =
         Vec::try_from(Tensor::from_slice(logits).to_kind(Kind::Double).softmax(0, Kind::Double))
             .expect("a 1-D tensor converts to a vector");
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
-    println!("{}", path.display());
+    outln!("{}", path.display())?;
     for &class in order.iter().take(k) {
         let name = match classes as usize {
             imagenet::NUM_CLASSES => imagenet::label(class).unwrap_or("?").to_string(),
             _ => format!("class {class}"),
         };
-        println!("  {:.4}  {class:>4}  {name}", probabilities[class]);
+        outln!("  {:.4}  {class:>4}  {name}", probabilities[class])?;
     }
+    Ok(())
 }

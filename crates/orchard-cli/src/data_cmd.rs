@@ -113,20 +113,20 @@ pub fn run(command: DataCommand) -> Result<()> {
                 quality: args.quality,
             };
             let summary = synth::generate(&config)?;
-            println!(
+            outln!(
                 "wrote {} training and {} test images ({width}x{height}) to {}",
                 config.train,
                 summary.test,
                 config.out.display()
-            );
+            )?;
             for (name, n) in synth::CLASSES.iter().zip(summary.train_counts) {
-                println!("  {name:<18} {n}");
+                outln!("  {name:<18} {n}")?;
             }
         }
         DataCommand::ImportElpv(args) => {
             let summary = elpv::import(&args.from, &args.out, args.test_fraction, args.seed)?;
-            println!("{summary}");
-            println!("wrote {}", args.out.display());
+            outln!("{summary}")?;
+            outln!("wrote {}", args.out.display())?;
         }
         DataCommand::Check(args) => {
             let split = match args.split {
@@ -136,7 +136,7 @@ pub fn run(command: DataCommand) -> Result<()> {
             let options = LoadOptions { skip_bad: args.skip_bad, check_images: true };
             let (data, report) = dataset::load(&args.dir, split, &options)?;
             print_report(&report);
-            println!("{}", dataset::describe(&data));
+            outln!("{}", dataset::describe(&data))?;
         }
         DataCommand::Folds(args) => {
             let options = LoadOptions { skip_bad: args.skip_bad, check_images: false };
@@ -147,23 +147,23 @@ pub fn run(command: DataCommand) -> Result<()> {
             folds::write_csv(&args.out, &ids, &assignment)
                 .with_context(|| format!("writing {}", args.out.display()))?;
             let counts = folds::class_counts(&data.targets(), &assignment, args.k);
-            println!(
+            outln!(
                 "{} samples in {} folds (seed {}) written to {}",
                 data.len(),
                 args.k,
                 args.seed,
                 args.out.display()
-            );
-            println!("fold  {}", data.classes.join("  "));
+            )?;
+            outln!("fold  {}", data.classes.join("  "))?;
             for (fold, row) in counts.iter().enumerate() {
-                println!(
+                outln!(
                     "{fold:>4}  {}",
                     row.iter()
                         .zip(&data.classes)
                         .map(|(n, c)| format!("{n:>w$}", w = c.len()))
                         .collect::<Vec<_>>()
                         .join("  ")
-                );
+                )?;
             }
         }
     }

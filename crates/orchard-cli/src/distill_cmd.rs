@@ -31,6 +31,6 @@ pub fn run(args: DistillArgs) -> Result<()> {
     let truth = read_truth(&args.truth)?;
     let soft = distill::soft_targets(&oof, &truth, args.alpha)?;
     soft.write(&args.out)?;
-    println!("wrote {} ({} rows, alpha {})", args.out.display(), soft.rows(), args.alpha);
+    outln!("wrote {} ({} rows, alpha {})", args.out.display(), soft.rows(), args.alpha)?;
     Ok(())
 }

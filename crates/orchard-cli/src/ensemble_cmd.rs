@@ -2,7 +2,6 @@
 //! scoring a prediction CSV against the truth, and checking a submission before upload. The work is in
 //! `orchard-ensemble`; this file turns flags into its configurations and prints results.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -177,9 +176,8 @@ pub fn run_ensemble(args: EnsembleArgs) -> Result<()> {
     if let Some(path) = &args.summary {
         outcome.summary.write(path).with_context(|| format!("writing the summary {}", path.display()))?;
     }
-    let mut out = std::io::stdout().lock();
-    write!(out, "{}", outcome.summary)?;
-    writeln!(out, "wrote {} ({} rows)", args.out.display(), outcome.predictions.rows())?;
+    out!("{}", outcome.summary)?;
+    outln!("wrote {} ({} rows)", args.out.display(), outcome.predictions.rows())?;
     Ok(())
 }
 
@@ -190,14 +188,13 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
     let k = pred.classes.len();
     let auc = orchard_metrics::mean_column_auc(&targets, &pred.values, k)?;
     let text = |v: Option<f64>| v.map_or_else(|| "undefined".to_string(), |v| v.to_string());
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "mean_auc: {}", text(auc.mean))?;
+    outln!("mean_auc: {}", text(auc.mean))?;
     for (class, v) in pred.classes.iter().zip(&auc.per_class) {
-        writeln!(out, "auc_{class}: {}", text(*v))?;
+        outln!("auc_{class}: {}", text(*v))?;
     }
     if truth.task == Task::MultiClass {
-        writeln!(out, "accuracy: {}", orchard_metrics::accuracy(&targets, &pred.values, k)?)?;
-        writeln!(out, "log_loss: {}", orchard_metrics::log_loss(&targets, &pred.values, k)?)?;
+        outln!("accuracy: {}", orchard_metrics::accuracy(&targets, &pred.values, k)?)?;
+        outln!("log_loss: {}", orchard_metrics::log_loss(&targets, &pred.values, k)?)?;
     }
     Ok(())
 }
@@ -211,13 +208,7 @@ pub fn run_submission(command: SubmissionCommand) -> Result<()> {
         None => TestIds::of_sample(&sample),
     };
     let report = submission::check(&sample, &test, &args.pred, task, args.classes.as_deref())?;
-    writeln!(
-        std::io::stdout().lock(),
-        "{}: ok, {} rows, columns {}",
-        args.pred.display(),
-        report.rows,
-        report.columns.join(",")
-    )?;
+    outln!("{}: ok, {} rows, columns {}", args.pred.display(), report.rows, report.columns.join(","))?;
     Ok(())
 }
 

@@ -57,22 +57,22 @@ pub fn run(args: InitArgs) -> Result<()> {
     };
     let request = Request { data: args.data, file: args.out, weights: args.weights, target, force: args.force };
     let (findings, choice) = init::init(&request)?;
-    print!("{}", findings.description);
+    out!("{}", findings.description)?;
     for (class, n, share) in &findings.rare {
-        println!("  rare class: {class} ({n} rows, {:.1}%)", 100.0 * share);
+        outln!("  rare class: {class} ({n} rows, {:.1}%)", 100.0 * share)?;
     }
-    println!("chosen:");
+    outln!("chosen:")?;
     for reason in &choice.reasons {
-        println!("  - {reason}");
+        outln!("  - {reason}")?;
     }
     let members = choice.members.len();
-    println!(
+    outln!(
         "wrote {} ({members} member(s) × {} folds = {} units); check it without training: orchard run {} --dry-run",
         request.file.display(),
         choice.folds,
         members * choice.folds,
         request.file.display()
-    );
+    )?;
     Ok(())
 }
 

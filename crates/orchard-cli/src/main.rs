@@ -25,6 +25,9 @@
 //! Flags several commands share, and the value types flags parse into, are in `args`; `usage` holds the error
 //! of arguments that make no sense together. Exit codes: 0 success, 1 failure, 2 bad input data or usage.
 
+#[macro_use]
+mod out;
+
 mod args;
 mod bench;
 mod children;
@@ -77,8 +80,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of standard output has all it wanted (`orchard weights inspect F | head -1`).
+        Err(err) if out::closed(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", message(&err));
             ExitCode::from(exit_code(&err))
         }
     }
@@ -98,6 +103,23 @@ fn passive_openmp() {
     let err =
         std::process::Command::new(exe).args(std::env::args_os().skip(1)).env("OMP_WAIT_POLICY", "PASSIVE").exec();
     eprintln!("warning: could not re-execute with OMP_WAIT_POLICY=PASSIVE ({err}); continuing");
+}
+
+/// The error and its causes, as anyhow's `{:#}` joins them, but without a cause whose text the message
+/// already holds: Orchard's errors put their cause in their own message (so that one reads whole in a list
+/// of problems) and name it as their source too, which printed it twice ("No such file or directory (os
+/// error 2): No such file or directory (os error 2)").
+pub fn message(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
+    }
+    text
 }
 
 /// 2 when the user's data (or arguments) are at fault, 1 otherwise.
@@ -134,5 +156,19 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         2
     } else {
         1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_printed_once() {
+        let source = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let err = anyhow::Error::new(orchard_files::FileError::Read { path: "a.csv".into(), source });
+        assert_eq!(message(&err), "a.csv: entity not found");
+        let err = err.context("reading the truth");
+        assert_eq!(message(&err), "reading the truth: a.csv: entity not found");
     }
 }

@@ -55,12 +55,12 @@ fn list(json: bool) -> Result<()> {
         });
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?)?;
     } else {
-        println!("{:<22} {:>9} {:>16} {:>16}", "model", "input", "params (top)", "params (no top)");
+        outln!("{:<22} {:>9} {:>16} {:>16}", "model", "input", "params (top)", "params (no top)")?;
         for r in &rows {
             let size = format!("{}x{}", r.input_size.1, r.input_size.0);
-            println!("{:<22} {:>9} {:>16} {:>16}", r.name, size, r.params_with_top, r.params_without_top);
+            outln!("{:<22} {:>9} {:>16} {:>16}", r.name, size, r.params_with_top, r.params_without_top)?;
         }
     }
     Ok(())

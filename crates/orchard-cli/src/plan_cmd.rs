@@ -2,7 +2,6 @@
 //! Kubernetes Indexed Job manifest (JSON, which `kubectl` reads as it reads YAML), for a cluster's scheduler
 //! to run; `orchard run EXPERIMENT.toml --gather` afterwards. The jobs are in `orchard_experiment::plan`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -112,7 +111,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
                 }
             }
         }
-        None => std::io::stdout().write_all(text.as_bytes())?,
+        None => crate::out::write_all(text.as_bytes())?,
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use orchard_files::Tta;
 use orchard_infer::predict::{self, Options, Target};
 
-use crate::args::{DeviceArg, TtaArg};
+use crate::args::{number, DeviceArg, TtaArg};
 
 /// Predict with trained runs.
 #[derive(Args)]
@@ -26,12 +26,12 @@ pub struct PredictArgs {
     #[arg(long, value_enum, default_value_t = TtaArg::None)]
     pub tta: TtaArg,
     /// Images per batch (default: each run's validation batch).
-    #[arg(long)]
+    #[arg(long, value_parser = number::at_least::<1, usize>)]
     pub batch: Option<usize>,
     #[command(flatten)]
     pub device: DeviceArg,
     /// Decode threads (default: one per core).
-    #[arg(long)]
+    #[arg(long, value_parser = number::at_least::<1, usize>)]
     pub workers: Option<usize>,
     /// Output CSV: image_id and one probability column per class.
     #[arg(long)]
@@ -47,12 +47,12 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let options = Options { target, tta, batch: args.batch, device: args.device.torch(), workers: args.workers };
     let predictions = predict::predict(&args.runs, &args.data, &options)?;
     predictions.write(&args.out)?;
-    println!(
+    outln!(
         "wrote {} ({} rows, {} classes, TTA {tta})",
         args.out.display(),
         predictions.rows(),
         predictions.classes.len()
-    );
+    )?;
     Ok(())
 }
 

@@ -26,7 +26,7 @@ pub struct ReportArgs {
 
 pub fn run(args: ReportArgs) -> Result<()> {
     let path = write(&args.run_dir, args.out, args.data, args.gallery)?;
-    println!("wrote {}", path.display());
+    outln!("wrote {}", path.display())?;
     Ok(())
 }
 

@@ -22,7 +22,7 @@ use orchard_torch::distributed::{ProcessGroup, Rendezvous};
 use orchard_train::progress::{Console, Progress, Silent};
 use orchard_train::replicas::{backend_for, replica_device, Replicas, DEFAULT_TIMEOUT};
 
-use crate::args::DataArg;
+use crate::args::{available_device, DataArg};
 use crate::run_progress::Overall;
 use crate::usage::UsageError;
 
@@ -49,11 +49,11 @@ pub struct RunArgs {
     #[arg(long, conflicts_with_all = ["only", "devices", "gather", "status"])]
     pub jobs: Option<usize>,
     /// Train one unit at a time on each of these devices, e.g. cuda:0,cuda:1 (list one twice for two units).
-    #[arg(long, value_delimiter = ',', conflicts_with_all = ["only", "gather", "status"])]
+    #[arg(long, value_delimiter = ',', value_parser = available_device, conflicts_with_all = ["only", "gather", "status"])]
     pub devices: Option<Vec<Device>>,
     /// Every member on this device (cpu, cuda, cuda:N or auto), instead of each member's own (`device` in
     /// `[defaults]` or the member, `auto` when unset).
-    #[arg(long)]
+    #[arg(long, value_parser = available_device)]
     pub device: Option<Device>,
     /// Instead of the file's `data`.
     #[command(flatten)]
@@ -88,8 +88,17 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
     }
     if args.dry_run {
-        print!("{}", orchard_experiment::dry_run::dry_run(&experiment)?);
+        out!("{}", orchard_experiment::dry_run::dry_run(&experiment)?)?;
         return Ok(());
+    }
+    if !args.status {
+        // Every member about to train (none when gathering) is checked before anything is created.
+        let members: Vec<usize> = match (&args.only, args.gather) {
+            (_, true) => vec![],
+            (Some(name), false) => vec![experiment.find_unit(name)?.member],
+            (None, false) => (0..experiment.members.len()).collect(),
+        };
+        orchard_experiment::check::check_members(&experiment, &members)?;
     }
     let rendezvous =
         Rendezvous::from_env().map_err(|e| UsageError(format!("the data-parallel job's variables: {e}")))?;
@@ -122,7 +131,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let writer = group.as_ref().is_none_or(|g| g.rank() == 0);
     if args.status {
         for unit in experiment.units().into_iter().filter(|_| writer) {
-            println!("{}: {}", experiment.unit_name(unit), experiment.status(unit)?);
+            outln!("{}: {}", experiment.unit_name(unit), experiment.status(unit)?)?;
         }
         return Ok(());
     }
@@ -189,18 +198,18 @@ pub fn run(args: RunArgs) -> Result<()> {
         return Ok(()); // rank 0 gathers
     }
     let summary = gather::gather(&experiment)?;
-    print!("{summary}");
-    println!("wrote {}", experiment.out.join("summary.json").display());
+    out!("{summary}")?;
+    outln!("wrote {}", experiment.out.join("summary.json").display())?;
     let report =
         crate::report_cmd::write(&experiment.out, None, Some(experiment.data.clone()), orchard_report::GALLERY);
     // The last lines: the results, then where they are.
-    print!("\n{}", summary.recap());
+    out!("\n{}", summary.recap())?;
     if let Some((file, rows)) = &summary.submission {
-        println!("submission: {} ({rows} rows, checked)", experiment.out.join(file).display());
+        outln!("submission: {} ({rows} rows, checked)", experiment.out.join(file).display())?;
     }
     match report {
-        Ok(path) => println!("report: {}", path.display()),
-        Err(e) => eprintln!("warning: no report: {e:#}"),
+        Ok(path) => outln!("report: {}", path.display())?,
+        Err(e) => eprintln!("warning: no report: {}", crate::message(&e)),
     }
     Ok(())
 }

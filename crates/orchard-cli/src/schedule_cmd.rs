@@ -1,8 +1,6 @@
 //! `orchard schedule`: prints the reference learning-rate function epoch by epoch, so a schedule can be
 //! checked (or plotted) before spending hours training with it.
 
-use std::io::Write;
-
 use clap::Args;
 use orchard_metrics::Reference;
 
@@ -40,13 +38,10 @@ pub struct ScheduleArgs {
 /// Validates the arguments into a [`Reference`] schedule and prints `EPOCH LR` for epochs `0..epochs`.
 pub fn run(args: ScheduleArgs) -> anyhow::Result<()> {
     let schedule = schedule(&args)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     for epoch in 0..args.epochs {
         // `{:e}` prints the shortest text that reads back as the same f64.
-        writeln!(out, "{epoch} {:e}", schedule.lr(f64::from(epoch)))?;
+        outln!("{epoch} {:e}", schedule.lr(f64::from(epoch)))?;
     }
-    out.flush()?;
     Ok(())
 }
 

@@ -85,7 +85,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         device: args.device.torch(),
     };
     orchard_serve::serve(config, |addr| {
-        println!("listening on http://{addr}");
+        // A reader that went away is no reason to stop serving.
+        let _ = writeln!(std::io::stdout(), "listening on http://{addr}");
         let _ = std::io::stdout().flush();
     })?;
     // A reader that went away (`| head -1`) is no reason to fail a clean stop.

@@ -19,7 +19,7 @@ use orchard_torch::Layout;
 use orchard_train::progress::{Console, Progress, Silent};
 use orchard_train::replicas::{replica_device, Replicas, DEFAULT_TIMEOUT};
 
-use crate::args::{AugmentArg, DataArg, DeviceArg, LayoutArg, PrecisionArg, Size};
+use crate::args::{number, AugmentArg, DataArg, DeviceArg, LayoutArg, PrecisionArg, Size};
 use crate::usage::UsageError;
 
 /// Train one backbone on one fold (or on all the data).
@@ -36,15 +36,15 @@ pub struct TrainArgs {
     /// Input size, N or WxH (default: the architecture's).
     #[arg(long)]
     pub size: Option<Size>,
-    #[arg(long)]
+    #[arg(long, value_parser = number::at_least::<1, usize>)]
     pub batch: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = number::at_least::<1, u32>)]
     pub epochs: Option<u32>,
     /// Pretrained weights; the head is re-initialised for the dataset's classes.
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// Number of folds K (none: train on everything, no validation).
-    #[arg(long)]
+    #[arg(long, value_parser = number::at_least::<2, usize>)]
     pub folds: Option<usize>,
     /// Validation fold, 0 ≤ I < K.
     #[arg(long)]
@@ -65,22 +65,22 @@ pub struct TrainArgs {
     /// The optimizer.
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerArg>,
-    #[arg(long)]
+    #[arg(long, value_parser = number::non_negative)]
     pub weight_decay: Option<f64>,
     /// The learning-rate schedule.
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleArg>,
     /// Peak learning rate of the schedule (the reference's LR_MAX; default 1e-4 × replicas).
-    #[arg(long)]
+    #[arg(long, value_parser = number::non_negative)]
     pub lr: Option<f64>,
     /// Replicas the reference schedule scales LR_MAX by (default: the processes of the job, at run time).
-    #[arg(long)]
+    #[arg(long, value_parser = number::at_least::<1, u32>)]
     pub replicas: Option<u32>,
     /// Seconds a data-parallel replica waits for the others before the job fails.
-    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TIMEOUT.as_secs())]
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TIMEOUT.as_secs(), value_parser = number::at_least::<1, u64>)]
     pub replica_timeout: u64,
     /// Warm-up epochs of the cosine schedule.
-    #[arg(long)]
+    #[arg(long, value_parser = number::non_negative)]
     pub warmup: Option<f64>,
     /// Evaluate the schedule at every step instead of every epoch.
     #[arg(long)]
@@ -89,7 +89,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub augment: Option<AugmentArg>,
     /// Label smoothing ε.
-    #[arg(long)]
+    #[arg(long, value_parser = number::fraction)]
     pub label_smoothing: Option<f64>,
     /// The loss.
     #[arg(long, value_enum)]
@@ -98,13 +98,13 @@ pub struct TrainArgs {
     #[arg(long)]
     pub soft_targets: Option<PathBuf>,
     /// Weight EMA decay, e.g. 0.999.
-    #[arg(long)]
+    #[arg(long, value_parser = number::fraction)]
     pub ema: Option<f64>,
     /// Dropout before the head (default: the architecture's, e.g. 0.2 for B0).
-    #[arg(long)]
+    #[arg(long, value_parser = number::fraction)]
     pub dropout: Option<f64>,
     /// Stochastic-depth rate of the last block, EfficientNet families (default: the architecture's, 0.2).
-    #[arg(long)]
+    #[arg(long, value_parser = number::fraction)]
     pub drop_path: Option<f64>,
     /// Train only the head for the first N epochs.
     #[arg(long)]
@@ -116,13 +116,13 @@ pub struct TrainArgs {
     #[arg(long)]
     pub sync_bn: bool,
     /// Momentum of batch-norm running statistics in training (Keras convention; 0.9 for short runs from scratch).
-    #[arg(long)]
+    #[arg(long, value_parser = number::fraction)]
     pub bn_momentum: Option<f64>,
     /// Sum the gradients of N micro-batches per step.
-    #[arg(long)]
+    #[arg(long, value_parser = number::at_least::<1, usize>)]
     pub accumulate: Option<usize>,
     /// Global-norm gradient clipping.
-    #[arg(long)]
+    #[arg(long, value_parser = number::positive)]
     pub clip_norm: Option<f64>,
     /// The metric that picks the best epoch and drives early stopping.
     #[arg(long, value_enum)]
@@ -140,7 +140,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub cache: bool,
     /// Decode worker threads.
-    #[arg(long)]
+    #[arg(long, value_parser = number::at_least::<1, usize>)]
     pub workers: Option<usize>,
     /// Print only errors.
     #[arg(long)]
@@ -171,9 +171,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         return Ok(());
     }
     if let (Some(best), Some(epoch)) = (summary.best, summary.best_epoch) {
-        println!("best epoch {epoch}: {best:.6}; run in {}", summary.dir.display());
+        outln!("best epoch {epoch}: {best:.6}; run in {}", summary.dir.display())?;
     } else {
-        println!("trained {} epochs; run in {}", summary.epochs_done, summary.dir.display());
+        outln!("trained {} epochs; run in {}", summary.epochs_done, summary.dir.display())?;
     }
     Ok(())
 }
@@ -183,7 +183,10 @@ pub fn resolve(mut a: TrainArgs) -> Result<(TrainConfig, bool)> {
     let mut c = match &a.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            TrainConfig::from_toml(&text).map_err(|e| UsageError(format!("{}: {e}", path.display())))?
+            let file = TrainConfig::from_toml(&text).map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+            // The file's own numbers first, so that its mistakes name it (the flags were checked as parsed).
+            file.validate().map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+            file
         }
         None => TrainConfig::default(),
     };
@@ -215,6 +218,9 @@ pub fn resolve(mut a: TrainArgs) -> Result<(TrainConfig, bool)> {
         c.schedule.per_replica.get_or_insert(false);
     }
     c.validate().map_err(|e| UsageError(e.to_string()))?;
+    if let Some(problem) = orchard_torch::unavailable(c.device) {
+        return Err(UsageError(format!("invalid training configuration: device: {problem}")).into());
+    }
     Ok((c, a.resume))
 }
 

@@ -85,7 +85,7 @@ fn import(args: ImportArgs) -> Result<()> {
         .with_context(|| format!("writing {}", args.out.display()))?;
     let head = classes.map_or("no head".to_string(), |n| format!("a head of {n} classes"));
     let fresh = if no_top && classes.is_some() { " (fresh)" } else { "" };
-    println!(
+    outln!(
         "{}: {} tensors of {} ({}) loaded into {} with {head}{fresh}; {} variables written to {}",
         args.from.display(),
         loaded,
@@ -94,15 +94,15 @@ fn import(args: ImportArgs) -> Result<()> {
         spec.name,
         variables.len(),
         args.out.display()
-    );
+    )?;
     Ok(())
 }
 
 fn inspect(args: InspectArgs) -> Result<()> {
     let file = weights::read(&args.file)?;
-    println!("{}: {}, {} tensors", args.file.display(), file.format, file.tensors.len());
+    outln!("{}: {}, {} tensors", args.file.display(), file.format, file.tensors.len())?;
     if let Some(header) = &file.header {
-        println!("header: {}", serde_json::to_string(header)?);
+        outln!("header: {}", serde_json::to_string(header)?)?;
     }
     let mut numbers = 0;
     for (name, tensor) in &file.tensors {
@@ -110,11 +110,11 @@ fn inspect(args: InspectArgs) -> Result<()> {
         let shape = format!("{:?}", tensor.size());
         let dtype = native::kind_name(tensor.kind());
         match (file.format.is_keras(), weights::orchard_name(file.format, name)) {
-            (true, Some(orchard)) => println!("{name:<60} {shape:<20} {dtype:<5} -> {orchard}"),
-            (true, None) => println!("{name:<60} {shape:<20} {dtype:<5} -> (no Orchard counterpart)"),
-            (false, _) => println!("{name:<60} {shape:<20} {dtype}"),
+            (true, Some(orchard)) => outln!("{name:<60} {shape:<20} {dtype:<5} -> {orchard}")?,
+            (true, None) => outln!("{name:<60} {shape:<20} {dtype:<5} -> (no Orchard counterpart)")?,
+            (false, _) => outln!("{name:<60} {shape:<20} {dtype}")?,
         }
     }
-    println!("{numbers} numbers in all");
+    outln!("{numbers} numbers in all")?;
     Ok(())
 }

@@ -281,7 +281,14 @@ fn decode_png(bytes: &[u8], path: &Path) -> Result<RgbImage, DecodeError> {
     let mut reader = decoder.read_info().map_err(err)?;
     let (width, height) = (reader.info().width as usize, reader.info().height as usize);
     check_size(path, width, height)?;
-    let mut buf = vec![0; reader.output_buffer_size().ok_or_else(|| corrupt(path, Format::Png, "image too large"))?];
+    let mut buf = vec![
+        0;
+        reader.output_buffer_size().ok_or_else(|| corrupt(
+            path,
+            Format::Png,
+            format!("image too large (the limit is {MAX_PIXELS} pixels)")
+        ))?
+    ];
     let frame = reader.next_frame(&mut buf).map_err(err)?;
     let buf = &buf[..frame.buffer_size()];
     let channels = frame.color_type.samples();

@@ -280,7 +280,7 @@ pub fn check(
 ) -> Result<CheckReport> {
     match &sample.format {
         Format::Probabilities { id_column, classes: want } => {
-            let (p, mut problems) = Predictions::parse(pred)?;
+            let (p, mut problems, lines) = Predictions::parse(pred)?;
             let mut header = vec![p.id_column.clone()];
             header.extend(p.classes.iter().cloned());
             let mut expected = vec![id_column.clone()];
@@ -302,12 +302,12 @@ pub fn check(
             }
             problems.extend(compare_ids(&test.file, &test.ids, pred, &p.ids));
             if task == Task::MultiClass && !p.classes.is_empty() {
-                for (r, row) in p.values.chunks_exact(p.classes.len()).enumerate() {
+                for (row, line) in p.values.chunks_exact(p.classes.len()).zip(lines) {
                     let sum: f64 = row.iter().sum();
                     if sum.is_finite() && (sum - 1.0).abs() > ROW_SUM_TOLERANCE {
                         problems.push(
                             Problem::new(pred, format!("row sums to {sum}, not 1 (multi-class probabilities)"))
-                                .at_row(r as u64 + 2),
+                                .at_row(line),
                         );
                     }
                 }

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use orchard_data::dataset::{self, Dataset, LoadOptions, Split};
-use orchard_files::config::Device;
 use orchard_files::folds;
+use orchard_torch::unavailable;
 
 use crate::config::{Experiment, Member};
 use crate::units::FOLDS;
@@ -49,9 +49,7 @@ pub fn check(experiment: &Experiment) -> Result<Checked> {
     };
     let assignment = train.as_ref().and_then(|train| fold_assignment(experiment, train, &mut problems));
     problems.extend(out_dir(&experiment.out));
-    if let Device::Cuda(_) = experiment.predict.device {
-        problems.extend(cuda(experiment.predict.device).map(|p| format!("[predict]: {p}")));
-    }
+    problems.extend(devices(experiment));
     let mut weights = BTreeMap::new();
     for member in &experiment.members {
         let classes = train.as_ref().map(|t| t.classes.len());
@@ -98,14 +96,32 @@ fn out_dir(out: &Path) -> Option<String> {
     (out.exists() && !out.is_dir()).then(|| format!("out {}: not a folder", out.display()))
 }
 
-/// Why a CUDA device cannot be used here, if it cannot.
-fn cuda(device: Device) -> Option<String> {
-    let Device::Cuda(index) = device else { return None };
-    let count = if tch::Cuda::is_available() { tch::Cuda::device_count() as usize } else { 0 };
-    (index >= count).then(|| match count {
-        0 => format!("device {device}, but this machine has no CUDA device (use --device cpu to check on the CPU)"),
-        n => format!("device {device}, but this machine has {n} CUDA device(s)"),
-    })
+/// What `orchard run` checks before it creates or trains anything, reported together: every device the
+/// experiment names that this machine lacks (libtorch would panic at the first tensor), and the
+/// architecture, input size, soft targets and starting weights (loaded as a run would load them) of the
+/// `members` (indices) about to train, so that a mistake in the last member does not wait for the first to
+/// train. The dataset and the folds are checked as the run prepares them.
+pub fn check_members(experiment: &Experiment, members: &[usize]) -> Result<()> {
+    let mut problems = devices(experiment);
+    let mut weights = BTreeMap::new();
+    for member in members.iter().filter_map(|&m| experiment.members.get(m)) {
+        for problem in check_member(member, None, &mut weights) {
+            problems.push(format!("member {:?}: {problem}", member.name));
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(ExperimentError::Problems { path: experiment.file.clone(), problems }),
+    }
+}
+
+/// The devices of the members and of `[predict]` that this machine lacks, each naming its owner.
+fn devices(experiment: &Experiment) -> Vec<String> {
+    let members = experiment.members.iter().map(|m| (format!("member {:?}", m.name), m.config.device));
+    std::iter::once(("[predict]".to_string(), experiment.predict.device))
+        .chain(members)
+        .filter_map(|(who, device)| unavailable(device).map(|p| format!("{who}: {p}")))
+        .collect()
 }
 
 /// A member's problems, without its name. `classes` is the dataset's number of classes when it loaded;
@@ -126,7 +142,6 @@ fn check_member(
     if let Err(e) = spec.check_input(h as i64, w as i64) {
         problems.push(format!("data.size {w}x{h}: {e}"));
     }
-    problems.extend(cuda(config.device));
     if let (Some(classes), Some(class_weights)) = (classes, &config.loss.class_weights) {
         if class_weights.len() != classes {
             problems.push(format!("loss.class_weights has {} values for {classes} classes", class_weights.len()));
@@ -174,19 +189,4 @@ pub fn weights_problem(arch: &str, path: &Path) -> Option<String> {
         ));
     }
     Some(lines.join("\n"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_missing_cuda_device_is_named_and_the_cpu_always_passes() {
-        assert_eq!(cuda(Device::Cpu), None);
-        assert_eq!(cuda(Device::Auto), None);
-        if !tch::Cuda::is_available() {
-            assert!(cuda(Device::Cuda(0)).unwrap().contains("no CUDA device"));
-        }
-        assert!(cuda(Device::Cuda(999)).is_some());
-    }
 }

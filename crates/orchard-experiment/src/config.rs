@@ -145,6 +145,11 @@ impl Experiment {
                 file.folds
             )));
         }
+        for (key, value) in [("batch", file.predict.batch), ("workers", file.predict.workers)] {
+            if value == Some(0) {
+                return Err(bad(format!("[predict]: {key} = 0 must be at least 1")));
+            }
+        }
         if file.members.is_empty() {
             return Err(bad("no [[member]]: an experiment needs at least one".into()));
         }
@@ -351,6 +356,15 @@ lr = 0.01
             (FILE.replace("folds = 3", "folds = 1"), "at least 2 folds"),
             (FILE.replace("tta = \"dihedral\"", "tta = \"rot\""), "unknown variant `rot`"),
             (FILE.replace("epochs = 2", "epochs = 0"), "member \"mnv2-wide\": invalid training configuration: epochs"),
+            (
+                FILE.replace("lr = 0.01", "lr = -1.0"),
+                "member \"mnv2-wide\": invalid training configuration: schedule.function: lr = -1 must be",
+            ),
+            (
+                FILE.replace("batch = 8", "batch = 8\n[defaults.optimizer]\nmomentum = nan"),
+                "member \"b0\": invalid training configuration: optimizer.momentum: NaN must lie in [0, 1)",
+            ),
+            (FILE.replace("[defaults]", "[predict]\nworkers = 0\n[defaults]"), "[predict]: workers = 0"),
         ];
         for (text, want) in cases {
             let err = Experiment::parse(&text, Path::new("exp.toml")).unwrap_err().to_string();

@@ -24,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::DataConfig;
 use crate::table::{self, Table};
-use crate::{FileError, Task};
+use crate::{FileError, Problem, Task};
 
 /// Why folds could not be made, written or read.
 #[derive(Debug, thiserror::Error)]
@@ -260,19 +260,8 @@ pub fn read_csv(path: &Path, ids: &[String]) -> Result<Vec<usize>, FoldError> {
             let message = format!("unknown id '{id}': not in the dataset");
             problems.push(table.problem(message).at_row(row.line).in_column(id_name));
         }
-        let fold = match value.parse::<usize>() {
-            Ok(f) if f < ids.len() => Some(f),
-            Ok(f) => {
-                let message = format!("fold {f} is out of range (the dataset has {} samples)", ids.len());
-                problems.push(table.problem(message).at_row(row.line).in_column("fold"));
-                None
-            }
-            Err(_) => {
-                let message = format!("fold '{value}' is not a non-negative integer");
-                problems.push(table.problem(message).at_row(row.line).in_column("fold"));
-                None
-            }
-        };
+        let limit = (ids.len(), "the dataset has", "samples");
+        let fold = fold_number(&table, value, row.line, limit).map_err(|p| problems.push(p)).ok();
         if let (Some(i), Some(fold)) = (sample, fold) {
             match folds[i] {
                 Some((_, first)) => {
@@ -293,23 +282,70 @@ pub fn read_csv(path: &Path, ids: &[String]) -> Result<Vec<usize>, FoldError> {
         let message = format!("{} more samples have no fold", missing.len() - LISTED);
         problems.push(table.problem(message).in_column(id_name));
     }
-    let k = folds.iter().flatten().map(|(f, _)| f + 1).max().unwrap_or(0);
     if problems.is_empty() {
-        let mut sizes = vec![0usize; k];
-        for (f, _) in folds.iter().flatten() {
-            sizes[*f] += 1;
-        }
-        let empty: Vec<String> = (0..k).filter(|&f| sizes[f] == 0).map(|f| f.to_string()).collect();
-        if !empty.is_empty() {
-            let message = format!("folds {} have no samples (folds must be numbered 0..{k})", empty.join(", "));
-            problems.push(table.problem(message).in_column("fold"));
-        }
-        if k < 2 {
-            problems.push(table.problem("fewer than two folds").in_column("fold"));
-        }
+        problems.extend(numbering(&table, folds.iter().flatten().map(|(f, _)| *f)));
     }
     FileError::fail_on(problems)?;
     Ok(folds.into_iter().map(|f| f.map_or(0, |(f, _)| f)).collect())
+}
+
+/// The number of folds in a folds file, its largest fold + 1, for a run that names the file but not the
+/// count (which then trained on every row without validating). The folds are checked as [`read_csv`] checks
+/// them: numbers, numbered 0..k without gaps, at least two; the ids are checked against the dataset when the
+/// run reads the file.
+pub fn count_csv(path: &Path) -> Result<usize, FoldError> {
+    let table = Table::read(path)?;
+    let mut problems = table.problems();
+    let Some(fold_col) = table.column("fold") else {
+        problems.push(table.problem("the header has no fold column").at_row(1).in_column("fold"));
+        return Err(FileError::Invalid(problems).into());
+    };
+    let limit = (table.rows.len(), "the file has", "rows");
+    let folds: Vec<usize> = (table.rows.iter())
+        .filter_map(|row| {
+            fold_number(&table, &row.fields[fold_col], row.line, limit).map_err(|p| problems.push(p)).ok()
+        })
+        .collect();
+    if problems.is_empty() {
+        problems.extend(numbering(&table, folds.iter().copied()));
+    }
+    FileError::fail_on(problems)?;
+    Ok(folds.iter().max().map_or(0, |m| m + 1))
+}
+
+/// A folds file's fold `value` on `line`, which must be a whole number below `limit.0` (`limit.1` and
+/// `limit.2` say what that counts, for the message).
+fn fold_number(table: &Table, value: &str, line: u64, limit: (usize, &str, &str)) -> Result<usize, Problem> {
+    let (max, has, what) = limit;
+    let problem = |message: String| table.problem(message).at_row(line).in_column("fold");
+    match value.parse::<usize>() {
+        Ok(f) if f < max => Ok(f),
+        Ok(f) => Err(problem(format!("fold {f} is out of range ({has} {max} {what})"))),
+        Err(_) => Err(problem(format!("fold '{value}' is not a non-negative integer"))),
+    }
+}
+
+/// What is wrong with the numbering of `folds` (each below the file's row count): folds 0..k must all hold
+/// rows, and k must be at least 2.
+fn numbering(table: &Table, folds: impl Iterator<Item = usize>) -> Vec<Problem> {
+    let mut sizes: Vec<usize> = Vec::new();
+    for f in folds {
+        if sizes.len() <= f {
+            sizes.resize(f + 1, 0);
+        }
+        sizes[f] += 1;
+    }
+    let k = sizes.len();
+    let mut problems = Vec::new();
+    let empty: Vec<String> = (0..k).filter(|&f| sizes[f] == 0).map(|f| f.to_string()).collect();
+    if !empty.is_empty() {
+        let message = format!("folds {} have no samples (folds must be numbered 0..{k})", empty.join(", "));
+        problems.push(table.problem(message).in_column("fold"));
+    }
+    if k < 2 {
+        problems.push(table.problem("fewer than two folds").in_column("fold"));
+    }
+    problems
 }
 
 /// The training and validation samples (indices into `targets.samples`) of a run with these data settings:

@@ -45,14 +45,15 @@ impl Predictions {
 
     /// Reads and validates a prediction CSV; every problem is reported together.
     pub fn read(path: &Path) -> Result<Self, FileError> {
-        let (predictions, problems) = Self::parse(path)?;
+        let (predictions, problems, _) = Self::parse(path)?;
         FileError::fail_on(problems)?;
         Ok(predictions)
     }
 
-    /// Reads a prediction CSV, returning what could be read (bad values as NaN) with every problem found,
-    /// for callers that add checks of their own before reporting.
-    pub fn parse(path: &Path) -> Result<(Self, Vec<Problem>), FileError> {
+    /// Reads a prediction CSV, returning what could be read (bad values as NaN) with every problem found
+    /// and the file line of every row (header = line 1), for callers that add checks of their own before
+    /// reporting.
+    pub fn parse(path: &Path) -> Result<(Self, Vec<Problem>, Vec<u64>), FileError> {
         let table = Table::read(path)?;
         let mut problems = table.problems();
         let id_column = table.headers.first().cloned().unwrap_or_default();
@@ -77,7 +78,8 @@ impl Predictions {
                 }));
             }
         }
-        Ok((Predictions { id_column, classes, ids, values }, problems))
+        let lines = table.rows.iter().map(|row| row.line).collect();
+        Ok((Predictions { id_column, classes, ids, values }, problems, lines))
     }
 
     /// The CSV text: header, then one row per id.

@@ -52,6 +52,9 @@ pub enum InferError {
     /// Options that cannot work (no runs, a zero batch, ...).
     #[error("{0}")]
     Config(String),
+    /// libtorch failed in a forward pass (out of memory first), which tch reports as a panic.
+    #[error("{stage} failed: {failure}{}", if failure.out_of_memory() { "; lower --batch" } else { "" })]
+    Step { stage: String, failure: orchard_torch::failure::Failure },
 }
 
 impl InferError {
@@ -61,6 +64,7 @@ impl InferError {
             InferError::Checkpoint(_) | InferError::Run { .. } | InferError::Config(_) | InferError::Folds(_) => true,
             InferError::Model(_) | InferError::Dataset(_) | InferError::Decode(_) => true,
             InferError::File(e) => e.is_bad_input(),
+            InferError::Step { .. } => false,
         }
     }
 }

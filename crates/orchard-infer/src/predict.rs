@@ -149,5 +149,8 @@ fn predict_samples(model: &RunModel, dataset: &Dataset, samples: Vec<usize>, opt
         Arc::new(Vec::new()),
         LoaderConfig { batch_size, workers, ..Default::default() },
     );
-    Ok(model.predict(&loader, options.tta)?)
+    let (h, w) = model.state.size;
+    let stage = || format!("predicting with {} (batches of {batch_size} at {w}x{h})", model.dir.display());
+    let predicted = orchard_torch::failure::catch(|| model.predict(&loader, options.tta));
+    Ok(predicted.map_err(|failure| InferError::Step { stage: stage(), failure })??)
 }

@@ -168,6 +168,49 @@ impl Schedule {
         }
     }
 
+    /// Checks every number a run would meet: rates and epochs finite and not negative, factors positive
+    /// (a negative or NaN rate would train, or fail at the first step, instead of being refused up front).
+    /// The error names the field as the TOML file does (`max`, `warmup`, ...).
+    pub fn validate(&self) -> Result<(), String> {
+        // (rates and epochs: >= 0; factors: > 0), each with its name in the file.
+        type Named = Vec<(&'static str, f64)>;
+        let (rates, epochs, factors): (Named, Named, Named) = match *self {
+            Schedule::Reference(s) => (
+                vec![("start", s.start), ("max", s.max), ("min", s.min)],
+                vec![("rampup_epochs", s.rampup_epochs), ("sustain_epochs", s.sustain_epochs)],
+                vec![("exp_decay", s.exp_decay)],
+            ),
+            Schedule::WarmupCosine(s) => {
+                (vec![("max", s.max), ("min", s.min)], vec![("warmup", s.warmup)], vec![("total", s.total)])
+            }
+            Schedule::OneCycle(s) => (
+                vec![("max", s.max)],
+                vec![],
+                vec![("total", s.total), ("div_factor", s.div_factor), ("final_div_factor", s.final_div_factor)],
+            ),
+            Schedule::Constant { lr } => (vec![("lr", lr)], vec![], vec![]),
+        };
+        for (name, value) in rates.into_iter().chain(epochs) {
+            if !value.is_finite() || value < 0.0 {
+                return Err(format!("{name} = {value} must be a finite number >= 0"));
+            }
+        }
+        for (name, value) in factors {
+            if !value.is_finite() || value <= 0.0 {
+                return Err(format!("{name} = {value} must be a finite number > 0"));
+            }
+        }
+        match *self {
+            Schedule::Reference(s) if s.exp_decay > 1.0 => {
+                Err(format!("exp_decay = {} must be at most 1 (a decay)", s.exp_decay))
+            }
+            Schedule::OneCycle(s) if !(s.pct_start > 0.0 && s.pct_start < 1.0) => {
+                Err(format!("pct_start = {} must lie in (0, 1)", s.pct_start))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Learning rate for global optimizer step `step` when an epoch has `steps_per_epoch` steps: the schedule
     /// at the fractional epoch `step / steps_per_epoch`.
     pub fn lr_at_step(&self, step: u64, steps_per_epoch: u64) -> f64 {
@@ -194,6 +237,21 @@ mod tests {
         let one = Schedule::Reference(Reference::keras_notebook(1));
         assert_eq!(one.peak_scaled(8.0), Schedule::Reference(Reference::keras_notebook(8)));
         assert_eq!(Schedule::Constant { lr: 0.5 }.peak_scaled(4.0), Schedule::Constant { lr: 2.0 });
+    }
+
+    #[test]
+    fn negative_and_non_finite_numbers_are_refused_by_name() {
+        assert_eq!(Schedule::Reference(Reference::keras_notebook(1)).validate(), Ok(()));
+        assert_eq!(Schedule::Constant { lr: 0.0 }.validate(), Ok(()));
+        assert_eq!(Schedule::Constant { lr: -1.0 }.validate().unwrap_err(), "lr = -1 must be a finite number >= 0");
+        let cosine = WarmupCosine { warmup: f64::NAN, total: 3.0, max: 1e-3, min: 0.0 };
+        assert!(Schedule::WarmupCosine(cosine).validate().unwrap_err().starts_with("warmup = NaN"));
+        let cycle = OneCycle { max: f64::INFINITY, ..OneCycle::new(3.0, 1e-3) };
+        assert!(Schedule::OneCycle(cycle).validate().unwrap_err().starts_with("max = inf"));
+        let cycle = OneCycle { pct_start: 1.0, ..OneCycle::new(3.0, 1e-3) };
+        assert!(Schedule::OneCycle(cycle).validate().unwrap_err().starts_with("pct_start = 1"));
+        let decay = Reference { exp_decay: 1.5, ..Reference::keras_notebook(1) };
+        assert!(Schedule::Reference(decay).validate().unwrap_err().starts_with("exp_decay = 1.5"));
     }
 
     #[test]

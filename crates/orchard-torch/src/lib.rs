@@ -9,6 +9,7 @@
 
 pub mod autocast;
 pub mod distributed;
+pub mod failure;
 pub mod foreach;
 pub mod memory;
 
@@ -51,6 +52,17 @@ pub fn device(device: orchard_files::config::Device) -> Device {
         Named::Cpu => Device::Cpu,
         Named::Cuda(n) => Device::Cuda(n),
     }
+}
+
+/// Why `device` cannot be used on this machine, if it cannot: a CUDA device libtorch does not see. Checked
+/// before anything is created, as libtorch panics on the first tensor put on a missing device.
+pub fn unavailable(device: orchard_files::config::Device) -> Option<String> {
+    let orchard_files::config::Device::Cuda(index) = device else { return None };
+    let count = if tch::Cuda::is_available() { tch::Cuda::device_count() as usize } else { 0 };
+    (index >= count).then(|| match count {
+        0 => format!("device {device}, but this machine has no CUDA device (use cpu or auto)"),
+        n => format!("device {device}, but this machine has {n} CUDA device(s), cuda:0 to cuda:{}", n - 1),
+    })
 }
 
 /// The batch's pixels as an f32 tensor of shape N×3×H×W on `device`, normalised as `(x - mean) / std` per
@@ -151,5 +163,16 @@ mod tests {
         assert_eq!(device(Named::Cuda(1)), Device::Cuda(1));
         assert_eq!(device(Named::Cpu), Device::Cpu);
         assert_eq!(device(Named::Auto), Device::cuda_if_available());
+    }
+
+    #[test]
+    fn a_missing_cuda_device_is_named_and_the_cpu_always_passes() {
+        use orchard_files::config::Device as Named;
+        assert_eq!(unavailable(Named::Cpu), None);
+        assert_eq!(unavailable(Named::Auto), None);
+        if !tch::Cuda::is_available() {
+            assert!(unavailable(Named::Cuda(0)).unwrap().contains("cuda:0, but this machine has no CUDA device"));
+        }
+        assert!(unavailable(Named::Cuda(999)).unwrap().contains("cuda:999"));
     }
 }

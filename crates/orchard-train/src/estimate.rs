@@ -18,7 +18,6 @@
 //! Validation is timed the same way on forward passes without gradients, and decoding on a few of the
 //! dataset's images on one thread.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -116,11 +115,8 @@ pub fn measure(config: &TrainConfig, classes: usize, images: &[PathBuf]) -> Resu
     let size = config.data.size.unwrap_or((spec.default_size.0 as usize, spec.default_size.1 as usize));
     let device = orchard_torch::device(config.device);
     let decode_seconds = time_decoding(config, size, images)?;
-    let measured = catch_unwind(AssertUnwindSafe(|| measure_steps(config, classes, size, device)));
-    let mut estimate = match measured {
-        Ok(result) => result?,
-        Err(panic) => return Err(panic_message(&*panic)),
-    };
+    let measured = orchard_torch::failure::catch(|| measure_steps(config, classes, size, device));
+    let mut estimate = measured.map_err(|failure| failure.to_string())??;
     estimate.decode_seconds = decode_seconds;
     Ok(estimate)
 }
@@ -259,17 +255,6 @@ fn synchronize(device: Device) {
     if let Device::Cuda(index) = device {
         tch::Cuda::synchronize(index as i64);
     }
-}
-
-/// The message of a panic (libtorch's errors reach Rust as panics in tch's infallible calls).
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let text = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("libtorch failed");
-    // libtorch appends its C++ stack after the message.
-    text.lines().next().unwrap_or(text).to_string()
 }
 
 #[cfg(test)]

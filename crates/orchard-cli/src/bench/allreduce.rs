@@ -82,7 +82,7 @@ pub fn run(args: BenchAllreduceArgs) -> Result<()> {
         let world = group.world() as f64;
         // A ring all-reduce moves 2(w-1)/w of the data through each rank's link: NCCL-tests' "bus bandwidth".
         let bus = bytes * 2.0 * (world - 1.0) / world / median / 1e9;
-        println!(
+        outln!(
             "allreduce bench: {:.1} MiB of f32 ({} buckets of at most {} MiB) over {} ranks ({}): median {:.2} \
              ms, min {:.2} ms, max {:.2} ms per step over {} steps; bus bandwidth {bus:.2} GB/s",
             bytes / 1048576.0,
@@ -94,7 +94,7 @@ pub fn run(args: BenchAllreduceArgs) -> Result<()> {
             times[0].as_secs_f64() * 1e3,
             times[times.len() - 1].as_secs_f64() * 1e3,
             args.steps,
-        );
+        )?;
     }
     Ok(())
 }

@@ -68,7 +68,7 @@ pub fn run(args: BenchInputArgs) -> Result<()> {
     if let Some(w) = args.workers {
         loader_config.workers = w.max(1);
     }
-    println!(
+    outln!(
         "input bench: {n} images from {}, output {}x{}, batch {}, {} workers, augment {}",
         args.dir.display(),
         size.0,
@@ -76,7 +76,7 @@ pub fn run(args: BenchInputArgs) -> Result<()> {
         args.batch,
         loader_config.workers,
         args::name(args.augment)
-    );
+    )?;
 
     let files = Pipeline::new(config.clone(), Source::Files(paths.clone()));
     time_epochs("files (decode + resize + flips)", &files, &targets, &loader_config, args.epochs)?;
@@ -89,13 +89,13 @@ pub fn run(args: BenchInputArgs) -> Result<()> {
         let start = Instant::now();
         let (cache, state) = Cache::open_or_build(&file, &paths, size, config.filter)?;
         let secs = start.elapsed().as_secs_f64();
-        println!(
+        outln!(
             "cache {:?} in {secs:.2} s ({:.1} images/s) at {}; peak memory {}",
             state,
             n as f64 / secs,
             file.display(),
             peak_memory()
-        );
+        )?;
         let cached = Pipeline::new(config, Source::Cache(Arc::new(cache)));
         time_epochs("cache (copy + flips)", &cached, &targets, &loader_config, args.epochs)?;
     }
@@ -125,11 +125,11 @@ fn time_epochs(
             images += batch.len();
         }
         let secs = start.elapsed().as_secs_f64();
-        println!(
+        outln!(
             "{label}: epoch {epoch}: {images} images in {secs:.2} s = {:.1} images/s (checksum {checksum:.1})",
             images as f64 / secs
-        );
+        )?;
     }
-    println!("{label}: peak memory {}", peak_memory());
+    outln!("{label}: peak memory {}", peak_memory())?;
     Ok(())
 }

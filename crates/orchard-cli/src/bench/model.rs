@@ -94,7 +94,7 @@ pub fn run(args: BenchModelArgs) -> Result<()> {
     }
     let secs = start.elapsed().as_secs_f64();
     let images = (args.steps * args.batch) as f64;
-    println!(
+    outln!(
         "model bench: {} {} {}x{} batch {} {} {} on {:?}, {} threads: {:.2} images/s ({:.3} s/step); peak memory {}",
         args.arch,
         if args.train { "train" } else { "inference" },
@@ -108,6 +108,6 @@ pub fn run(args: BenchModelArgs) -> Result<()> {
         images / secs,
         secs / args.steps as f64,
         peak_memory()
-    );
+    )?;
     Ok(())
 }

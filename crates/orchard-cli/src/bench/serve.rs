@@ -143,7 +143,7 @@ pub fn run(args: BenchServeArgs) -> Result<()> {
         idle,
     };
     let text = report.markdown();
-    print!("{text}");
+    out!("{text}")?;
     if let Some(out) = &args.out {
         atomic::write(out, text.as_bytes()).with_context(|| format!("writing {}", out.display()))?;
     }

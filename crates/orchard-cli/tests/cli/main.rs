@@ -7,6 +7,7 @@ mod data;
 mod distributed;
 mod ensemble;
 mod plan;
+mod reliability;
 mod report;
 mod runs;
 mod serve;

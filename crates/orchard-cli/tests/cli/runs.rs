@@ -367,14 +367,23 @@ fn units_trained_two_at_a_time_equal_a_sequential_run() {
     assert_eq!(log.matches(": started on cpu (log ").count(), 6, "{log}");
     assert_eq!(submission(&devices), submission(&tmp.path().join("seq")));
 
-    // A member whose weights file is missing: its units fail on bad input, nothing else starts.
+    // A member whose weights file is missing: refused before any unit starts.
     let bad = tmp.path().join("bad.toml");
-    let members = members.to_string() + "[[member]]\nname = \"b0\"\narch = \"efficientnet_b0\"\nsize = 32\nweights = \"/nonexistent/b0.safetensors\"\n";
-    std::fs::write(&bad, experiment_head(&data, &tmp.path().join("bad"), 1, 8) + &members).unwrap();
+    let b0 = "[[member]]\nname = \"b0\"\narch = \"efficientnet_b0\"\nsize = 32\n";
+    let missing = members.to_string() + b0 + "weights = \"/nonexistent/b0.safetensors\"\n";
+    std::fs::write(&bad, experiment_head(&data, &tmp.path().join("bad"), 1, 8) + &missing).unwrap();
+    let out = orchard(&["run", s(&bad), "--jobs", "2", "--quiet"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("member \"b0\": model.weights /nonexistent/b0.safetensors"), "{}", text(&out));
+    assert!(!tmp.path().join("bad").exists(), "nothing started");
+    // A member that fails only once its unit reads the data (class weights for another number of classes):
+    // its units fail on bad input, nothing else starts.
+    let failing = members.to_string() + b0 + "[member.loss]\nclass_weights = [1.0, 2.0]\n";
+    std::fs::write(&bad, experiment_head(&data, &tmp.path().join("bad"), 1, 8) + &failing).unwrap();
     let out = orchard(&["run", s(&bad), "--jobs", "2", "--quiet"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("unit b0/0 exited with code 2"), "{}", text(&out));
     let b0_log = tmp.path().join("bad/members/b0/fold0/unit.log");
-    assert!(std::fs::read_to_string(&b0_log).unwrap().contains("/nonexistent/b0.safetensors"));
+    assert!(std::fs::read_to_string(&b0_log).unwrap().contains("loss.class_weights has 2 values for 4 classes"));
     assert!(!tmp.path().join("bad/members/b0/fold2").exists(), "a unit started after the failure");
 }

@@ -138,14 +138,16 @@ impl AugmentConfig {
             if !(c.scale.0 > 0.0 && c.scale.0 <= c.scale.1 && c.scale.1 <= 1.0) {
                 return Err(format!("random_resized_crop.scale = {:?} must satisfy 0 < min <= max <= 1", c.scale));
             }
-            if !(c.ratio.0 > 0.0 && c.ratio.0 <= c.ratio.1) {
+            if !(c.ratio.0 > 0.0 && c.ratio.0 <= c.ratio.1 && c.ratio.1.is_finite()) {
                 return Err(format!("random_resized_crop.ratio = {:?} must satisfy 0 < min <= max", c.ratio));
             }
         }
         if let Some(s) = &self.shift_scale_rotate {
             prob("shift_scale_rotate", s.p)?;
-            if !(s.shift >= 0.0 && (0.0..1.0).contains(&s.scale) && s.rotate >= 0.0) {
-                return Err(format!("shift_scale_rotate = {s:?}: need shift >= 0, 0 <= scale < 1, rotate >= 0"));
+            if !((0.0..=1.0).contains(&s.shift) && (0.0..1.0).contains(&s.scale) && (0.0..=180.0).contains(&s.rotate)) {
+                return Err(format!(
+                    "shift_scale_rotate = {s:?}: need 0 <= shift <= 1, 0 <= scale < 1, 0 <= rotate <= 180"
+                ));
             }
         }
         if let Some(j) = &self.color_jitter {

@@ -313,6 +313,9 @@ impl Monitor {
     }
 }
 
+/// The largest input side a run accepts, as `--size` does: beyond it a batch would not fit in any memory.
+pub const MAX_SIZE: usize = 16384;
+
 /// A configuration that cannot run, with the offending field.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid training configuration: {field}: {message}")]
@@ -366,9 +369,12 @@ impl TrainConfig {
             }
         }
         if let Some(c) = self.clip_norm {
-            if c.is_nan() || c <= 0.0 {
-                return Err(invalid("clip_norm", format!("{c} must be positive")));
+            if !c.is_finite() || c <= 0.0 {
+                return Err(invalid("clip_norm", format!("{c} must be a finite number > 0")));
             }
+        }
+        if self.workers == Some(0) {
+            return Err(invalid("workers", "must be at least 1"));
         }
         if let Some(k) = self.data.folds {
             if k < 2 {
@@ -381,6 +387,9 @@ impl TrainConfig {
         if let Some((h, w)) = self.data.size {
             if h < 8 || w < 8 {
                 return Err(invalid("data.size", format!("{h}x{w} is too small")));
+            }
+            if h > MAX_SIZE || w > MAX_SIZE {
+                return Err(invalid("data.size", format!("{h}x{w} is over the limit of {MAX_SIZE} pixels a side")));
             }
         }
         if !(0.0..1.0).contains(&self.loss.label_smoothing) {
@@ -395,12 +404,19 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) {
             return Err(invalid("optimizer.beta1/beta2", "must lie in [0, 1)"));
         }
-        if o.eps.is_nan() || o.eps <= 0.0 || o.weight_decay.is_nan() || o.weight_decay < 0.0 {
-            return Err(invalid("optimizer.eps/weight_decay", "eps must be positive, weight_decay non-negative"));
+        if !o.eps.is_finite() || o.eps <= 0.0 {
+            return Err(invalid("optimizer.eps", format!("{} must be a finite number > 0", o.eps)));
+        }
+        if !o.weight_decay.is_finite() || o.weight_decay < 0.0 {
+            return Err(invalid("optimizer.weight_decay", format!("{} must be a finite number >= 0", o.weight_decay)));
+        }
+        if !(0.0..1.0).contains(&o.momentum) {
+            return Err(invalid("optimizer.momentum", format!("{} must lie in [0, 1)", o.momentum)));
         }
         if o.group_lr.values().chain(o.layer_decay.iter()).any(|m| !m.is_finite() || *m < 0.0) {
             return Err(invalid("optimizer.group_lr/layer_decay", "multipliers must be finite and non-negative"));
         }
+        self.schedule.function.validate().map_err(|e| invalid("schedule.function", e))?;
         self.augment.validate().map_err(|e| invalid("augment", e))?;
         Ok(())
     }
@@ -506,6 +522,24 @@ mod tests {
         assert_eq!(c.validate().unwrap_err().field, "model.dropout");
         c.model.dropout = Some(0.0);
         c.validate().unwrap();
+        let bad = [
+            TrainConfig {
+                schedule: ScheduleConfig { function: Schedule::Constant { lr: -1.0 }, ..Default::default() },
+                ..c.clone()
+            },
+            TrainConfig { optimizer: OptimizerConfig { momentum: 1.5, ..Default::default() }, ..c.clone() },
+            TrainConfig {
+                optimizer: OptimizerConfig { weight_decay: f64::INFINITY, ..Default::default() },
+                ..c.clone()
+            },
+            TrainConfig { clip_norm: Some(f64::INFINITY), ..c.clone() },
+            TrainConfig { workers: Some(0), ..c.clone() },
+        ];
+        let fields: Vec<&str> = bad.iter().map(|b| b.validate().unwrap_err().field).collect();
+        assert_eq!(
+            fields,
+            ["schedule.function", "optimizer.momentum", "optimizer.weight_decay", "clip_norm", "workers"]
+        );
     }
 
     #[test]

@@ -23,6 +23,20 @@ pub enum CheckpointError {
     Io { path: PathBuf, source: io::Error },
     #[error("{path}: not a readable checkpoint: {message}")]
     Format { path: PathBuf, message: String },
+    #[error("{path}: the checkpoint could not be written: {message}")]
+    Write { path: PathBuf, message: String },
+}
+
+/// Why writing the checkpoint `path` (through a temporary file) failed, named after `path` itself: the
+/// file system's own error when there is one ("No space left on device"), not tch's wrapping of it.
+fn write_error(path: &Path, err: tch::TchError) -> CheckpointError {
+    match err {
+        tch::TchError::SafeTensorError { err: safetensors::SafeTensorError::IoError(source), .. } => {
+            CheckpointError::Io { path: path.to_path_buf(), source }
+        }
+        tch::TchError::Io(source) => CheckpointError::Io { path: path.to_path_buf(), source },
+        other => CheckpointError::Write { path: path.to_path_buf(), message: other.to_string() },
+    }
 }
 
 /// Writes `state` and the tensors of every `(group, tensors)` as `group/name`, atomically.
@@ -41,8 +55,7 @@ pub fn save<S: Serialize>(
     }
     let pending = PendingFile::new(path).map_err(io_err)?;
     // libtorch writes by file name, into the temporary, which is then synced and renamed into place.
-    Tensor::write_safetensors(&named, pending.path())
-        .map_err(|e| CheckpointError::Format { path: pending.path().to_path_buf(), message: e.to_string() })?;
+    Tensor::write_safetensors(&named, pending.path()).map_err(|e| write_error(path, e))?;
     pending.commit().map_err(io_err)
 }
 
@@ -122,6 +135,14 @@ mod tests {
         assert!(loaded.group("model")["a.weight"].equal(&w));
         assert!(loaded.group("ema").is_empty());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn a_full_disk_is_reported_as_such_under_the_checkpoints_name() {
+        let full = safetensors::SafeTensorError::IoError(io::Error::from_raw_os_error(28));
+        let err =
+            write_error(Path::new("run/last.ckpt"), tch::TchError::SafeTensorError { path: "x.tmp".into(), err: full });
+        assert_eq!(err.to_string(), "run/last.ckpt: No space left on device (os error 28)");
     }
 
     #[test]

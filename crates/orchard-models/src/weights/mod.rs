@@ -143,10 +143,37 @@ pub fn read(path: &Path) -> Result<WeightFile, WeightsError> {
         Format::TorchLegacy => (format, torch::read_legacy(&bytes).map_err(torch_err)?, None),
         Format::Safetensors | Format::Native => {
             let (tensors, header) = native::read(path, &bytes)?;
-            (if header.is_some() { Format::Native } else { Format::Safetensors }, tensors, header)
+            match training_model(path, &tensors)? {
+                Some((model, header)) => (Format::Native, model, Some(header)),
+                None => (if header.is_some() { Format::Native } else { Format::Safetensors }, tensors, header),
+            }
         }
     };
     Ok(WeightFile { path: path.to_path_buf(), format, tensors, header })
+}
+
+/// The model of an Orchard training checkpoint (`best.ckpt`, `last.ckpt`: safetensors with the run's state
+/// and `model/…`, `ema/…`, `optim/…` groups) as a native checkpoint's variables and header, so that every
+/// weights command takes what `train --weights` takes; `None` for any other safetensors file.
+fn training_model(path: &Path, tensors: &native::Named) -> Result<Option<(native::Named, NativeHeader)>, WeightsError> {
+    use orchard_files::state::STATE_TENSOR;
+    /// The parts of a run's state that describe its model.
+    #[derive(serde::Deserialize)]
+    struct Run {
+        arch: String,
+        classes: Vec<String>,
+        size: (i64, i64),
+    }
+    let Some((_, state)) = tensors.iter().find(|(name, _)| name == STATE_TENSOR) else { return Ok(None) };
+    let bad = |what: String| WeightsError::Safetensors { path: path.to_path_buf(), what };
+    let bytes = Vec::<u8>::try_from(state).map_err(|e| bad(format!("{STATE_TENSOR}: {e}")))?;
+    let run: Run = serde_json::from_slice(&bytes).map_err(|e| bad(format!("{STATE_TENSOR}: {e}")))?;
+    let spec = crate::spec(&run.arch).map_err(|e| bad(format!("a training checkpoint of {e}")))?;
+    let model: native::Named = (tensors.iter())
+        .filter_map(|(name, t)| name.strip_prefix("model/").map(|n| (n.to_string(), t.shallow_clone())))
+        .collect();
+    let header = NativeHeader { input_size: run.size, ..NativeHeader::new(&spec, Some(run.classes.len() as i64)) };
+    Ok(Some((model, header)))
 }
 
 /// How to load a file into a model.

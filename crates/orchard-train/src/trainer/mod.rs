@@ -34,6 +34,7 @@ use orchard_files::history::{self, EpochRecord};
 use orchard_files::{FileError, RunState};
 use orchard_metrics::schedule::Schedule;
 use orchard_models::weights::checkpoint::CheckpointError;
+use orchard_torch::failure::Failure;
 
 use crate::ema::Ema;
 use crate::loss::Loss;
@@ -78,6 +79,17 @@ pub enum TrainError {
     /// The other replicas could not be reached (one died or hangs), or a collective failed.
     #[error("data-parallel training, rank {rank} of {world}: {message}")]
     Replicas { rank: usize, world: usize, message: String },
+    /// libtorch failed in a training or validation pass (out of memory first), which tch reports as a panic.
+    #[error("{stage} failed: {failure}{}", memory_hint(failure))]
+    Step { stage: String, failure: Failure },
+}
+
+/// What cures running out of memory, for a failure that did.
+fn memory_hint(failure: &Failure) -> &'static str {
+    match failure.out_of_memory() {
+        true => "; lower the batch (accumulate keeps the global batch) or the input size, or use precision bf16",
+        false => "",
+    }
 }
 
 /// The outcome of [`train`].
@@ -110,11 +122,26 @@ pub fn train_with(
     progress: &mut dyn Progress,
     replicas: Option<Replicas>,
 ) -> Result<Summary, TrainError> {
+    let config = with_fold_count(config)?;
     config.validate()?;
     let writer = replicas.as_ref().is_none_or(|r| r.rank() == 0);
     let mut run = Run::new(config, out, resume, replicas)?;
     let mut silent = Silent;
     run.fit(if writer { progress } else { &mut silent })
+}
+
+/// `config` with `data.folds` taken from `data.folds_csv` when only the file is given, so that the run
+/// validates on `data.fold` instead of training on every row (and the saved configuration says how many).
+fn with_fold_count(mut config: TrainConfig) -> Result<TrainConfig, TrainError> {
+    if let (None, Some(path)) = (config.data.folds, &config.data.folds_csv) {
+        let k = orchard_files::folds::count_csv(path)?;
+        if config.data.fold >= k {
+            let message = format!("{} is not below the {k} folds of {}", config.data.fold, path.display());
+            return Err(ConfigError { field: "data.fold", message }.into());
+        }
+        config.data.folds = Some(k);
+    }
+    Ok(config)
 }
 
 /// A run being trained.
@@ -159,6 +186,25 @@ impl Run {
         }
     }
 
+    /// How a failure names what failed: `what` (training, validating), the epoch and what sizes its memory.
+    fn stage(&self, what: &str, epoch: u32) -> String {
+        let (h, w) = self.state.size;
+        let device = match self.network.device {
+            tch::Device::Cuda(n) => format!("cuda:{n}"),
+            _ => "cpu".to_string(),
+        };
+        format!("{what} epoch {epoch} (batches of {} at {w}x{h} on {device})", self.config.batch)
+    }
+
+    /// Runs `f`, a libtorch failure in it (a panic from tch) becoming [`TrainError::Step`] named `stage`.
+    fn guarded<T>(
+        &mut self,
+        stage: String,
+        f: impl FnOnce(&mut Run) -> Result<T, TrainError>,
+    ) -> Result<T, TrainError> {
+        orchard_torch::failure::catch(|| f(self)).unwrap_or_else(|failure| Err(TrainError::Step { stage, failure }))
+    }
+
     /// Trains epoch after epoch until the budget is spent or early stopping ends the run; saves
     /// `best.ckpt` whenever the monitored metric improves and `last.ckpt` after every epoch.
     fn fit(&mut self, progress: &mut dyn Progress) -> Result<Summary, TrainError> {
@@ -171,12 +217,14 @@ impl Run {
             let lr = self.schedule.lr(f64::from(epoch));
 
             let start = Instant::now();
-            let (train_loss, images) = self.train_epoch(epoch, lr, steps_per_epoch, frozen, progress)?;
+            let training = self.stage("training", epoch);
+            let (train_loss, images) =
+                self.guarded(training, |run| run.train_epoch(epoch, lr, steps_per_epoch, frozen, progress))?;
             let train_seconds = start.elapsed().as_secs_f64();
 
             self.align_replicas(false)?;
             let start = Instant::now();
-            let evaluation = self.evaluate()?;
+            let evaluation = self.guarded(self.stage("validating", epoch), Run::evaluate)?;
             let val_seconds = start.elapsed().as_secs_f64();
             let record = EpochRecord {
                 epoch,
