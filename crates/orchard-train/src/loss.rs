@@ -21,28 +21,35 @@ impl Loss {
     /// with logits per element against `t' = (1-ε)t + ε/2`, each column weighted by `w_c`, averaged.
     ///
     /// # Shapes
-    /// logits N×C, targets N×C (rows of one-hot, soft or multi-hot targets) → scalar.
+    /// logits N×C, targets N×C (rows of one-hot, soft or multi-hot targets) → scalar, in f32 (f64 for f64
+    /// logits).
     pub fn forward(&self, logits: &Tensor, targets: &Tensor) -> Tensor {
-        let logits = logits.to_kind(Kind::Float);
+        // Half-precision logits are upcast; f64 ones (a model run in f64) keep their precision.
+        let kind = if logits.kind() == Kind::Double { Kind::Double } else { Kind::Float };
+        let logits = logits.to_kind(kind);
         let classes = logits.size()[1] as f64;
         let eps = self.label_smoothing;
         if self.softmax {
             let smoothed = if eps > 0.0 { targets * (1.0 - eps) + eps / classes } else { targets.shallow_clone() };
-            let per_image = -(smoothed * logits.log_softmax(1, Kind::Float)).sum_dim_intlist(1, false, Kind::Float);
+            let per_image = -(smoothed * logits.log_softmax(1, kind)).sum_dim_intlist(1, false, kind);
             match &self.class_weights {
-                None => per_image.mean(Kind::Float),
+                None => per_image.mean(kind),
                 Some(w) => {
-                    let image_weights = (targets * w).sum_dim_intlist(1, false, Kind::Float);
-                    (per_image * &image_weights).sum(Kind::Float) / image_weights.sum(Kind::Float)
+                    let image_weights = (targets * w).sum_dim_intlist(1, false, kind);
+                    (per_image * &image_weights).sum(kind) / image_weights.sum(kind)
                 }
             }
         } else {
             let smoothed = if eps > 0.0 { targets * (1.0 - eps) + eps / 2.0 } else { targets.shallow_clone() };
-            let per_element =
-                logits.binary_cross_entropy_with_logits::<Tensor>(&smoothed, None, None, tch::Reduction::None);
+            let per_element = logits.binary_cross_entropy_with_logits::<Tensor>(
+                &smoothed.to_kind(kind),
+                None,
+                None,
+                tch::Reduction::None,
+            );
             match &self.class_weights {
-                None => per_element.mean(Kind::Float),
-                Some(w) => (per_element * w).mean(Kind::Float),
+                None => per_element.mean(kind),
+                Some(w) => (per_element * w).mean(kind),
             }
         }
     }

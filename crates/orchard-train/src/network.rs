@@ -6,6 +6,7 @@ use orchard_models::{Classifier, ModelError};
 use orchard_torch::Layout;
 use tch::{nn, Device, Tensor};
 
+use crate::loss::Loss;
 use crate::optim::Param;
 
 /// A classifier and the var store holding its variables.
@@ -41,6 +42,16 @@ impl Network {
             .filter(|(_, t)| t.requires_grad())
             .map(|(name, t)| Param { name: name.clone(), tensor: t.shallow_clone(), lr_mult: lr_mult(name) })
             .collect()
+    }
+
+    /// The mean `loss` of one micro-batch as a training step computes it, before its backward pass: the head
+    /// in training mode (dropout), the backbone in training mode (batch statistics normalise, running
+    /// statistics move) when `backbone_train`, in inference mode otherwise (frozen batch norm).
+    ///
+    /// # Shapes
+    /// xs N×3×H×W (normalised, in [`Network::layout`]), targets N×C → scalar.
+    pub fn training_loss(&self, loss: &Loss, xs: &Tensor, targets: &Tensor, backbone_train: bool) -> Tensor {
+        loss.forward(&self.model.forward_modes(xs, backbone_train, true), targets)
     }
 }
 

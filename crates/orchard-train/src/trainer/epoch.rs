@@ -41,8 +41,7 @@ impl Run {
             self.replicated(|r| r.before_forward())?;
             let loss = {
                 let _autocast = self.autocast()?;
-                let logits = self.network.model.forward_modes(&xs, backbone_train, true);
-                self.loss.forward(&logits, &ys)
+                self.network.training_loss(&self.loss, &xs, &ys, backbone_train)
             };
             let (sum, count) = self.summed(loss.double_value(&[]) * batch.len() as f64, batch.len())?;
             let value = sum / count.max(1) as f64;

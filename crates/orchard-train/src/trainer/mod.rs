@@ -23,6 +23,8 @@ mod epoch;
 mod evaluate;
 mod setup;
 
+pub use setup::network;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

@@ -259,8 +259,10 @@ fn shard(replicas: Option<&Replicas>) -> (usize, usize) {
     replicas.map_or((0, 1), |r| (r.rank(), r.world()))
 }
 
-/// The network with its starting weights, and the var-store names of its head's variables.
-fn network(
+/// The network of a run configured by `config` with a head of `classes` outputs on `device`, with its
+/// starting weights (the backbone from `model.weights` when set, the head drawn afresh), and the var-store
+/// names of its head's variables. Seeds libtorch's generator (from `config.seed`) to draw them.
+pub fn network(
     config: &TrainConfig,
     spec: &ModelSpec,
     classes: usize,
