@@ -104,9 +104,12 @@ fn run(ensemble: &Ensemble, jobs: &Receiver<Job>, max_batch: usize, max_delay: s
         let images: usize = batch.iter().map(|j| j.images.len()).sum();
         let inputs: Vec<&[RgbImage]> = batch.iter().flat_map(|j| j.images.iter().map(|i| i.as_slice())).collect();
         let started = Instant::now();
-        // libtorch reports errors by panicking: that fails this batch, not the server.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ensemble.predict(&inputs)))
-            .unwrap_or_else(|_| Err(ServeError::Experiment("the forward pass failed (see the server's log)".into())));
+        // libtorch reports errors by panicking: that fails this batch, not the server. The client is told
+        // only that it failed; libtorch's message (paths, sizes) goes to the server's log.
+        let result = orchard_torch::failure::catch(|| ensemble.predict(&inputs)).unwrap_or_else(|failure| {
+            eprintln!("orchard serve: a forward pass of {images} images failed: {failure}");
+            Err(ServeError::Experiment("the forward pass failed (see the server's log)".into()))
+        });
         metrics.forward.observe(started.elapsed().as_secs_f64());
         metrics.batch_images.observe(images as f64);
         match result {
