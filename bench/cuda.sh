@@ -29,7 +29,7 @@ for arch in efficientnet_b0 resnet50_v2; do
   for precision in f32 bf16; do
     args=(--arch "$arch" --size 224 --batch 64 --train --steps 20 --warmup 5 --layout channels-last --precision "$precision")
     o=$(with_gpu_peak "$BIN" bench model "${args[@]}" --device cuda)
-    t=$(with_gpu_peak "$PY" "$ROOT/bench/torch_model.py" "${args[@]}" --device cuda)
+    t=$(with_gpu_peak "$PY" "$ROOT/bench/peers/torch_peer.py" "${args[@]}" --device cuda)
     echo "$o"; echo "$t"
     python3 -c "import re,sys; r=[float(re.search(r'([0-9.]+) images/s', s).group(1)) for s in sys.argv[1:]]; print(f'  ratio orchard/torch: {r[0]/r[1]:.2f}')" "$o" "$t"
   done

