@@ -65,13 +65,16 @@ def model_configs(model, mode, a, onnx_file):
     steps = ["--steps", str(a.steps), "--warmup", str(a.warmup)]
     common = ["--arch", model, "--size", str(size), "--batch", str(batch)] + steps
     train = ["--train"] if mode == "train" else []
+    torch_like = ["--device", a.device, "--precision", a.precision]
     configs = {
-        "orchard": [ORCHARD, "bench", "model"] + common + train,
-        "torch eager": [PY, f"{PEERS}/torch_peer.py"] + common + train,
-        "torch.compile": [PY, f"{PEERS}/torch_peer.py", "--compile"] + common + train,
-        "keras": [PY, f"{PEERS}/keras_peer.py"] + common + train,
-        "keras XLA": [PY, f"{PEERS}/keras_peer.py", "--xla"] + common + train,
+        "orchard": [ORCHARD, "bench", "model"] + common + train + torch_like,
+        "torch eager": [PY, f"{PEERS}/torch_peer.py"] + common + train + torch_like,
+        "torch.compile": [PY, f"{PEERS}/torch_peer.py", "--compile"] + common + train + torch_like,
     }
+    if a.device != "cpu" or a.precision != "f32":
+        return configs  # the Keras and ONNX peers run here on the CPU in f32 only
+    configs["keras"] = [PY, f"{PEERS}/keras_peer.py"] + common + train
+    configs["keras XLA"] = [PY, f"{PEERS}/keras_peer.py", "--xla"] + common + train
     if mode == "infer":
         for runtime in ("onnxruntime", "openvino"):
             configs[runtime] = [PY, f"{PEERS}/onnx_peer.py", "--runtime", runtime, "--model", onnx_file,
@@ -152,6 +155,9 @@ def main():
     p.add_argument("--epoch-images", type=int, default=160, help="JPEGs of the `epoch` job")
     p.add_argument("--size", type=int, help="every model job at this input size instead of the issue's (checks)")
     p.add_argument("--batch", type=int, help="every model job at this batch instead of the issue's (checks)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]: Orchard and the PyTorch peers only")
+    p.add_argument("--precision", default="f32", choices=["f32", "bf16", "f16"],
+                   help="autocast of Orchard and the PyTorch peers; the others run in f32")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per process")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     a = p.parse_args()
@@ -162,7 +168,7 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="orchard-compare-")
 
-    ceiling = result(run([PY, f"{PEERS}/ceiling.py"], a.timeout)[0])
+    ceiling = result(run([PY, f"{PEERS}/ceiling.py", a.device], a.timeout)[0])
     print(f"ceilings: f32 {ceiling['f32'] / 1e9:.1f} GFLOP/s, bf16 {ceiling['bf16'] / 1e9:.1f} GFLOP/s", flush=True)
     rows = []
     for job in a.jobs:
@@ -222,14 +228,16 @@ def main():
 
 
 def render(rows, ceiling, a):
+    key = "f32" if a.precision == "f32" else "bf16"  # f16 runs on the same half-precision units
     lines = [
-        f"# bench/compare, {datetime.datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} cores",
+        f"# bench/compare, {datetime.datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} cores, {a.device}, "
+        f"{a.precision}",
         "",
         f"Medians of {a.rounds} rounds, each {a.steps} timed steps after {a.warmup} warm-up; images/s. "
         f"Ceilings (4096² matmul through libtorch): f32 {ceiling['f32'] / 1e9:.1f} GFLOP/s, "
         f"bf16 {ceiling['bf16'] / 1e9:.1f} GFLOP/s.",
         "",
-        "| job | configuration | images/s | rounds | peak MiB | GFLOP/s | of f32 ceiling | Orchard / this |",
+        f"| job | configuration | images/s | rounds | peak MiB | GFLOP/s | of {key} ceiling | Orchard / this |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -239,7 +247,7 @@ def render(rows, ceiling, a):
         best = max(peers, key=lambda k: peers[k]["median"]) if peers else None
         for name, r in res.items():
             gflops = row["flops_per_image"] * r["median"] / 1e9 if row["flops_per_image"] else None
-            of_ceiling = f"{gflops * 1e9 / ceiling['f32'] * 100:.1f}%" if gflops else ""
+            of_ceiling = f"{gflops * 1e9 / ceiling[key] * 100:.1f}%" if gflops else ""
             ratio = f"{mine / r['median']:.2f}" if mine and name != "orchard" else ""
             label = name + (" (best peer)" if name == best else "")
             lines.append(

@@ -2,26 +2,36 @@
 shape where oneDNN/MKL run at their best), median FLOP/s of several products after warm-up, on the threads
 `torch.get_num_threads()` uses. Every job's achieved FLOP/s is printed as a fraction of these.
 
+Usage: ceiling.py [DEVICE]   (cpu by default; cuda[:N] measures that GPU, with TF32 off for the f32 figure)
 Prints `RESULT {"f32": FLOP/s, "bf16": FLOP/s}`.
 """
 import json
 import statistics
+import sys
 import time
 
 import torch
 
 N = 4096
+DEVICE = torch.device(sys.argv[1] if len(sys.argv) > 1 else "cpu")
+torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def product(a, b):
+    a @ b
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 def rate(dtype, reps=7):
-    a = torch.rand(N, N).to(dtype)
-    b = torch.rand(N, N).to(dtype)
-    a @ b
-    a @ b
+    a = torch.rand(N, N, device=DEVICE).to(dtype)
+    b = torch.rand(N, N, device=DEVICE).to(dtype)
+    product(a, b)
+    product(a, b)
     times = []
     for _ in range(reps):
         start = time.perf_counter()
-        a @ b
+        product(a, b)
         times.append(time.perf_counter() - start)
     return 2 * N**3 / statistics.median(times)
 
