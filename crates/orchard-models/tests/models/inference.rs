@@ -10,17 +10,19 @@ use tch::{nn, Device, Kind, Tensor};
 use crate::{relative_error, F32_TOLERANCE};
 
 /// Draws every batch norm's scale, offset and running statistics, EfficientNet's input statistics and every
-/// bias afresh, so that folding them is exercised (a fresh model's are ones and zeros).
+/// bias afresh, so that folding them is exercised (a fresh model's are ones and zeros). Scales stay at most
+/// about 1.4 times the standard deviation: larger gains compound over EfficientNet-B7's 55 blocks until f32
+/// itself loses 1e-4 of the logits, in the eager model as much as in the inference form.
 fn randomise_statistics(vs: &nn::VarStore) {
     tch::no_grad(|| {
         for (name, t) in vs.variables() {
             let uniform = |lo: f64, hi: f64| Tensor::rand(t.size(), (Kind::Float, Device::Cpu)) * (hi - lo) + lo;
             let drawn = if name.ends_with("running_var") {
-                uniform(0.5, 2.0)
+                uniform(0.5, 1.5)
             } else if name.ends_with("running_mean") || (t.dim() == 1 && name.ends_with("bias")) {
                 Tensor::randn(t.size(), (Kind::Float, Device::Cpu)) * 0.2
             } else if t.dim() == 1 && name.ends_with("weight") {
-                uniform(0.5, 1.5)
+                uniform(0.5, 1.0)
             } else if name.ends_with("normalization.mean") {
                 uniform(0.3, 0.6)
             } else if name.ends_with("normalization.variance") {
@@ -118,4 +120,26 @@ fn a_model_without_a_head_gives_its_pooled_features() {
     let fused = model.inference().forward(&xs);
     assert_eq!(fused.size(), [2, 1280]);
     assert!(relative_error(&fused, &eager) < F32_TOLERANCE);
+}
+
+/// In f64 oneDNN's fused kernels do not run: the folded convolutions go through libtorch's own, the path a
+/// GPU takes. Folding itself is exact up to f64 rounding there.
+#[test]
+fn the_libtorch_fallback_folds_exactly_in_f64() {
+    for name in
+        ["efficientnet_b0", "resnet50_v2", "inception_resnet_v2", "resnet50", "mobilenet_v2", "efficientnet_lite0"]
+    {
+        tch::manual_seed(13);
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let model = build(name, &vs.root(), Some(3)).unwrap();
+        randomise_statistics(&vs);
+        vs.double();
+        let side = orchard_models::spec(name).unwrap().min_size.max(64);
+        let xs = Tensor::rand([2, 3, side, side], (Kind::Double, Device::Cpu)) * 2.0 - 1.0;
+        let eager = tch::no_grad(|| model.forward_t(&xs, false));
+        let fused = model.inference().forward(&xs);
+        assert_eq!(fused.kind(), Kind::Double);
+        let error = relative_error(&fused, &eager);
+        assert!(error < crate::F64_TOLERANCE, "{name}: relative error {error:e}");
+    }
 }
