@@ -10,7 +10,14 @@ fn main() {
     let mut build = cc::Build::new();
     build
         .cpp(true)
-        .files(["csrc/autocast.cpp", "csrc/foreach.cpp", "csrc/distributed.cpp", "csrc/nccl.cpp", "csrc/memory.cpp"])
+        .files([
+            "csrc/autocast.cpp",
+            "csrc/foreach.cpp",
+            "csrc/fused_conv.cpp",
+            "csrc/distributed.cpp",
+            "csrc/nccl.cpp",
+            "csrc/memory.cpp",
+        ])
         // Declarations of the gloo types libtorch's ProcessGroupGloo.hpp names (csrc/gloo/README.md).
         .include("csrc")
         .define("USE_C10D_GLOO", None)

@@ -73,12 +73,13 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
     let vs = nn::VarStore::new(device);
     let model = orchard_models::build(spec.name, &vs.root(), Some(classes))?;
     weights::load_into(&vs, "", &spec, &file, weights::LoadOptions::default())?;
+    let model = model.inference();
 
     let mut outputs = Vec::new();
     for path in &args.images {
         let pixels = eval_crop(path, (width, height))?;
         let xs = to_tensor(&pixels, spec.normalization.mean_std(), device);
-        let logits = orchard_torch::failure::catch(|| tch::no_grad(|| model.forward_t(&xs, false)))
+        let logits = orchard_torch::failure::catch(|| model.forward(&xs))
             .map_err(|failure| anyhow::anyhow!("classifying {}: {failure}", path.display()))?;
         let logits = logits.squeeze_dim(0).to_device(Device::Cpu);
         let logits: Vec<f32> = Vec::try_from(&logits).context("reading the logits")?;

@@ -1,7 +1,7 @@
 //! A run's best model loaded back for inference: the architecture and classes recorded in `best.ckpt`, its
 //! weights (the EMA weights when the run kept an average: the model as it was evaluated), and the memory
 //! layout and pixel normalisation it was validated with, so that predicting its validation fold again
-//! reproduces the run's `oof.csv`.
+//! reproduces the run's `oof.csv`. The model is kept only in its inference form, made once at load.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +11,7 @@ use orchard_data::pipeline::{Pipeline, PipelineConfig, Source};
 use orchard_files::state::BEST;
 use orchard_files::RunState;
 use orchard_models::weights::checkpoint;
-use orchard_models::Classifier;
+use orchard_models::InferenceModel;
 use orchard_torch::Layout;
 use tch::{nn, Device, Tensor};
 
@@ -25,8 +25,8 @@ pub struct RunModel {
     pub dir: PathBuf,
     /// What the checkpoint recorded: architecture, classes, input size (height, width), configuration.
     pub state: RunState,
-    _vs: nn::VarStore,
-    model: Classifier,
+    /// The inference form; the eager model and its var store are dropped once it is made.
+    model: InferenceModel,
     device: Device,
     layout: Layout,
 }
@@ -51,7 +51,8 @@ impl RunModel {
             let mut variables: Vec<Tensor> = vs.variables().into_values().collect();
             orchard_torch::convolutions_to_channels_last(variables.iter_mut());
         }
-        Ok(RunModel { dir: dir.to_path_buf(), state, _vs: vs, model, device, layout })
+        let model = model.inference();
+        Ok(RunModel { dir: dir.to_path_buf(), state, model, device, layout })
     }
 
     /// The class names, in output column order.

@@ -1,18 +1,21 @@
 //! The one inference loop: a classifier's probabilities for every image a loader yields, averaged over the
-//! test-time augmentation's copies. Validation during training, `orchard predict` and an experiment's gather
-//! step all predict through it, so a run's `oof.csv` and a later prediction of its fold agree exactly.
+//! test-time augmentation's copies. Validation during training, `orchard predict`, an experiment's gather
+//! step and the server all predict through it, with the model's inference form (batch norms folded,
+//! activations fused: [`orchard_models::inference`]), so a run's `oof.csv` and a later prediction of its fold
+//! agree exactly.
 
 use orchard_data::decode::DecodeError;
 use orchard_data::loader::Loader;
-use orchard_models::Classifier;
+use orchard_models::InferenceModel;
 use orchard_torch::Layout;
 use tch::{Device, Kind, Tensor};
 
 use crate::tta::{self, Tta};
 
-/// A model ready to predict: where it computes, the memory layout of its inputs, and its output function.
+/// A model ready to predict: its inference form, where it computes, the memory layout of its inputs, and its
+/// output function.
 pub struct Predictor<'a> {
-    pub model: &'a Classifier,
+    pub model: &'a InferenceModel,
     pub device: Device,
     pub layout: Layout,
     /// Softmax rows (multi-class) when true, independent sigmoids (multi-label) otherwise.
@@ -36,7 +39,7 @@ impl Predictor<'_> {
 
     /// Probabilities for a batch of normalised images (N×3×H×W), averaged over `tta`'s transforms.
     pub fn predict_tensor(&self, xs: &Tensor, tta: Tta) -> Tensor {
-        tta::average(xs, tta, self.layout, |x| probabilities(&self.model.forward_t(x, false), self.softmax))
+        tta::average(xs, tta, self.layout, |x| probabilities(&self.model.forward(x), self.softmax))
     }
 }
 

@@ -10,6 +10,7 @@ use tch::{nn, Tensor};
 
 use crate::batch_norm::{ReplicaSum, SharedBatchNorm};
 use crate::import_rules::ImportRules;
+use crate::inference::InferenceLayers;
 use crate::init::Initializer;
 use crate::layers::layer_path;
 use crate::Normalization;
@@ -160,6 +161,9 @@ pub trait Backbone: Send + fmt::Debug {
     /// Makes every batch norm of this backbone train on the statistics of the global batch, pooled over the
     /// replicas `sync` sums over; `None` for each replica's own batch.
     fn set_batch_norm_sync(&mut self, sync: Option<Arc<dyn ReplicaSum>>);
+
+    /// The backbone's inference form ([`crate::inference`]), from its weights as they are now.
+    fn inference(&self) -> Box<dyn InferenceLayers>;
 }
 
 /// What a family's layers compute; [`Built`] adds what every backbone carries beside them.
@@ -171,6 +175,9 @@ pub trait Layers: Send + fmt::Debug {
     fn set_drop_path_rate(&mut self, _rate: f64) -> bool {
         false
     }
+
+    /// [`Backbone::inference`]: the same layers with batch norms folded and activations fused.
+    fn inference(&self) -> Box<dyn InferenceLayers>;
 }
 
 /// A family's layers with their spec, layer groups and batch-norm settings: the one implementation of
@@ -216,6 +223,10 @@ impl<L: Layers> Backbone for Built<L> {
 
     fn set_batch_norm_sync(&mut self, sync: Option<Arc<dyn ReplicaSum>>) {
         self.batch_norm.set_sync(sync);
+    }
+
+    fn inference(&self) -> Box<dyn InferenceLayers> {
+        self.layers.inference()
     }
 }
 

@@ -169,6 +169,24 @@ impl BatchNorm {
         }
     }
 
+    /// The per-channel `(scale, shift)` that evaluation applies, `x · scale + shift`, in f64: what the inference
+    /// form folds into the preceding convolution.
+    pub(crate) fn affine(&self) -> (Tensor, Tensor) {
+        let var = self.running_var.to_kind(Kind::Double);
+        let inv_std = (var + self.epsilon).rsqrt();
+        let scale = match &self.weight {
+            Some(w) => w.to_kind(Kind::Double) * inv_std,
+            None => inv_std,
+        };
+        let shift = self.bias.to_kind(Kind::Double) - self.running_mean.to_kind(Kind::Double) * &scale;
+        (scale, shift)
+    }
+
+    /// The type of the layer's variables.
+    pub(crate) fn kind(&self) -> Kind {
+        self.bias.kind()
+    }
+
     /// The momentum of the running statistics: the model's setting if it has one, else the layer's own.
     fn momentum(&self) -> f64 {
         self.shared.get().unwrap_or(self.momentum)

@@ -7,6 +7,7 @@
 use tch::{nn, Tensor};
 
 use crate::backbone::{Backbone, LayerGroup, ModelError, ModelSpec};
+use crate::inference::InferenceModel;
 use crate::init::Initializer;
 use crate::layers::{global_avg_pool, layer_path, Dense};
 
@@ -128,6 +129,15 @@ impl Classifier {
             None => features,
             Some(head) => head.dense.forward(&features.dropout(head.dropout, head_train)),
         }
+    }
+
+    /// The model's inference form ([`crate::inference`]) from its weights as they are now: what every
+    /// prediction runs. Its logits are [`Classifier::forward_t`]'s in evaluation mode, within f32 rounding;
+    /// later changes to the weights do not reach it.
+    pub fn inference(&self) -> InferenceModel {
+        let head =
+            self.head.as_ref().map(|h| tch::no_grad(|| (h.dense.weight.detach().copy(), h.dense.bias.detach().copy())));
+        InferenceModel::new(self.spec().clone(), self.backbone.inference(), head)
     }
 
     /// The backbone's layer groups followed by `head` when there is one.

@@ -23,7 +23,9 @@ use tch::{nn, Kind, Tensor};
 
 use crate::backbone::{Backbone, Built, HeadSpec, LayerGroup, Layers, ModelSpec, Variants};
 use crate::batch_norm::BatchNorm;
+use crate::fused::{Activation, FrozenBatchNorm, FusedConv};
 use crate::import_rules::{ImportRules, KerasFixup};
+use crate::inference::InferenceLayers;
 use crate::init::{Distribution, FanMode, Initializer};
 use crate::layers::{correct_pad, drop_path, global_avg_pool, spatial, zero_pad, Conv2d, ConvConfig, Padding};
 use crate::Normalization;
@@ -322,6 +324,20 @@ impl InputNormalization {
     }
 }
 
+impl InputNormalization {
+    /// The same scaling as one per-channel `x · scale + shift`.
+    fn frozen(&self) -> FrozenBatchNorm {
+        tch::no_grad(|| {
+            let std = self.variance.to_kind(Kind::Double).sqrt().clamp_min(KERAS_EPSILON);
+            let correction = self.imagenet_correction.map_or([1.0; 3], |c| c.map(f64::from));
+            let correction = Tensor::from_slice(&correction).to_device(std.device());
+            let scale = &correction / &std * RESCALE;
+            let shift = -(self.mean.to_kind(Kind::Double) / &std) * correction;
+            FrozenBatchNorm::affine(&scale, &shift, self.mean.kind())
+        })
+    }
+}
+
 /// Makes a model built with [`InputScaling::Adapted`] compute what Keras' ImageNet-weights graph computes, when
 /// the weights just loaded under `prefix` are ImageNet's: their input `Normalization` stores ImageNet's standard
 /// deviation as its variance, and Keras follows it with a `Rescaling` by `1/sqrt(std)`, so that the input ends
@@ -422,6 +438,68 @@ impl MbConv {
     }
 }
 
+impl MbConv {
+    /// The inference form: batch norms folded, swish and sigmoid fused, the stride-2 `correct_pad` done by
+    /// TF's "same" rule (the same padding), the residual sum fused into the projection.
+    fn fused(&self) -> FusedMbConv {
+        let expand = self.expand.as_ref().map(|(conv, bn)| FusedConv::fold(conv, Some(bn), Activation::Swish));
+        let dwconv = FusedConv::fold(&self.dwconv, Some(&self.bn), Activation::Swish).with_padding(Padding::Same);
+        let se = self.se.as_ref().map(|se| {
+            (
+                FusedConv::fold(&se.reduce, None, Activation::Swish),
+                FusedConv::fold(&se.expand, None, Activation::Sigmoid),
+            )
+        });
+        let project = FusedConv::fold(&self.project_conv, Some(&self.project_bn), Activation::None);
+        FusedMbConv { expand, dwconv, se, project, residual: self.args.residual() }
+    }
+}
+
+/// An [`MbConv`]'s inference form.
+#[derive(Debug)]
+struct FusedMbConv {
+    expand: Option<FusedConv>,
+    dwconv: FusedConv,
+    /// Squeeze-excitation's reduce (swish) and expand (sigmoid) convolutions.
+    se: Option<(FusedConv, FusedConv)>,
+    project: FusedConv,
+    residual: bool,
+}
+
+impl FusedMbConv {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let mut x = match &self.expand {
+            Some(expand) => self.dwconv.forward(&expand.forward(xs)),
+            None => self.dwconv.forward(xs),
+        };
+        if let Some((reduce, expand)) = &self.se {
+            x *= expand.forward(&reduce.forward(&global_avg_pool(&x, true)));
+        }
+        if self.residual {
+            self.project.forward_add(&x, xs)
+        } else {
+            self.project.forward(&x)
+        }
+    }
+}
+
+/// An [`EfficientNet`]'s inference form.
+#[derive(Debug)]
+struct FusedEfficientNet {
+    input: FrozenBatchNorm,
+    stem: FusedConv,
+    blocks: Vec<FusedMbConv>,
+    top: FusedConv,
+}
+
+impl InferenceLayers for FusedEfficientNet {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let x = self.stem.forward(&self.input.forward(xs, Activation::None));
+        let x = self.blocks.iter().fold(x, |x, block| block.forward(&x));
+        self.top.forward(&x)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // The model
 
@@ -485,6 +563,15 @@ impl Layers for EfficientNet {
             x = block.forward_t(&x, train);
         }
         self.top_bn.forward_t(&self.top_conv.forward(&x), train).silu()
+    }
+
+    fn inference(&self) -> Box<dyn InferenceLayers> {
+        Box::new(FusedEfficientNet {
+            input: self.input.frozen(),
+            stem: FusedConv::fold(&self.stem_conv, Some(&self.stem_bn), Activation::Swish).with_padding(Padding::Same),
+            blocks: self.blocks.iter().map(MbConv::fused).collect(),
+            top: FusedConv::fold(&self.top_conv, Some(&self.top_bn), Activation::Swish),
+        })
     }
 
     /// Block `i` of `n` drops its residual branch at `rate·i/n`, as [`Variant::blocks`] lays it out.

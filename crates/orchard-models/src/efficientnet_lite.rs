@@ -34,6 +34,7 @@ use crate::efficientnet::{
     self, lay_out_blocks, round_filters, round_repeats, BlockArgs, StageArgs, BASE_STAGES, DROP_CONNECT_RATE,
 };
 use crate::import_rules::{ImportRules, TimmLayout};
+use crate::inference::InferenceLayers;
 use crate::init::Initializer;
 use crate::inverted_residual::{InvertedResidual, Trunk};
 use crate::layers::{Conv2d, ConvBn, ConvConfig};
@@ -164,6 +165,10 @@ impl Layers for EfficientNetLite {
     /// N×3×H×W, `(x - 127) / 128` → N×1280×⌈H/32⌉×⌈W/32⌉.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         self.trunk.forward_t(xs, train)
+    }
+
+    fn inference(&self) -> Box<dyn InferenceLayers> {
+        self.trunk.inference()
     }
 
     /// Block `i` of `n` drops its residual branch at `rate·i/n`, as [`Variant::blocks`] lays it out.

@@ -30,6 +30,8 @@ use tch::{nn, Tensor};
 
 use crate::backbone::{Backbone, Built, HeadSpec, LayerGroup, Layers, ModelSpec, Variants};
 use crate::batch_norm::BatchNorm;
+use crate::fused::{Activation, FusedConv};
+use crate::inference::InferenceLayers;
 use crate::init::Initializer;
 use crate::layers::{avg_pool_same, max_pool, Conv2d, ConvConfig, Padding};
 use crate::Normalization;
@@ -193,11 +195,26 @@ impl ConvBn {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         self.bn.forward_t(&self.conv.forward(xs), train).relu()
     }
+
+    /// The inference form: batch norm folded, ReLU fused.
+    fn fused(&self) -> FusedConv {
+        FusedConv::fold(&self.conv, Some(&self.bn), Activation::Relu)
+    }
 }
 
 /// Runs `xs` through a sequence of `conv2d_bn`s.
 fn chain(layers: &[ConvBn], xs: &Tensor, train: bool) -> Tensor {
     layers.iter().fold(xs.shallow_clone(), |x, layer| layer.forward_t(&x, train))
+}
+
+/// Runs `xs` through the inference form of a sequence of `conv2d_bn`s.
+fn fused_chain(layers: &[FusedConv], xs: &Tensor) -> Tensor {
+    layers.iter().fold(xs.shallow_clone(), |x, layer| layer.forward(&x))
+}
+
+/// The inference forms of branches of `conv2d_bn`s.
+fn fused_branches(branches: &[Vec<ConvBn>]) -> Vec<Vec<FusedConv>> {
+    branches.iter().map(|b| b.iter().map(ConvBn::fused).collect()).collect()
 }
 
 /// Builds layers under Keras' names: auto-numbered `conv2d_N` / `batch_normalization_N` pairs in creation
@@ -401,6 +418,77 @@ impl Layers for InceptionResNetV2 {
             }
         }
         self.conv_7b.forward_t(&x, train)
+    }
+
+    fn inference(&self) -> Box<dyn InferenceLayers> {
+        let module = |m: &Module| FusedModule {
+            branches: fused_branches(&m.branches),
+            pool: match &m.pool {
+                Pool::Average(conv) => Some(conv.fused()),
+                Pool::Max => None,
+            },
+        };
+        let block = |b: &ResidualBlock| FusedResidualBlock {
+            branches: fused_branches(&b.branches),
+            up: FusedConv::fold(&b.up, None, if b.relu { Activation::Relu } else { Activation::None }).scaled(b.scale),
+        };
+        Box::new(FusedInceptionResNetV2 {
+            stem_a: self.stem_a.iter().map(ConvBn::fused).collect(),
+            stem_b: self.stem_b.iter().map(ConvBn::fused).collect(),
+            modules: [&self.mixed_5b, &self.mixed_6a, &self.mixed_7a].map(module),
+            stages: self.stages.each_ref().map(|stage| stage.iter().map(block).collect()),
+            conv_7b: self.conv_7b.fused(),
+        })
+    }
+}
+
+/// A [`Module`]'s inference form; `pool` is the average pooling branch's convolution, `None` for max pooling.
+#[derive(Debug)]
+struct FusedModule {
+    branches: Vec<Vec<FusedConv>>,
+    pool: Option<FusedConv>,
+}
+
+impl FusedModule {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let mut outputs: Vec<Tensor> = self.branches.iter().map(|b| fused_chain(b, xs)).collect();
+        outputs.push(match &self.pool {
+            Some(conv) => conv.forward(&avg_pool_same(xs, 3)),
+            None => max_pool(xs, 3, 2),
+        });
+        Tensor::cat(&outputs, 1)
+    }
+}
+
+/// A [`ResidualBlock`]'s inference form: the scale folded into `up`, which fuses the residual sum and ReLU.
+#[derive(Debug)]
+struct FusedResidualBlock {
+    branches: Vec<Vec<FusedConv>>,
+    up: FusedConv,
+}
+
+/// An [`InceptionResNetV2`]'s inference form.
+#[derive(Debug)]
+struct FusedInceptionResNetV2 {
+    stem_a: Vec<FusedConv>,
+    stem_b: Vec<FusedConv>,
+    modules: [FusedModule; 3],
+    stages: [Vec<FusedResidualBlock>; 3],
+    conv_7b: FusedConv,
+}
+
+impl InferenceLayers for FusedInceptionResNetV2 {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let x = max_pool(&fused_chain(&self.stem_a, xs), 3, 2);
+        let mut x = max_pool(&fused_chain(&self.stem_b, &x), 3, 2);
+        for (module, stage) in self.modules.iter().zip(&self.stages) {
+            x = module.forward(&x);
+            for block in stage {
+                let mixed: Vec<Tensor> = block.branches.iter().map(|b| fused_chain(b, &x)).collect();
+                x = block.up.forward_add(&Tensor::cat(&mixed, 1), &x);
+            }
+        }
+        self.conv_7b.forward(&x)
     }
 }
 

@@ -7,6 +7,8 @@
 
 use tch::Tensor;
 
+use crate::fused::{Activation, FusedConv};
+use crate::inference::InferenceLayers;
 use crate::layers::{drop_path, ConvBn};
 
 /// Expand 1×1 (unless the expansion is 1) → depthwise → linear project 1×1, plus the input when the shapes
@@ -57,5 +59,72 @@ impl Trunk {
             x = block.forward_t(&x, train);
         }
         self.top.forward_t(&x, train).relu6()
+    }
+}
+
+impl ConvBn {
+    /// The inference form: batch norm folded, `act` fused.
+    pub(crate) fn fused(&self, act: Activation) -> FusedConv {
+        FusedConv::fold(&self.conv, Some(&self.bn), act)
+    }
+}
+
+/// An [`InvertedResidual`]'s inference form.
+#[derive(Debug)]
+struct FusedInvertedResidual {
+    expand: Option<FusedConv>,
+    depthwise: FusedConv,
+    /// The projection, with the residual sum fused when the block has one.
+    project: FusedConv,
+    residual: bool,
+}
+
+impl FusedInvertedResidual {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let x = match &self.expand {
+            Some(expand) => self.depthwise.forward(&expand.forward(xs)),
+            None => self.depthwise.forward(xs),
+        };
+        if self.residual {
+            self.project.forward_add(&x, xs)
+        } else {
+            self.project.forward(&x)
+        }
+    }
+}
+
+/// A [`Trunk`]'s inference form.
+#[derive(Debug)]
+struct FusedTrunk {
+    stem: FusedConv,
+    blocks: Vec<FusedInvertedResidual>,
+    top: FusedConv,
+}
+
+impl InferenceLayers for FusedTrunk {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let x = self.blocks.iter().fold(self.stem.forward(xs), |x, block| block.forward(&x));
+        self.top.forward(&x)
+    }
+}
+
+impl Trunk {
+    /// The inference form: every batch norm folded, ReLU6 fused, residual sums fused into the projections.
+    pub fn inference(&self) -> Box<dyn InferenceLayers> {
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| FusedInvertedResidual {
+                expand: b.expand.as_ref().map(|e| e.fused(Activation::Relu6)),
+                depthwise: b.depthwise.fused(Activation::Relu6),
+                project: b.project.fused(Activation::None),
+                residual: b.residual,
+            })
+            .collect();
+        Box::new(FusedTrunk {
+            stem: self.stem.fused(Activation::Relu6),
+            blocks,
+            top: self.top.fused(Activation::Relu6),
+        })
     }
 }

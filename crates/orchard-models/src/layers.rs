@@ -108,10 +108,10 @@ impl ConvConfig {
 /// A 2-D convolution, regular (Keras `Conv2D`) or depthwise with multiplier 1 (Keras `DepthwiseConv2D`).
 #[derive(Debug)]
 pub(crate) struct Conv2d {
-    weight: Tensor,
-    bias: Option<Tensor>,
-    config: ConvConfig,
-    groups: i64,
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Option<Tensor>,
+    pub(crate) config: ConvConfig,
+    pub(crate) groups: i64,
 }
 
 impl Conv2d {
@@ -215,8 +215,8 @@ impl ConvBn {
 /// A fully connected layer (Keras `Dense`): `weight` is out×in, `bias` has `out` entries.
 #[derive(Debug)]
 pub(crate) struct Dense {
-    weight: Tensor,
-    bias: Tensor,
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Tensor,
 }
 
 impl Dense {

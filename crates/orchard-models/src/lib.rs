@@ -38,9 +38,11 @@ mod batch_norm;
 mod classifier;
 pub mod efficientnet;
 pub mod efficientnet_lite;
+mod fused;
 pub mod imagenet;
 pub mod import_rules;
 pub mod inception_resnet_v2;
+pub mod inference;
 pub mod init;
 mod inverted_residual;
 mod layers;
@@ -55,5 +57,6 @@ pub use backbone::{Backbone, HeadSpec, LayerGroup, ModelError, ModelSpec, Varian
 pub use batch_norm::ReplicaSum;
 pub use classifier::Classifier;
 pub use import_rules::ImportRules;
+pub use inference::InferenceModel;
 pub use normalization::Normalization;
 pub use registry::{build, build_backbone, names, spec};

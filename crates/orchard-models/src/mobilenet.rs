@@ -24,6 +24,7 @@ use tch::{nn, Tensor};
 
 use crate::backbone::{Backbone, Built, HeadSpec, LayerGroup, Layers, ModelSpec, Variants};
 use crate::import_rules::{ImportRules, TimmLayout};
+use crate::inference::InferenceLayers;
 use crate::init::Initializer;
 use crate::inverted_residual::{InvertedResidual, Trunk};
 use crate::layers::ConvBn;
@@ -155,6 +156,10 @@ impl Layers for MobileNetV2 {
     /// N×3×H×W, ImageNet-normalised → N×1280×h×w, h = H/32 for H a multiple of 32.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         self.trunk.forward_t(xs, train)
+    }
+
+    fn inference(&self) -> Box<dyn InferenceLayers> {
+        self.trunk.inference()
     }
 }
 

@@ -24,6 +24,8 @@
 use tch::{nn, Tensor};
 
 use crate::backbone::{Backbone, Built, HeadSpec, LayerGroup, Layers, ModelSpec, Variants};
+use crate::fused::{Activation, FusedConv};
+use crate::inference::InferenceLayers;
 use crate::init::Initializer;
 use crate::layers::ConvBn;
 use crate::Normalization;
@@ -150,11 +152,58 @@ impl Layers for ResNet {
     /// N×3×H×W, ImageNet-normalised → N×2048×h×w, h = H/32 for H a multiple of 32.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let x = self.stem.forward_t(xs, train).relu();
-        let mut x = x.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        let mut x = stem_pool(&x);
         for block in self.stages.iter().flatten() {
             x = block.forward_t(&x, train);
         }
         x
+    }
+
+    fn inference(&self) -> Box<dyn InferenceLayers> {
+        let blocks = self
+            .stages
+            .iter()
+            .flatten()
+            .map(|b| FusedBottleneck {
+                reduce: b.reduce.fused(Activation::Relu),
+                spatial: b.spatial.fused(Activation::Relu),
+                expand: b.expand.fused(Activation::Relu),
+                downsample: b.downsample.as_ref().map(|d| d.fused(Activation::None)),
+            })
+            .collect();
+        Box::new(FusedResNet { stem: self.stem.fused(Activation::Relu), blocks })
+    }
+}
+
+/// The stem's 3×3 max pooling, stride 2, padding 1.
+fn stem_pool(xs: &Tensor) -> Tensor {
+    xs.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
+}
+
+/// A [`Bottleneck`]'s inference form: `expand` fuses the residual sum and the ReLU after it.
+#[derive(Debug)]
+struct FusedBottleneck {
+    reduce: FusedConv,
+    spatial: FusedConv,
+    expand: FusedConv,
+    downsample: Option<FusedConv>,
+}
+
+/// A [`ResNet`]'s inference form.
+#[derive(Debug)]
+struct FusedResNet {
+    stem: FusedConv,
+    blocks: Vec<FusedBottleneck>,
+}
+
+impl InferenceLayers for FusedResNet {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let x = stem_pool(&self.stem.forward(xs));
+        self.blocks.iter().fold(x, |x, b| {
+            let shortcut = b.downsample.as_ref().map(|d| d.forward(&x));
+            let y = b.spatial.forward(&b.reduce.forward(&x));
+            b.expand.forward_add(&y, shortcut.as_ref().unwrap_or(&x))
+        })
     }
 }
 

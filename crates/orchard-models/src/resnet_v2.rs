@@ -24,6 +24,8 @@ use tch::{nn, Tensor};
 
 use crate::backbone::{Backbone, Built, HeadSpec, LayerGroup, Layers, ModelSpec, Variants};
 use crate::batch_norm::BatchNorm;
+use crate::fused::{Activation, FrozenBatchNorm, FusedConv};
+use crate::inference::InferenceLayers;
 use crate::init::Initializer;
 use crate::layers::{max_pool, zero_pad, Conv2d, ConvConfig, Padding};
 use crate::{resnet, Normalization};
@@ -202,6 +204,78 @@ impl Layers for ResNetV2 {
             x = block.forward_t(&x, train);
         }
         self.post_bn.forward_t(&x, train).relu()
+    }
+
+    fn inference(&self) -> Box<dyn InferenceLayers> {
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| FusedBlock {
+                preact: FrozenBatchNorm::new(&b.preact_bn),
+                shortcut: match &b.shortcut {
+                    Shortcut::Conv(conv) => FusedShortcut::Conv(FusedConv::fold(conv, None, Activation::None)),
+                    Shortcut::Identity => FusedShortcut::Identity,
+                    Shortcut::Subsample(stride) => FusedShortcut::Subsample(*stride),
+                },
+                conv1: FusedConv::fold(&b.conv1, Some(&b.bn1), Activation::Relu),
+                conv2: FusedConv::fold(&b.conv2, Some(&b.bn2), Activation::Relu).with_padding(Padding::Symmetric(1)),
+                conv3: FusedConv::fold(&b.conv3, None, Activation::None),
+            })
+            .collect();
+        Box::new(FusedResNetV2 {
+            conv1: FusedConv::fold(&self.conv1, None, Activation::None).with_padding(Padding::Symmetric(3)),
+            blocks,
+            post_bn: FrozenBatchNorm::new(&self.post_bn),
+        })
+    }
+}
+
+/// A [`Shortcut`]'s inference form.
+#[derive(Debug)]
+enum FusedShortcut {
+    Conv(FusedConv),
+    Identity,
+    Subsample(i64),
+}
+
+/// A [`Block`]'s inference form: the pre-activation stays a batch norm (it follows a residual sum, which is
+/// also the identity shortcut, so no convolution can take it); `bn1` and `bn2` are folded, and `conv3` fuses
+/// the residual sum.
+#[derive(Debug)]
+struct FusedBlock {
+    preact: FrozenBatchNorm,
+    shortcut: FusedShortcut,
+    conv1: FusedConv,
+    conv2: FusedConv,
+    conv3: FusedConv,
+}
+
+impl FusedBlock {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let preact = self.preact.forward(xs, Activation::Relu);
+        let shortcut = match &self.shortcut {
+            FusedShortcut::Conv(conv) => conv.forward(&preact),
+            FusedShortcut::Identity => xs.shallow_clone(),
+            FusedShortcut::Subsample(stride) => max_pool(xs, 1, *stride),
+        };
+        let x = self.conv2.forward(&self.conv1.forward(&preact));
+        self.conv3.forward_add(&x, &shortcut)
+    }
+}
+
+/// A [`ResNetV2`]'s inference form.
+#[derive(Debug)]
+struct FusedResNetV2 {
+    conv1: FusedConv,
+    blocks: Vec<FusedBlock>,
+    post_bn: FrozenBatchNorm,
+}
+
+impl InferenceLayers for FusedResNetV2 {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let x = max_pool(&zero_pad(&self.conv1.forward(xs), [1, 1, 1, 1]), 3, 2);
+        let x = self.blocks.iter().fold(x, |x, block| block.forward(&x));
+        self.post_bn.forward(&x, Activation::Relu)
     }
 }
 

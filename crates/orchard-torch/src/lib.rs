@@ -1,6 +1,7 @@
 //! The bridge between Orchard and libtorch: a configured device as libtorch's, a batch of 8-bit NHWC pixels
 //! turned into a normalised f32 NCHW tensor on the target device, the memory layouts, and C++ shims for what
-//! tch does not bind (autocast, multi-tensor optimizer kernels, the allocators' byte counters).
+//! tch does not bind (autocast, multi-tensor optimizer kernels, oneDNN's fused convolutions, the allocators' byte
+//! counters).
 //!
 //! On the CPU the pixels are normalised in one pass straight into the tensor's memory; for a GPU they are
 //! wrapped where they lie, moved as bytes (a quarter of the traffic of f32), and normalised there. The
@@ -11,6 +12,7 @@ pub mod autocast;
 pub mod distributed;
 pub mod failure;
 pub mod foreach;
+pub mod fused_conv;
 pub mod memory;
 
 use orchard_data::loader::Batch;

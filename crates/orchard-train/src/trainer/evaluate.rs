@@ -15,7 +15,9 @@ impl Run {
         let Some(loader) = &self.val_loader else { return Ok(None) };
         let saved = self.ema.as_ref().map(Ema::swap_in);
         let n = &self.network;
-        let predictor = Predictor { model: &n.model, device: n.device, layout: n.layout, softmax: self.loss.softmax };
+        // The inference form of the weights as they are now (the EMA's when swapped in), as `predict` runs it.
+        let model = n.model.inference();
+        let predictor = Predictor { model: &model, device: n.device, layout: n.layout, softmax: self.loss.softmax };
         let result = predictor.predict(loader, Tta::None);
         if let (Some(ema), Some(saved)) = (&self.ema, saved) {
             ema.restore(saved);

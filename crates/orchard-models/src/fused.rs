@@ -1,0 +1,213 @@
+//! The layers of a model's inference form ([`crate::inference`]): a convolution with its batch norm folded
+//! into its weights and bias and its activation fused ([`FusedConv`]), and a batch norm frozen to its running
+//! statistics ([`FrozenBatchNorm`]) where no convolution precedes it to fold into.
+//!
+//! On the CPU a [`FusedConv`] runs oneDNN's fused convolution (convolution + bias + activation, or + a
+//! residual, in one kernel, over weights reordered once for the first input's shape): what inductor emits for
+//! a frozen model. Off the CPU, without oneDNN, or under autocast, it runs libtorch's convolution and applies
+//! the activation in place. Both compute what the eager layers compute, within f32 rounding.
+
+use std::sync::OnceLock;
+
+pub use orchard_torch::fused_conv::PostOp as Activation;
+use orchard_torch::fused_conv::{self, Geometry};
+use tch::{Device, Kind, Tensor};
+
+use crate::batch_norm::BatchNorm;
+use crate::layers::{same_pads, spatial, zero_pad, Conv2d, Padding, Pads};
+
+/// A convolution, its batch norm folded in, its activation fused: what `act(bn(conv(x)))` computes in
+/// inference, in one kernel where oneDNN runs.
+#[derive(Debug)]
+pub(crate) struct FusedConv {
+    /// OIHW, the batch norm's scale folded in; in the original kernel's memory format.
+    weight: Tensor,
+    /// The convolution's bias and the batch norm's shift, folded.
+    bias: Tensor,
+    kernel: [i64; 2],
+    stride: i64,
+    padding: Padding,
+    groups: i64,
+    act: Activation,
+    /// The weight in oneDNN's blocked format for the first input's shape, made by the first forward pass on
+    /// the CPU; `None` inside when oneDNN cannot run this convolution.
+    packed: OnceLock<Option<Tensor>>,
+}
+
+impl FusedConv {
+    /// `act(bn(conv(x)))` (without `bn`, `act(conv(x))`), the batch norm read at its running statistics now:
+    /// later changes to the model's variables do not reach the result.
+    pub fn fold(conv: &Conv2d, bn: Option<&BatchNorm>, act: Activation) -> Self {
+        tch::no_grad(|| {
+            let weight = conv.weight.detach();
+            let c_out = weight.size()[0];
+            let bias = match &conv.bias {
+                Some(b) => b.to_kind(Kind::Double),
+                None => Tensor::zeros([c_out], (Kind::Double, weight.device())),
+            };
+            let (weight, bias) = match bn {
+                Some(bn) => {
+                    let (scale, shift) = bn.affine();
+                    let folded = weight.to_kind(Kind::Double) * scale.view([-1, 1, 1, 1]);
+                    (folded.to_kind(weight.kind()), bias * scale + shift)
+                }
+                None => (weight.copy(), bias),
+            };
+            let weight = like(&weight, &conv.weight);
+            let (kernel, stride, padding) = (conv.config.kernel, conv.config.stride, conv.config.padding);
+            let bias = bias.to_kind(conv.weight.kind());
+            FusedConv { weight, bias, kernel, stride, padding, groups: conv.groups, act, packed: OnceLock::new() }
+        })
+    }
+
+    /// The same layer padding as `padding` says, which folds an explicit zero padding before a "valid"
+    /// convolution (Keras' `ZeroPadding2D`, `correct_pad`) into the convolution: symmetric padding then costs
+    /// no copy of the input.
+    pub fn with_padding(self, padding: Padding) -> Self {
+        FusedConv { padding, ..self }
+    }
+
+    /// The same layer with its output multiplied by `factor` before the activation (Inception-ResNet's
+    /// residual scale), folded into the weights and bias.
+    pub fn scaled(self, factor: f64) -> Self {
+        let (weight, bias) = tch::no_grad(|| (&self.weight * factor, &self.bias * factor));
+        let weight = like(&weight, &self.weight);
+        FusedConv { weight, bias, ..self }
+    }
+
+    /// The symmetric padding the convolution applies itself, and the explicit padding put before it when TF's
+    /// "same" rule pads one side more than the other (stride-2 layers on even sizes).
+    fn pads(&self, xs: &Tensor) -> ([i64; 2], Option<Pads>) {
+        match self.padding {
+            Padding::Valid => ([0, 0], None),
+            Padding::Symmetric(p) => ([p, p], None),
+            Padding::Same => {
+                let (h, w) = spatial(xs);
+                let (top, bottom) = same_pads(h, self.kernel[0], self.stride);
+                let (left, right) = same_pads(w, self.kernel[1], self.stride);
+                if top == bottom && left == right {
+                    ([top, left], None)
+                } else {
+                    ([0, 0], Some([top, bottom, left, right]))
+                }
+            }
+        }
+    }
+
+    /// The oneDNN-packed weight, when oneDNN runs this convolution on `xs`.
+    fn packed(&self, xs: &Tensor, geometry: Geometry) -> Option<&Tensor> {
+        let fusable = xs.device() == Device::Cpu
+            && xs.kind() == self.weight.kind()
+            && matches!(xs.kind(), Kind::Float | Kind::BFloat16)
+            && !orchard_torch::autocast::Autocast::is_enabled(Device::Cpu)
+            && fused_conv::available();
+        if !fusable {
+            return None;
+        }
+        let input_size: [i64; 4] = xs.size().try_into().ok()?;
+        self.packed
+            .get_or_init(|| fused_conv::reorder_weight(&self.weight.contiguous(), geometry, input_size).ok())
+            .as_ref()
+    }
+
+    /// `act(bn(conv(x)))`.
+    ///
+    /// # Shapes
+    /// N×C_in×H×W → N×C_out×H'×W', as [`Conv2d::forward`].
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
+        self.run(xs, None, self.act)
+    }
+
+    /// `act(bn(conv(x)) + residual)`, `residual` of the output's shape; `act` is [`Activation::None`] or
+    /// [`Activation::Relu`] (what oneDNN fuses after a sum).
+    ///
+    /// # Shapes
+    /// N×C_in×H×W, N×C_out×H'×W' → N×C_out×H'×W'.
+    pub fn forward_add(&self, xs: &Tensor, residual: &Tensor) -> Tensor {
+        self.run(xs, Some(residual), self.act)
+    }
+
+    fn run(&self, xs: &Tensor, residual: Option<&Tensor>, act: Activation) -> Tensor {
+        let (padding, explicit) = self.pads(xs);
+        let padded;
+        let xs = match explicit {
+            Some(pads) => {
+                padded = zero_pad(xs, pads);
+                &padded
+            }
+            None => xs,
+        };
+        let geometry = Geometry { padding, stride: [self.stride, self.stride], groups: self.groups };
+        if let Some(packed) = self.packed(xs, geometry) {
+            let fused = match residual {
+                None => fused_conv::conv(xs, packed, Some(&self.bias), geometry, act),
+                Some(other) => fused_conv::conv_add(xs, other, packed, Some(&self.bias), geometry, act),
+            };
+            return fused.unwrap_or_else(|e| panic!("oneDNN's fused convolution failed: {e}"));
+        }
+        let stride = [self.stride, self.stride];
+        let mut x = xs.conv2d(&self.weight, Some(&self.bias), stride, padding, [1, 1], self.groups);
+        if let Some(other) = residual {
+            x += other;
+        }
+        apply_(&mut x, act);
+        x
+    }
+}
+
+/// `t` in `model`'s memory order: channels-last when `model` is (a channels-last model's kernels), else
+/// contiguous.
+fn like(t: &Tensor, model: &Tensor) -> Tensor {
+    let channels_last = model.dim() == 4 && model.stride()[1] == 1 && model.size()[1] > 1;
+    if channels_last {
+        orchard_torch::channels_last(t)
+    } else {
+        t.contiguous()
+    }
+}
+
+/// Applies `act` to `x` in place.
+pub(crate) fn apply_(x: &mut Tensor, act: Activation) {
+    let _ = match act {
+        Activation::None => return,
+        Activation::Relu => x.relu_(),
+        Activation::Relu6 => x.clamp_(0.0, 6.0),
+        Activation::Swish => x.silu_(),
+        Activation::Sigmoid => x.sigmoid_(),
+    };
+}
+
+/// A batch norm frozen at its running statistics as they are now (ResNet v2's pre-activations, which follow a
+/// residual sum and so have no convolution to fold into).
+#[derive(Debug)]
+pub(crate) struct FrozenBatchNorm {
+    scale: Tensor,
+    shift: Tensor,
+    /// The running statistics of the folded form: zero means, unit variances.
+    zeros: Tensor,
+    ones: Tensor,
+}
+
+impl FrozenBatchNorm {
+    pub fn new(bn: &BatchNorm) -> Self {
+        let (scale, shift) = tch::no_grad(|| bn.affine());
+        Self::affine(&scale, &shift, bn.kind())
+    }
+
+    /// `x · scale + shift` per channel, in `kind`.
+    pub fn affine(scale: &Tensor, shift: &Tensor, kind: Kind) -> Self {
+        let (scale, shift) = (scale.to_kind(kind), shift.to_kind(kind));
+        FrozenBatchNorm { zeros: shift.zeros_like(), ones: scale.ones_like(), scale, shift }
+    }
+
+    /// `act(bn(x))`, one pass for the normalisation (libtorch's batch norm over the folded scale and shift).
+    ///
+    /// # Shapes
+    /// N×C×H×W → N×C×H×W.
+    pub fn forward(&self, xs: &Tensor, act: Activation) -> Tensor {
+        let (scale, shift) = (Some(&self.scale), Some(&self.shift));
+        let mut x = xs.batch_norm(scale, shift, Some(&self.zeros), Some(&self.ones), false, 0.0, 0.0, true);
+        apply_(&mut x, act);
+        x
+    }
+}

@@ -1,0 +1,58 @@
+//! A model's inference form: what every prediction runs (`predict`, TTA, validation, `classify`, the
+//! server, `orchard bench model`). Made once from a [`crate::Classifier`] whose weights are final
+//! ([`crate::Classifier::inference`]): every batch norm that follows a convolution is folded into that
+//! convolution's weights and bias, and the convolution, its bias, its activation (and a residual sum where
+//! one follows) run as one oneDNN kernel on the CPU ([`crate::fused`]). Its logits are the eager model's in
+//! evaluation mode, within f32 rounding; it has no training mode and no gradients.
+//!
+//! Each family builds its own form from its layers ([`crate::backbone::Layers::inference`]); the head is
+//! shared here.
+
+use std::fmt;
+
+use tch::Tensor;
+
+use crate::backbone::ModelSpec;
+use crate::layers::global_avg_pool;
+
+/// A backbone's inference form: the feature map of [`crate::Backbone::forward_features`] in evaluation mode.
+pub trait InferenceLayers: Send + fmt::Debug {
+    /// # Shapes
+    /// N×3×H×W, normalised per [`ModelSpec::normalization`] → N×[`ModelSpec::num_features`]×h×w.
+    fn forward(&self, xs: &Tensor) -> Tensor;
+}
+
+/// A classifier's inference form: the backbone's, global average pooling and the dense head.
+#[derive(Debug)]
+pub struct InferenceModel {
+    spec: ModelSpec,
+    backbone: Box<dyn InferenceLayers>,
+    /// The dense head's weight (classes × features) and bias, copied; `None` without a head.
+    head: Option<(Tensor, Tensor)>,
+}
+
+impl InferenceModel {
+    pub(crate) fn new(spec: ModelSpec, backbone: Box<dyn InferenceLayers>, head: Option<(Tensor, Tensor)>) -> Self {
+        InferenceModel { spec, backbone, head }
+    }
+
+    /// The architecture's spec.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// Logits, or the pooled features without a head: [`crate::Classifier::forward_t`] in evaluation mode.
+    /// Runs without gradients.
+    ///
+    /// # Shapes
+    /// N×3×H×W → N×num_classes (N×num_features without a head).
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
+        tch::no_grad(|| {
+            let features = global_avg_pool(&self.backbone.forward(xs), false);
+            match &self.head {
+                None => features,
+                Some((weight, bias)) => features.linear(weight, Some(bias)),
+            }
+        })
+    }
+}
