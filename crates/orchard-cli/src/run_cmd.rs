@@ -81,6 +81,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         overrides.extend(["--out".into(), out.clone().into()]);
         experiment.out = out;
     }
+    experiment.absolutize();
     for member in &mut experiment.members {
         member.config.quiet |= args.quiet;
         if let Some(device) = args.device {
@@ -135,6 +136,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         return Ok(());
     }
+    // The whole experiment's writer locks its directory; a unit's own process (`--only`) locks the unit's.
+    let _lock = match (writer, &args.only) {
+        (true, None) => Some(units::lock(&experiment)?),
+        _ => None,
+    };
     if let (Some(slots), false) = (&slots, args.gather) {
         units::prepare(&experiment)?;
         crate::parallel_units::train(&experiment, slots, &overrides, args.quiet)?;
