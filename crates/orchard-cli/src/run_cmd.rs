@@ -81,7 +81,6 @@ pub fn run(args: RunArgs) -> Result<()> {
         overrides.extend(["--out".into(), out.clone().into()]);
         experiment.out = out;
     }
-    experiment.absolutize();
     for member in &mut experiment.members {
         member.config.quiet |= args.quiet;
         if let Some(device) = args.device {
@@ -101,6 +100,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         };
         orchard_experiment::check::check_members(&experiment, &members)?;
     }
+    // Checked with the paths as written (messages name them so); trained with them absolute, so that every
+    // unit's saved configuration names the same files from wherever it is resumed.
+    experiment.absolutize();
     let rendezvous =
         Rendezvous::from_env().map_err(|e| UsageError(format!("the data-parallel job's variables: {e}")))?;
     if let Some(r) = &rendezvous {
