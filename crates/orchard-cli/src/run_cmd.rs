@@ -100,6 +100,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         };
         orchard_experiment::check::check_members(&experiment, &members)?;
     }
+    // Checked with the paths as written (messages name them so, as do the last lines); trained with them
+    // absolute, so that every unit's saved configuration names the same files from wherever it is resumed.
+    let shown = experiment.out.clone();
+    experiment.absolutize();
     let rendezvous =
         Rendezvous::from_env().map_err(|e| UsageError(format!("the data-parallel job's variables: {e}")))?;
     if let Some(r) = &rendezvous {
@@ -135,6 +139,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         return Ok(());
     }
+    // The whole experiment's writer locks its directory; a unit's own process (`--only`) locks the unit's.
+    let _lock = match (writer, &args.only) {
+        (true, None) => Some(units::lock(&experiment)?),
+        _ => None,
+    };
     if let (Some(slots), false) = (&slots, args.gather) {
         units::prepare(&experiment)?;
         crate::parallel_units::train(&experiment, slots, &overrides, args.quiet)?;
@@ -199,13 +208,12 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     let summary = gather::gather(&experiment)?;
     out!("{summary}")?;
-    outln!("wrote {}", experiment.out.join("summary.json").display())?;
-    let report =
-        crate::report_cmd::write(&experiment.out, None, Some(experiment.data.clone()), orchard_report::GALLERY);
+    outln!("wrote {}", shown.join("summary.json").display())?;
+    let report = crate::report_cmd::write(&shown, None, Some(experiment.data.clone()), orchard_report::GALLERY);
     // The last lines: the results, then where they are.
     out!("\n{}", summary.recap())?;
     if let Some((file, rows)) = &summary.submission {
-        outln!("submission: {} ({rows} rows, checked)", experiment.out.join(file).display())?;
+        outln!("submission: {} ({rows} rows, checked)", shown.join(file).display())?;
     }
     match report {
         Ok(path) => outln!("report: {}", path.display())?,

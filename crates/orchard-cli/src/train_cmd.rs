@@ -7,7 +7,7 @@
 //! step's batches, rank 0 writes the run directory, and the default schedule's LR_MAX is scaled by the
 //! number of replicas as the notebook's is (`schedule.per_replica`), unless the learning rate is given.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -55,7 +55,8 @@ pub struct TrainArgs {
     /// Run directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run in --out from its last checkpoint.
+    /// Continue the run in --out from its last checkpoint, with the configuration saved there (flags may
+    /// change only epochs, patience, device, workers and quiet).
     #[arg(long)]
     pub resume: bool,
     #[arg(long)]
@@ -181,6 +182,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
 /// The configuration file (or the defaults) with every given flag applied.
 pub fn resolve(mut a: TrainArgs) -> Result<(TrainConfig, bool)> {
     let mut c = match &a.config {
+        Some(_) if a.resume => {
+            let message = "--resume continues a run with the configuration saved in it: --config cannot be given too";
+            return Err(UsageError(message.into()).into());
+        }
+        None if a.resume => saved_config(a.out.as_deref())?,
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             let file = TrainConfig::from_toml(&text).map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
@@ -190,6 +196,8 @@ pub fn resolve(mut a: TrainArgs) -> Result<(TrainConfig, bool)> {
         }
         None => TrainConfig::default(),
     };
+    // What a resumed run was saved with, to refuse flags that would make it another run.
+    let saved = a.resume.then(|| c.clone());
     // `set!` overrides a setting when its flag was given; `set_some!` does so for optional settings.
     macro_rules! set {
         ($($field:expr => $value:expr),* $(,)?) => { $( if let Some(v) = $value { $field = v; } )* };
@@ -217,11 +225,43 @@ pub fn resolve(mut a: TrainArgs) -> Result<(TrainConfig, bool)> {
         // Rates given are the run's, whatever its number of replicas, unless the configuration says otherwise.
         c.schedule.per_replica.get_or_insert(false);
     }
+    c.absolutize();
+    if let Some(saved) = saved {
+        c.check_resumable(&saved).map_err(|m| UsageError(format!("cannot resume {}: {m}", run_dir(&c))))?;
+    }
     c.validate().map_err(|e| UsageError(e.to_string()))?;
     if let Some(problem) = orchard_torch::unavailable(c.device) {
         return Err(UsageError(format!("invalid training configuration: device: {problem}")).into());
     }
     Ok((c, a.resume))
+}
+
+/// The configuration saved in the run directory `out` (`--resume --out DIR`), pointed at `out` as given
+/// (the directory may have moved) with its quiet setting left to this command line. Nothing is created when
+/// there is no run to read.
+fn saved_config(out: Option<&Path>) -> Result<TrainConfig> {
+    let out = out.ok_or_else(|| UsageError("--resume needs --out DIR, the run to continue".into()))?;
+    let path = out.join("config.toml");
+    let cannot = |why: String| UsageError(format!("cannot resume {}: {why}", out.display()));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !out.is_dir() => {
+            return Err(cannot("no such directory".into()).into())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(cannot(format!("{} is missing: not a run directory", path.display())).into())
+        }
+        Err(e) => return Err(cannot(format!("{}: {e}", path.display())).into()),
+    };
+    let mut config = TrainConfig::from_toml(&text).map_err(|e| cannot(format!("{}: {e}", path.display())))?;
+    config.out = Some(out.to_path_buf());
+    config.quiet = false;
+    Ok(config)
+}
+
+/// The run directory a resolved configuration names, for messages.
+fn run_dir(c: &TrainConfig) -> String {
+    c.out.as_deref().map_or_else(String::new, |p| p.display().to_string())
 }
 
 /// The schedule the flags describe, starting from the configured one's kind.

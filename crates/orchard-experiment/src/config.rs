@@ -125,6 +125,17 @@ impl Experiment {
         self.data = dir;
     }
 
+    /// Makes the experiment's paths (and its members') absolute against the working directory, so that
+    /// the configurations saved in its units name the same files from wherever they are resumed.
+    pub fn absolutize(&mut self) {
+        for path in [&mut self.data, &mut self.out] {
+            *path = std::path::absolute(&*path).unwrap_or_else(|_| path.clone());
+        }
+        for member in &mut self.members {
+            member.config.absolutize();
+        }
+    }
+
     /// Reads and validates an experiment file.
     pub fn read(path: &Path) -> Result<Experiment> {
         let text =

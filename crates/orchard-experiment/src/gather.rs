@@ -37,6 +37,11 @@ pub fn gather(experiment: &Experiment) -> Result<ExperimentSummary> {
             list.join(", ")
         )));
     }
+    // What a gather killed while writing left behind (the caller holds the experiment's lock).
+    orchard_files::atomic::remove_stale(&experiment.out);
+    for m in 0..experiment.members.len() {
+        orchard_files::atomic::remove_stale(&experiment.member_dir(m));
+    }
     let truth = read_truth(&experiment.data)?;
     let device = orchard_torch::device(experiment.predict.device);
     let options = |target| Options {

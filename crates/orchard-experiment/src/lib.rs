@@ -82,6 +82,9 @@ pub enum ExperimentError {
     Infer(#[from] orchard_infer::InferError),
     #[error(transparent)]
     Ensemble(#[from] orchard_ensemble::EnsembleError),
+    /// Another process writes the experiment directory.
+    #[error(transparent)]
+    Locked(#[from] orchard_files::lock::LockError),
 }
 
 impl ExperimentError {
@@ -98,6 +101,7 @@ impl ExperimentError {
             ExperimentError::Ensemble(e) => e.is_bad_input(),
             ExperimentError::Files(e) => e.is_bad_input(),
             ExperimentError::Io { .. } => false,
+            ExperimentError::Locked(e) => !matches!(e, orchard_files::lock::LockError::Io { .. }),
         }
     }
 }

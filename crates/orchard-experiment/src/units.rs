@@ -11,6 +11,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use orchard_data::dataset::{self, LoadOptions, Split};
+use orchard_files::lock::DirLock;
 use orchard_files::state::LAST;
 use orchard_files::{folds, RunState, TrainConfig};
 use orchard_train::progress::Progress;
@@ -111,6 +112,16 @@ impl Experiment {
             Status::Partial { done: state.epochs_done, epochs }
         })
     }
+}
+
+/// Creates the experiment's directory and locks it for this process, before anything is written there: the
+/// whole experiment's writer (`orchard run` without `--only`, `--gather`) holds it while it runs. A unit's
+/// own process (`--only`) locks only the unit's directory (the trainer does), so units of one experiment
+/// train at once in separate processes or on separate machines sharing the directory.
+pub fn lock(experiment: &Experiment) -> Result<DirLock> {
+    let out = &experiment.out;
+    std::fs::create_dir_all(out).map_err(|source| ExperimentError::Io { path: out.clone(), source })?;
+    Ok(DirLock::acquire(out)?)
 }
 
 /// Creates the experiment's directory and its fold assignment, or checks that the one already there is the

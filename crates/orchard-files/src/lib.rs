@@ -7,6 +7,7 @@
 //! - [`predictions`] and [`truth`]: prediction CSVs (`image_id` + a probability per class) and labels;
 //! - [`folds`]: the stratified fold assignment, `folds.csv`, and the rule that splits a run's data;
 //! - [`config`]: a training run's configuration (`config.toml`), with the augmentation and device settings;
+//! - [`lock`]: one writer per run or experiment directory (a kernel lock on a file naming its holder);
 //! - [`history`] and [`state`]: per-epoch metrics files and the run state inside checkpoints;
 //! - [`ensemble_summary`], [`experiment_summary`]: what ensembles and experiments report, as JSON and text;
 //! - [`manifest`]: a finished experiment, versioned, as a server loads it; [`tta`]: test-time augmentation
@@ -18,6 +19,7 @@ pub mod ensemble_summary;
 pub mod experiment_summary;
 pub mod folds;
 pub mod history;
+pub mod lock;
 pub mod manifest;
 pub mod predictions;
 pub mod problem;

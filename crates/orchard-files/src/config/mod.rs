@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 mod augment;
 mod device;
+mod resume;
 
 pub use augment::{AugmentConfig, ColorJitter, Cutout, GaussianBlur, RandomResizedCrop, ShiftScaleRotate};
 pub use device::Device;
@@ -422,40 +423,6 @@ impl TrainConfig {
     }
 }
 
-impl TrainConfig {
-    /// Checks that a run saved with `saved` may continue under this configuration: it must be the same run.
-    /// Only the epoch budget, patience and the machine-facing settings (`out`, `device`, `workers`,
-    /// `eval_batch`, `quiet`) may change; the error names every other setting that differs.
-    pub fn check_resumable(&self, saved: &TrainConfig) -> Result<(), String> {
-        let normalise = |c: &TrainConfig| TrainConfig {
-            out: None,
-            epochs: 0,
-            patience: None,
-            quiet: false,
-            workers: None,
-            eval_batch: None,
-            device: Device::Auto,
-            ..c.clone()
-        };
-        let (a, b) = (normalise(saved), normalise(self));
-        if a == b {
-            return Ok(());
-        }
-        let table = |c: TrainConfig| match toml::Value::try_from(c) {
-            Ok(toml::Value::Table(t)) => t,
-            _ => toml::Table::new(),
-        };
-        let (a, b) = (table(a), table(b));
-        let differing: std::collections::BTreeSet<&String> =
-            a.keys().chain(b.keys()).filter(|k| a.get(*k) != b.get(*k)).collect();
-        let differing: Vec<&str> = differing.into_iter().map(String::as_str).collect();
-        Err(format!(
-            "its configuration differs in {}; only epochs, patience, device, workers, eval_batch and quiet may change",
-            differing.join(", ")
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,18 +459,6 @@ mod tests {
         let err = TrainConfig::from_toml("device = \"tpu\"\n").unwrap_err();
         assert!(err.to_string().contains("unknown device \"tpu\""), "{err}");
         assert_eq!(TrainConfig::from_toml("device = \"cuda:1\"\n").unwrap().device, Device::Cuda(1));
-    }
-
-    #[test]
-    fn a_resumed_run_may_change_only_machine_settings_and_its_budget() {
-        let saved = TrainConfig::default();
-        let now = TrainConfig { epochs: 40, patience: Some(3), device: Device::Cpu, workers: Some(2), ..saved.clone() };
-        now.check_resumable(&saved).unwrap();
-        let other = TrainConfig { batch: 8, seed: 1, ..saved.clone() };
-        assert_eq!(
-            other.check_resumable(&saved).unwrap_err(),
-            "its configuration differs in batch, seed; only epochs, patience, device, workers, eval_batch and quiet may change"
-        );
     }
 
     #[test]

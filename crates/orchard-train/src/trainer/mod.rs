@@ -33,6 +33,7 @@ use orchard_data::loader::Loader;
 use orchard_files::config::{ConfigError, Monitor, TrainConfig};
 use orchard_files::folds::FoldError;
 use orchard_files::history::{self, EpochRecord};
+use orchard_files::lock::{DirLock, LockError};
 use orchard_files::{FileError, RunState};
 use orchard_metrics::schedule::Schedule;
 use orchard_models::weights::checkpoint::CheckpointError;
@@ -66,6 +67,9 @@ pub enum TrainError {
     Checkpoint(#[from] CheckpointError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    /// Another process writes the run directory.
+    #[error(transparent)]
+    Locked(#[from] LockError),
     /// User input that does not fit the run (soft targets, weights, classes).
     #[error("{0}")]
     Input(String),
@@ -166,6 +170,8 @@ struct Run {
     /// The learning-rate schedule for this number of replicas.
     schedule: Schedule,
     state: RunState,
+    /// The run directory's lock, held by the writer (rank 0) while the run lives.
+    _lock: Option<DirLock>,
 }
 
 /// The seed of libtorch's generator for `epoch`: a fixed mix of the run's seed and the epoch.
@@ -298,6 +304,7 @@ impl TrainError {
                 | TrainError::Input(_)
                 | TrainError::RunExists { .. }
                 | TrainError::ResumeMismatch { .. }
+                | TrainError::Locked(LockError::Held { .. } | LockError::OtherHost { .. })
         )
     }
 }

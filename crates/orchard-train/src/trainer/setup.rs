@@ -14,6 +14,7 @@ use orchard_data::pipeline::{Pipeline, PipelineConfig, Source};
 use orchard_files::atomic;
 use orchard_files::config::{ConfigError, LossKind, Precision, TrainConfig};
 use orchard_files::folds;
+use orchard_files::lock::DirLock;
 use orchard_files::state::{LossScaler, RunState, FORMAT, LAST};
 use orchard_models::init::Initializer;
 use orchard_models::weights::checkpoint;
@@ -48,7 +49,6 @@ impl Run {
         replicas: Option<Replicas>,
     ) -> Result<Self, TrainError> {
         let writer = replicas.as_ref().is_none_or(|r| r.rank() == 0);
-        let saved = saved_run(&config, out, resume)?;
         let spec = orchard_models::spec(&config.model.arch)?;
         let size = config.data.size.unwrap_or((spec.default_size.0 as usize, spec.default_size.1 as usize));
         spec.check_input(size.0 as i64, size.1 as i64)?;
@@ -58,9 +58,13 @@ impl Run {
             return Err(ConfigError { field: "precision", message }.into());
         }
         std::fs::create_dir_all(out).map_err(io_error(out))?;
+        // Locked before anything is written (or a killed writer's temporaries cleared): a second writer
+        // stops here.
+        let lock = writer.then(|| DirLock::acquire(out)).transpose()?;
         if writer {
             atomic::remove_stale(out);
         }
+        let saved = saved_run(&config, out, resume)?;
 
         let data = load_data(&config, out, size, replicas.as_ref())?;
         let (network, head) = network(&config, &spec, data.dataset.classes.len(), device)?;
@@ -108,6 +112,7 @@ impl Run {
             schedule: config_schedule,
             replicas,
             state,
+            _lock: lock,
         };
         if let (true, Some(r)) = (run.config.sync_batch_norm, &run.replicas) {
             run.network.model.set_batch_norm_sync(Some(r.batch_norm_sync()));
