@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// Experiment directory, instead of the file's `out`.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Drop the training rows whose image does not decode (listed in OUT/skipped.csv) instead of failing,
+    /// as `skip_bad = true` in the file does.
+    #[arg(long)]
+    pub skip_bad: bool,
     /// Print only errors and the final summary.
     #[arg(long)]
     pub quiet: bool,
@@ -80,6 +84,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(out) = args.out {
         overrides.extend(["--out".into(), out.clone().into()]);
         experiment.out = out;
+    }
+    if args.skip_bad {
+        overrides.push("--skip-bad".into());
+        experiment.set_skip_bad();
     }
     for member in &mut experiment.members {
         member.config.quiet |= args.quiet;

@@ -10,7 +10,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use orchard_data::dataset::{self, LoadOptions, Split};
+use orchard_data::dataset::{self, DatasetError, ImageCheck, LoadOptions, Split};
 use orchard_files::state::LAST;
 use orchard_files::{folds, RunState, TrainConfig};
 use orchard_train::progress::Progress;
@@ -115,12 +115,21 @@ impl Experiment {
 
 /// Creates the experiment's directory and its fold assignment, or checks that the one already there is the
 /// one this experiment makes (same data, folds and seed): units trained on different folds would make the
-/// out-of-fold predictions meaningless.
+/// out-of-fold predictions meaningless. Every training and test image is decoded first, so that a bad one
+/// is reported before anything is created (with `skip_bad`, the training rows dropped are listed in
+/// `OUT/skipped.csv`; the test split's rows are never dropped, as the submission needs every one).
 pub fn prepare(experiment: &Experiment) -> Result<()> {
     let out = &experiment.out;
-    std::fs::create_dir_all(out).map_err(|source| ExperimentError::Io { path: out.clone(), source })?;
-    let (dataset, _) = dataset::load(&experiment.data, Split::Train, &LoadOptions::default())?;
+    let options = LoadOptions { skip_bad: experiment.skip_bad, images: ImageCheck::Decode };
+    let (dataset, report) = dataset::load(&experiment.data, Split::Train, &options)?;
+    let test = LoadOptions { skip_bad: false, images: ImageCheck::Decode };
+    match dataset::load(&experiment.data, Split::Test, &test) {
+        Ok(_) | Err(DatasetError::NoTestSplit { .. }) => {} // the gather step says so, after training
+        Err(e) => return Err(e.into()),
+    }
     let assignment = folds::assign(&dataset.targets(), experiment.folds, experiment.seed)?;
+    std::fs::create_dir_all(out).map_err(|source| ExperimentError::Io { path: out.clone(), source })?;
+    dataset::write_skipped(&out.join(dataset::SKIPPED), &report)?;
     let path = out.join(FOLDS);
     if path.exists() {
         if folds::read_csv(&path, &dataset.ids())? != assignment {
