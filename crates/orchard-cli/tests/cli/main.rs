@@ -1,6 +1,7 @@
 //! The `orchard` binary as a user runs it: real processes on real files, each topic in its own module,
 //! sharing the helpers in `common`.
 
+mod bad_inputs;
 mod bench_serve;
 mod common;
 mod data;
@@ -11,6 +12,7 @@ mod reliability;
 mod report;
 mod runs;
 mod serve;
+mod skip_bad;
 mod starting;
 mod train;
 mod weights;
