@@ -34,8 +34,9 @@
 //! A member is its `[defaults]` merged with its own table (tables merge key by key, the member winning),
 //! read as a `TrainConfig`, so a typo is refused as `orchard train --config` refuses it. The experiment
 //! owns the fold settings, the run directories and which rows are dropped: `out`, `data.dir`, `data.folds`,
-//! `data.fold`, `data.folds_csv` and `data.skip_bad` may not appear in `[defaults]` or a member. Relative paths are taken from the current
-//! directory, as `orchard train` takes them (`orchard run --data DIR --out DIR` overrides both).
+//! `data.fold`, `data.folds_csv` and `data.skip_bad` may not appear in `[defaults]` or a member (`skip_bad`
+//! at the top sets the last for all). Relative paths are taken from the current directory, as `orchard
+//! train` takes them (`orchard run --data DIR --out DIR` overrides both).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -61,7 +61,8 @@ fn skip_bad_drops_the_same_rows_everywhere_and_records_them_and_without_it_nothi
     let experiment = |skip: &str| {
         let file = tmp.path().join(format!("experiment{}.toml", skip.len()));
         let text = format!(
-            "data = {:?}\nout = {:?}\nfolds = 2\n{skip}\n[defaults]\nepochs = 1\nbatch = 3\nworkers = 1\ndevice = \"cpu\"\n\
+            "data = {:?}\nout = {:?}\nfolds = 2\n{skip}\n\
+             [defaults]\nepochs = 1\nbatch = 3\nworkers = 1\ndevice = \"cpu\"\n\
              [[member]]\nname = \"m\"\narch = \"mobilenet_v2\"\nsize = 32\n",
             s(&data),
             s(&exp_dir)

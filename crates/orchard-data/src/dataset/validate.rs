@@ -1,6 +1,6 @@
 //! The checks common to every layout, once its reader has turned rows (or image files) into candidates:
-//! labels against the class list, duplicate ids, images that exist (and decode, or their headers do, when asked),
-//! classes without examples; then each candidate is kept, skipped or reported.
+//! labels against the class list, duplicate ids, images that exist (and decode whole, or their headers do,
+//! when asked), classes without examples; then each candidate is kept, skipped or reported.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,8 @@
 //! Setting a run up: the run directory (or the run there resumed), the dataset and its loaders, the network
 //! with its starting weights, the optimizer, the EMA and the loss. Every setting, the data (every image
-//! decoded) and the starting weights are checked before the run directory is made. In a data-parallel run every replica sets itself up the same
-//! way, takes its shards of the loaders, and starts from rank 0's weights; rank 0 alone writes files.
+//! decoded) and the starting weights are checked before the run directory is made. In a data-parallel run
+//! every replica sets itself up the same way, takes its shards of the loaders, and starts from rank 0's
+//! weights; rank 0 alone writes files.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
