@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use orchard_data::dataset::{self, LoadOptions, Split};
+use orchard_data::dataset::{self, ImageCheck, LoadOptions, Split};
 use orchard_demo::{elpv, synth};
 use orchard_files::folds;
 
@@ -16,7 +16,7 @@ pub enum DataCommand {
     Synth(SynthArgs),
     /// Turn the installed `elpv-dataset` package into the one-hot layout (four defect classes).
     ImportElpv(ImportElpvArgs),
-    /// Validate a dataset and print per-class counts and image-size statistics.
+    /// Validate a dataset (every image decoded, in parallel) and print per-class counts and image sizes.
     Check(CheckArgs),
     /// Assign stratified k folds and write them as `image_id,fold`.
     Folds(FoldsArgs),
@@ -67,9 +67,12 @@ pub struct CheckArgs {
     /// Which split to check.
     #[arg(long, value_enum, default_value_t = SplitArg::Train)]
     pub split: SplitArg,
-    /// Drop bad rows and images (and count them) instead of failing.
+    /// Drop bad rows and images (and list them) instead of failing.
     #[arg(long)]
     pub skip_bad: bool,
+    /// Read only each image's header (quick), instead of decoding every image as training would.
+    #[arg(long)]
+    pub headers_only: bool,
 }
 
 #[derive(Args)]
@@ -85,7 +88,8 @@ pub struct FoldsArgs {
     /// Output CSV (`image_id,fold`).
     #[arg(long)]
     pub out: PathBuf,
-    /// Drop bad rows (and count them) instead of failing.
+    /// Drop bad rows and images instead of failing: they get no fold, and are listed in OUT's
+    /// `.skipped.csv` sibling (folds.csv → folds.skipped.csv).
     #[arg(long)]
     pub skip_bad: bool,
 }
@@ -133,19 +137,26 @@ pub fn run(command: DataCommand) -> Result<()> {
                 SplitArg::Train => Split::Train,
                 SplitArg::Test => Split::Test,
             };
-            let options = LoadOptions { skip_bad: args.skip_bad, check_images: true };
+            let images = if args.headers_only { ImageCheck::Header } else { ImageCheck::Decode };
+            let options = LoadOptions { skip_bad: args.skip_bad, images };
             let (data, report) = dataset::load(&args.dir, split, &options)?;
             print_report(&report);
             outln!("{}", dataset::describe(&data))?;
         }
         DataCommand::Folds(args) => {
-            let options = LoadOptions { skip_bad: args.skip_bad, check_images: false };
+            // Every image decoded, as training will: a fold assignment must not hold an image it cannot read.
+            let options = LoadOptions { skip_bad: args.skip_bad, images: ImageCheck::Decode };
             let (data, report) = dataset::load(&args.dir, Split::Train, &options)?;
             print_report(&report);
             let assignment = folds::assign(&data.targets(), args.k, args.seed)?;
             let ids: Vec<&str> = data.samples.iter().map(|s| s.id.as_str()).collect();
+            let skipped = args.out.with_extension("skipped.csv");
+            dataset::write_skipped(&skipped, &report)?;
             folds::write_csv(&args.out, &ids, &assignment)
                 .with_context(|| format!("writing {}", args.out.display()))?;
+            if !report.skipped.is_empty() {
+                outln!("{} rows without a fold are listed in {}", report.skipped.len(), skipped.display())?;
+            }
             let counts = folds::class_counts(&data.targets(), &assignment, args.k);
             outln!(
                 "{} samples in {} folds (seed {}) written to {}",
@@ -171,9 +182,9 @@ pub fn run(command: DataCommand) -> Result<()> {
 }
 
 fn print_report(report: &dataset::Report) {
-    if report.skipped_rows > 0 {
-        eprintln!("skipped {} bad rows or images (--skip-bad):", report.skipped_rows);
-        for problem in &report.skipped {
+    if !report.skipped.is_empty() {
+        eprintln!("skipped {} bad rows or images (--skip-bad):", report.skipped.len());
+        for problem in report.skipped_problems() {
             eprintln!("  {problem}");
         }
     }

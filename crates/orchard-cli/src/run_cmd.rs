@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// Experiment directory, instead of the file's `out`.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Drop the training rows whose image does not decode (listed in OUT/skipped.csv) instead of failing,
+    /// as `skip_bad = true` in the file does.
+    #[arg(long)]
+    pub skip_bad: bool,
     /// Print only errors and the final summary.
     #[arg(long)]
     pub quiet: bool,
@@ -80,6 +84,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(out) = args.out {
         overrides.extend(["--out".into(), out.clone().into()]);
         experiment.out = out;
+    }
+    if args.skip_bad {
+        overrides.push("--skip-bad".into());
+        experiment.set_skip_bad();
     }
     for member in &mut experiment.members {
         member.config.quiet |= args.quiet;
@@ -139,23 +147,25 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         return Ok(());
     }
-    // The whole experiment's writer locks its directory; a unit's own process (`--only`) locks the unit's.
+    // Every image is decoded before anything is created; then the whole experiment's writer locks its
+    // directory (a unit's own process, `--only`, locks the unit's).
+    let checked = if args.gather { None } else { Some(units::check(&experiment)?) };
     let _lock = match (writer, &args.only) {
         (true, None) => Some(units::lock(&experiment)?),
         _ => None,
     };
-    if let (Some(slots), false) = (&slots, args.gather) {
-        units::prepare(&experiment)?;
+    if let (Some(slots), Some(checked)) = (&slots, &checked) {
+        units::prepare(&experiment, checked)?;
         crate::parallel_units::train(&experiment, slots, &overrides, args.quiet)?;
-    } else if !args.gather {
+    } else if let Some(checked) = &checked {
         // Rank 0 writes the fold assignment; the other replicas then check it.
         if writer {
-            units::prepare(&experiment)?;
+            units::prepare(&experiment, checked)?;
         }
         if let Some(group) = &group {
             group.barrier(None).map_err(anyhow::Error::msg)?;
             if !writer {
-                units::prepare(&experiment)?;
+                units::prepare(&experiment, checked)?;
             }
         }
         let todo = match &args.only {

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 use orchard_files::config::{BatchNormMode, LossKind, Monitor, OptimizerKind, TrainConfig};
 use orchard_metrics::schedule::{OneCycle, Reference, Schedule, WarmupCosine};
@@ -140,6 +140,9 @@ pub struct TrainArgs {
     /// Decode each image once into a memory-mapped cache in the run directory.
     #[arg(long)]
     pub cache: bool,
+    /// Drop the rows whose image does not decode (listed in the run's skipped.csv) instead of failing.
+    #[arg(long)]
+    pub skip_bad: bool,
     /// Decode worker threads.
     #[arg(long, value_parser = number::at_least::<1, usize>)]
     pub workers: Option<usize>,
@@ -188,7 +191,8 @@ pub fn resolve(mut a: TrainArgs) -> Result<(TrainConfig, bool)> {
         }
         None if a.resume => saved_config(a.out.as_deref())?,
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = orchard_files::input::read_to_string(path, orchard_files::input::TEXT)
+                .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
             let file = TrainConfig::from_toml(&text).map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
             // The file's own numbers first, so that its mistakes name it (the flags were checked as parsed).
             file.validate().map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
@@ -217,6 +221,7 @@ pub fn resolve(mut a: TrainArgs) -> Result<(TrainConfig, bool)> {
               c.batch_norm_momentum => a.bn_momentum, c.patience => a.patience, c.workers => a.workers);
     set!(c.channels_last => a.layout.map(|l| Layout::from(l) == Layout::ChannelsLast));
     c.data.cache |= a.cache;
+    c.data.skip_bad |= a.skip_bad;
     c.sync_batch_norm |= a.sync_bn;
     c.quiet |= a.quiet;
     c.schedule.per_step |= a.per_step;

@@ -13,6 +13,8 @@ use std::cell::RefCell;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
+use orchard_files::input;
+
 use crate::image::{Dihedral, RgbImage};
 
 /// The largest image accepted (width × height), checked before decoding: 2^28, e.g. 16384 × 16384.
@@ -25,6 +27,8 @@ pub enum DecodeError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: not a JPEG or PNG file")]
     UnknownFormat { path: PathBuf },
+    #[error("{path}: empty file (0 bytes)")]
+    Empty { path: PathBuf },
     #[error("{path}: corrupt or unsupported {format}: {message}")]
     Corrupt { path: PathBuf, format: Format, message: String },
     #[error("{path}: {width}x{height} is larger than the {MAX_PIXELS}-pixel limit")]
@@ -78,8 +82,14 @@ pub fn sniff(bytes: &[u8]) -> Option<Format> {
 
 /// Reads and decodes an image file.
 pub fn decode_file(path: &Path, options: &DecodeOptions) -> Result<RgbImage, DecodeError> {
-    let bytes = std::fs::read(path).map_err(|source| DecodeError::Io { path: path.into(), source })?;
+    let bytes = read_file(path)?;
     decode_bytes(&bytes, path, options)
+}
+
+/// Reads an image file's bytes: a regular file no larger than [`input::IMAGE`] (a FIFO or a device named like
+/// an image is refused, not read).
+pub fn read_file(path: &Path) -> Result<Vec<u8>, DecodeError> {
+    input::read(path, input::IMAGE).map_err(|source| DecodeError::Io { path: path.into(), source })
 }
 
 /// Decodes an encoded image held in memory; `path` only names it in errors.
@@ -87,13 +97,13 @@ pub fn decode_bytes(bytes: &[u8], path: &Path, options: &DecodeOptions) -> Resul
     match sniff(bytes) {
         Some(Format::Jpeg) => decode_jpeg(bytes, path, options),
         Some(Format::Png) => decode_png(bytes, path),
-        None => Err(DecodeError::UnknownFormat { path: path.into() }),
+        None => Err(unknown_format(bytes, path)),
     }
 }
 
 /// Reads only as much of a file as its header needs.
 pub fn probe_file(path: &Path) -> Result<ImageInfo, DecodeError> {
-    let bytes = std::fs::read(path).map_err(|source| DecodeError::Io { path: path.into(), source })?;
+    let bytes = read_file(path)?;
     probe_bytes(&bytes, path)
 }
 
@@ -117,8 +127,36 @@ pub fn probe_bytes(bytes: &[u8], path: &Path) -> Result<ImageInfo, DecodeError> 
             check_size(path, width, height)?;
             Ok(ImageInfo { format: Format::Png, width, height })
         }
-        None => Err(DecodeError::UnknownFormat { path: path.into() }),
+        None => Err(unknown_format(bytes, path)),
     }
+}
+
+/// Reads and fully decodes an image file without keeping its pixels (see [`verify_bytes`]).
+pub fn verify_file(path: &Path) -> Result<ImageInfo, DecodeError> {
+    let bytes = read_file(path)?;
+    verify_bytes(&bytes, path)
+}
+
+/// Decodes a whole image without keeping its pixels, to learn up front whether training will be able to:
+/// a JPEG at its smallest DCT scale (every coefficient is still entropy-decoded, so a cut or corrupt stream
+/// fails as it would at full size, in 1/64 of the memory), a PNG row by row (one row in memory). The size
+/// limit applies as when decoding. Returns the header.
+pub fn verify_bytes(bytes: &[u8], path: &Path) -> Result<ImageInfo, DecodeError> {
+    let info = probe_bytes(bytes, path)?;
+    match info.format {
+        Format::Jpeg => {
+            let options = DecodeOptions { min_size: Some((1, 1)), ignore_orientation: true };
+            decode_jpeg(bytes, path, &options)?;
+        }
+        Format::Png => {
+            let err = |e: png::DecodingError| corrupt(path, Format::Png, e);
+            let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), png_limits());
+            decoder.set_transformations(png::Transformations::EXPAND);
+            let mut reader = decoder.read_info().map_err(err)?;
+            while reader.next_row().map_err(err)?.is_some() {}
+        }
+    }
+    Ok(info)
 }
 
 /// Encodes RGB pixels as a baseline JPEG with 4:2:0 chroma subsampling (what cameras write).
@@ -163,6 +201,14 @@ fn with_jpeg<T>(f: impl FnOnce(&mut turbojpeg::Decompressor) -> Result<T, Decode
         }
         result
     })
+}
+
+/// Why bytes that are neither JPEG nor PNG are refused.
+fn unknown_format(bytes: &[u8], path: &Path) -> DecodeError {
+    match bytes.is_empty() {
+        true => DecodeError::Empty { path: path.into() },
+        false => DecodeError::UnknownFormat { path: path.into() },
+    }
 }
 
 fn corrupt(path: &Path, format: Format, e: impl std::fmt::Display) -> DecodeError {
@@ -273,9 +319,14 @@ fn jpeg_exif_payload(bytes: &[u8]) -> Option<&[u8]> {
     None
 }
 
+/// What the PNG decoder may allocate: the largest image accepted, at 16 bits and four channels.
+fn png_limits() -> png::Limits {
+    png::Limits { bytes: MAX_PIXELS * 8 }
+}
+
 fn decode_png(bytes: &[u8], path: &Path) -> Result<RgbImage, DecodeError> {
     let err = |e: png::DecodingError| corrupt(path, Format::Png, e);
-    let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), png::Limits { bytes: MAX_PIXELS * 8 });
+    let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), png_limits());
     // Palette → RGB(A), tRNS → alpha, 1/2/4-bit → 8-bit; 16-bit stays 16-bit and is rounded below.
     decoder.set_transformations(png::Transformations::EXPAND);
     let mut reader = decoder.read_info().map_err(err)?;
@@ -368,6 +419,26 @@ mod tests {
         let e = decode_bytes(&jpeg, Path::new("cut.jpg"), &DecodeOptions::default()).unwrap_err();
         assert!(matches!(e, DecodeError::Corrupt { format: Format::Jpeg, .. }), "{e}");
         assert!(e.to_string().contains("cut.jpg"));
+    }
+
+    #[test]
+    fn verifying_decodes_the_whole_image_where_the_header_alone_passes() {
+        let jpeg = encode_jpeg(&gradient(256, 192), 90).unwrap();
+        assert_eq!(verify_bytes(&jpeg, Path::new("g.jpg")).unwrap(), probe_bytes(&jpeg, Path::new("g.jpg")).unwrap());
+        let cut = &jpeg[..jpeg.len() * 2 / 3];
+        probe_bytes(cut, Path::new("cut.jpg")).unwrap();
+        let e = verify_bytes(cut, Path::new("cut.jpg")).unwrap_err();
+        assert!(matches!(e, DecodeError::Corrupt { format: Format::Jpeg, .. }), "{e}");
+        let mut png_bytes = Vec::new();
+        let mut encoder = png::Encoder::new(&mut png_bytes, 64, 48);
+        encoder.set_color(png::ColorType::Rgb);
+        let mut writer = encoder.write_header().unwrap();
+        writer.write_image_data(&[7u8; 64 * 48 * 3]).unwrap();
+        writer.finish().unwrap();
+        verify_bytes(&png_bytes, Path::new("p.png")).unwrap();
+        let e = verify_bytes(&png_bytes[..png_bytes.len() - 30], Path::new("p.png")).unwrap_err();
+        assert!(matches!(e, DecodeError::Corrupt { format: Format::Png, .. }), "{e}");
+        assert!(matches!(verify_bytes(b"", Path::new("e.png")), Err(DecodeError::Empty { .. })));
     }
 
     #[test]

@@ -76,7 +76,7 @@ impl Pipeline {
         match &self.source {
             Source::Files(paths) => {
                 let path = &paths[index];
-                let bytes = std::fs::read(path).map_err(|source| DecodeError::Io { path: path.clone(), source })?;
+                let bytes = crate::decode::read_file(path)?;
                 self.sample_bytes(&bytes, path, index, epoch, train)
             }
             Source::Cache(cache) => {

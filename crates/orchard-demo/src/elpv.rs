@@ -79,7 +79,7 @@ pub struct Cell {
 
 /// Reads the package's `labels.csv`, reporting every malformed line (with its number) together.
 pub fn read_labels(path: &Path) -> Result<Vec<Cell>, ElpvError> {
-    let text = std::fs::read_to_string(path).map_err(read_error(path))?;
+    let text = orchard_files::input::read_to_string(path, orchard_files::input::TABLE).map_err(read_error(path))?;
     let mut cells = Vec::new();
     let mut problems = Vec::new();
     let mut first_by_id: HashMap<String, u64> = HashMap::new();

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use orchard_data::dataset::{self, LoadOptions, Split};
+use orchard_data::dataset::{self, ImageCheck, LoadOptions, Split};
 use orchard_data::decode::Format;
 use orchard_demo::elpv;
 
@@ -31,7 +31,7 @@ fn elpv_import_of_the_installed_package() {
     }
 
     let (train, _) =
-        dataset::load(out.path(), Split::Train, &LoadOptions { skip_bad: false, check_images: true }).unwrap();
+        dataset::load(out.path(), Split::Train, &LoadOptions { skip_bad: false, images: ImageCheck::Decode }).unwrap();
     assert_eq!(train.classes, elpv::CLASSES);
     assert_eq!(train.samples.len(), summary.train());
     assert_eq!(train.class_counts(), summary.train_counts);

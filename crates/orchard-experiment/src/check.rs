@@ -1,14 +1,14 @@
 //! Everything a run of an experiment would trip over, found before anything is trained or written and
-//! reported together, so one pass tells the user all there is to fix: the dataset (every image's header
-//! read) and its test split, the fold assignment (and the one an earlier run left in the experiment
+//! reported together, so one pass tells the user all there is to fix: the dataset (every image decoded)
+//! and its test split, the fold assignment (and the one an earlier run left in the experiment
 //! directory), and each member's architecture, input size, device, class weights, soft targets and starting
 //! weights, loaded into the architecture as a run would load them. Nothing is created.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use orchard_data::dataset::{self, Dataset, LoadOptions, Split};
-use orchard_files::folds;
+use orchard_data::dataset::{self, Dataset, ImageCheck, LoadOptions, Split};
+use orchard_files::{folds, input};
 use orchard_torch::unavailable;
 
 use crate::config::{Experiment, Member};
@@ -29,7 +29,7 @@ pub struct Checked {
 /// Checks `experiment`; every problem found comes back at once in [`ExperimentError::Problems`].
 pub fn check(experiment: &Experiment) -> Result<Checked> {
     let mut problems = Vec::new();
-    let probe = LoadOptions { skip_bad: false, check_images: true };
+    let probe = LoadOptions { skip_bad: experiment.skip_bad, images: ImageCheck::Decode };
     let train = match dataset::load(&experiment.data, Split::Train, &probe) {
         Ok((train, _)) => Some(train),
         Err(e) => {
@@ -38,7 +38,7 @@ pub fn check(experiment: &Experiment) -> Result<Checked> {
         }
     };
     let test_images = match &train {
-        Some(_) => match dataset::load(&experiment.data, Split::Test, &probe) {
+        Some(_) => match dataset::load(&experiment.data, Split::Test, &LoadOptions { skip_bad: false, ..probe }) {
             Ok((test, _)) => test.len(),
             Err(e) => {
                 problems.push(format!("the test split (the gather step predicts it): {e}"));
@@ -148,8 +148,8 @@ fn check_member(
         }
     }
     if let Some(soft) = &config.data.soft_targets {
-        if !soft.is_file() {
-            problems.push(format!("data.soft_targets {}: no such file", soft.display()));
+        if let Some(why) = unreadable(soft, input::TABLE) {
+            problems.push(format!("data.soft_targets {}: {why}", soft.display()));
         }
     }
     if let Some(path) = &config.model.weights {
@@ -158,6 +158,16 @@ fn check_member(
         problems.extend(outcome.clone());
     }
     problems
+}
+
+/// Why the file at `path` cannot be read as a user's file of its kind (`bound`), if it cannot: missing, not a
+/// regular file (a FIFO would hang the run), or too large.
+fn unreadable(path: &Path, bound: input::Bound) -> Option<String> {
+    match input::check(path, bound) {
+        Ok(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("no such file".into()),
+        Err(e) => Some(e.to_string()),
+    }
 }
 
 /// Why the weight file at `path` cannot start `arch`, if it cannot.
@@ -172,8 +182,8 @@ const LISTED: usize = 6;
 /// as a run would load it. A long list of mismatched tensors is cut short, the mis-shaped first, with the
 /// command that shows them all.
 pub fn weights_problem(arch: &str, path: &Path) -> Option<String> {
-    if !path.is_file() {
-        return Some(format!("{}: no such file", path.display()));
+    if let Some(why) = unreadable(path, input::WEIGHTS) {
+        return Some(format!("{}: {why}", path.display()));
     }
     let message = orchard_train::pretrained::check(arch, path).err()?;
     let mut lines: Vec<String> = message.lines().map(|l| format!("    {}", l.trim_start())).collect();

@@ -6,6 +6,7 @@
 //! folds = 3                   # K; the fold assignment is stratified and seeded
 //! seed = 0
 //! tta = "flips"               # none, flips or dihedral: for out-of-fold and test predictions
+//! skip_bad = false            # true: drop training rows whose image does not decode (OUT/skipped.csv)
 //!
 //! [ensemble]                  # as `orchard ensemble`'s flags; default: greedy weight search
 //! method = "search"
@@ -32,9 +33,10 @@
 //!
 //! A member is its `[defaults]` merged with its own table (tables merge key by key, the member winning),
 //! read as a `TrainConfig`, so a typo is refused as `orchard train --config` refuses it. The experiment
-//! owns the fold settings and the run directories: `out`, `data.dir`, `data.folds`, `data.fold` and
-//! `data.folds_csv` may not appear in `[defaults]` or a member. Relative paths are taken from the current
-//! directory, as `orchard train` takes them (`orchard run --data DIR --out DIR` overrides both).
+//! owns the fold settings, the run directories and which rows are dropped: `out`, `data.dir`, `data.folds`,
+//! `data.fold`, `data.folds_csv` and `data.skip_bad` may not appear in `[defaults]` or a member (`skip_bad`
+//! at the top sets the last for all). Relative paths are taken from the current directory, as `orchard
+//! train` takes them (`orchard run --data DIR --out DIR` overrides both).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -60,6 +62,8 @@ struct File {
     seed: u64,
     #[serde(default)]
     tta: Tta,
+    #[serde(default)]
+    skip_bad: bool,
     /// A `CombinerSpec` and its `compare` blends.
     #[serde(default)]
     ensemble: Table,
@@ -99,6 +103,8 @@ pub struct Experiment {
     /// Seed of the fold assignment.
     pub seed: u64,
     pub tta: Tta,
+    /// Drop the training rows whose image does not decode, in every unit alike (listed in `OUT/skipped.csv`).
+    pub skip_bad: bool,
     pub ensemble: CombinerSpec,
     /// Blends reported beside the ensemble (`[[ensemble.compare]]`).
     pub compare: Vec<Compare>,
@@ -114,7 +120,7 @@ pub struct Member {
 }
 
 /// Settings the experiment owns (dotted paths into a member's table).
-const OWNED: [&str; 5] = ["out", "data.dir", "data.folds", "data.fold", "data.folds_csv"];
+const OWNED: [&str; 6] = ["out", "data.dir", "data.folds", "data.fold", "data.folds_csv", "data.skip_bad"];
 
 impl Experiment {
     /// Points the experiment and every member at another dataset folder.
@@ -136,10 +142,18 @@ impl Experiment {
         }
     }
 
+    /// Drops the training rows whose image does not decode, in every member alike (`orchard run --skip-bad`).
+    pub fn set_skip_bad(&mut self) {
+        for member in &mut self.members {
+            member.config.data.skip_bad = true;
+        }
+        self.skip_bad = true;
+    }
+
     /// Reads and validates an experiment file.
     pub fn read(path: &Path) -> Result<Experiment> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ExperimentError::Io { path: path.to_path_buf(), source })?;
+        let text = orchard_files::input::read_to_string(path, orchard_files::input::TEXT)
+            .map_err(|e| ExperimentError::File { path: path.to_path_buf(), message: e.to_string() })?;
         Experiment::parse(&text, path)
     }
 
@@ -173,7 +187,7 @@ impl Experiment {
         let mut names = BTreeSet::new();
         let mut members = Vec::new();
         for (i, table) in file.members.iter().enumerate() {
-            let member = resolve_member(table, &file.defaults, &file.data, file.folds)
+            let member = resolve_member(table, &file.defaults, &file.data, file.folds, file.skip_bad)
                 .map_err(|m| bad(format!("member {}: {m}", label(table, i))))?;
             if !names.insert(member.name.clone()) {
                 return Err(bad(format!("two members are named {:?}", member.name)));
@@ -189,6 +203,7 @@ impl Experiment {
             folds: file.folds,
             seed: file.seed,
             tta: file.tta,
+            skip_bad: file.skip_bad,
             ensemble,
             compare,
             predict: file.predict,
@@ -238,7 +253,13 @@ fn section<'a>(table: &'a mut Table, key: &str) -> std::result::Result<&'a mut T
 }
 
 /// A member table with its defaults, shorthands expanded, read as a training configuration.
-fn resolve_member(table: &Table, defaults: &Table, data: &Path, folds: usize) -> std::result::Result<Member, String> {
+fn resolve_member(
+    table: &Table,
+    defaults: &Table,
+    data: &Path,
+    folds: usize,
+    skip_bad: bool,
+) -> std::result::Result<Member, String> {
     let mut table = table.clone();
     let name = match table.remove("name") {
         Some(Value::String(name)) => name,
@@ -269,6 +290,7 @@ fn resolve_member(table: &Table, defaults: &Table, data: &Path, folds: usize) ->
         Value::Table(merged).try_into().map_err(|e: toml::de::Error| e.message().to_string())?;
     config.data.dir = data.to_path_buf();
     config.data.folds = Some(folds);
+    config.data.skip_bad = skip_bad;
     config.validate().map_err(|e| e.to_string())?;
     Ok(Member { name, config })
 }

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use orchard_data::dataset::read_truth;
+use orchard_data::dataset::{self, read_truth, truth_of, ImageCheck, LoadOptions, Split};
 use orchard_ensemble::aligned::{align, Aligned};
 use orchard_ensemble::run::{self, Oof, Outcome};
 use orchard_ensemble::submission::{self, Sample, TestIds};
@@ -42,7 +42,14 @@ pub fn gather(experiment: &Experiment) -> Result<ExperimentSummary> {
     for m in 0..experiment.members.len() {
         orchard_files::atomic::remove_stale(&experiment.member_dir(m));
     }
-    let truth = read_truth(&experiment.data)?;
+    let truth = match experiment.skip_bad {
+        // The rows every unit dropped, dropped again the same way.
+        true => {
+            let options = LoadOptions { skip_bad: true, images: ImageCheck::Decode };
+            truth_of(&dataset::load(&experiment.data, Split::Train, &options)?.0)
+        }
+        false => read_truth(&experiment.data)?,
+    };
     let device = orchard_torch::device(experiment.predict.device);
     let options = |target| Options {
         target,

@@ -24,7 +24,7 @@
 //! use orchard_train::progress::Console;
 //!
 //! let experiment = Experiment::read("examples/synth-experiment.toml".as_ref()).unwrap();
-//! units::prepare(&experiment).unwrap();
+//! units::prepare(&experiment, &units::check(&experiment).unwrap()).unwrap();
 //! for unit in experiment.units() {
 //!     units::train(&experiment, unit, &mut Console::new(), None).unwrap();
 //! }

@@ -10,7 +10,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use orchard_data::dataset::{self, LoadOptions, Split};
+use orchard_data::dataset::{self, DatasetError, ImageCheck, LoadOptions, Split};
 use orchard_files::lock::DirLock;
 use orchard_files::state::LAST;
 use orchard_files::{folds, RunState, TrainConfig};
@@ -114,27 +114,50 @@ impl Experiment {
     }
 }
 
-/// Creates the experiment's directory and locks it for this process, before anything is written there: the
+/// Locks the experiment's directory for this process (creating it), before anything is written there: the
 /// whole experiment's writer (`orchard run` without `--only`, `--gather`) holds it while it runs. A unit's
 /// own process (`--only`) locks only the unit's directory (the trainer does), so units of one experiment
-/// train at once in separate processes or on separate machines sharing the directory.
+/// train at once in separate processes or on separate machines sharing the directory. Call it after
+/// [`check`], so that bad data is reported before anything is created.
 pub fn lock(experiment: &Experiment) -> Result<DirLock> {
     let out = &experiment.out;
     std::fs::create_dir_all(out).map_err(|source| ExperimentError::Io { path: out.clone(), source })?;
     Ok(DirLock::acquire(out)?)
 }
 
+/// The experiment's training data, read and checked by [`check`], and the fold assignment it makes.
+pub struct Checked {
+    dataset: dataset::Dataset,
+    report: dataset::Report,
+    assignment: Vec<usize>,
+}
+
+/// Reads the experiment's data and decodes every training and test image, creating nothing, so that a bad
+/// one is reported before any directory exists (with `skip_bad`, the training rows dropped are kept for
+/// `OUT/skipped.csv`; the test split's rows are never dropped, as the submission needs every one).
+pub fn check(experiment: &Experiment) -> Result<Checked> {
+    let options = LoadOptions { skip_bad: experiment.skip_bad, images: ImageCheck::Decode };
+    let (dataset, report) = dataset::load(&experiment.data, Split::Train, &options)?;
+    let test = LoadOptions { skip_bad: false, images: ImageCheck::Decode };
+    match dataset::load(&experiment.data, Split::Test, &test) {
+        Ok(_) | Err(DatasetError::NoTestSplit { .. }) => {} // the gather step says so, after training
+        Err(e) => return Err(e.into()),
+    }
+    let assignment = folds::assign(&dataset.targets(), experiment.folds, experiment.seed)?;
+    Ok(Checked { dataset, report, assignment })
+}
+
 /// Creates the experiment's directory and its fold assignment, or checks that the one already there is the
 /// one this experiment makes (same data, folds and seed): units trained on different folds would make the
 /// out-of-fold predictions meaningless.
-pub fn prepare(experiment: &Experiment) -> Result<()> {
+pub fn prepare(experiment: &Experiment, checked: &Checked) -> Result<()> {
+    let Checked { dataset, report, assignment } = checked;
     let out = &experiment.out;
     std::fs::create_dir_all(out).map_err(|source| ExperimentError::Io { path: out.clone(), source })?;
-    let (dataset, _) = dataset::load(&experiment.data, Split::Train, &LoadOptions::default())?;
-    let assignment = folds::assign(&dataset.targets(), experiment.folds, experiment.seed)?;
+    dataset::write_skipped(&out.join(dataset::SKIPPED), report)?;
     let path = out.join(FOLDS);
     if path.exists() {
-        if folds::read_csv(&path, &dataset.ids())? != assignment {
+        if folds::read_csv(&path, &dataset.ids())? != *assignment {
             return Err(ExperimentError::Units(format!(
                 "{} holds another fold assignment than folds = {}, seed = {} make on {}: the units there were trained on it; \
                  choose another out directory",
@@ -147,7 +170,7 @@ pub fn prepare(experiment: &Experiment) -> Result<()> {
         return Ok(());
     }
     let ids: Vec<&str> = dataset.samples.iter().map(|s| s.id.as_str()).collect();
-    folds::write_csv(&path, &ids, &assignment)?;
+    folds::write_csv(&path, &ids, assignment)?;
     Ok(())
 }
 

@@ -75,7 +75,8 @@ pub fn write(dir: &Path, history: &[EpochRecord], classes: &[String]) -> Result<
 
 /// Reads a run's `metrics.jsonl` back, naming the line of any record that does not parse.
 pub fn read_jsonl(path: &Path) -> Result<Vec<EpochRecord>, FileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read { path: path.to_path_buf(), source })?;
+    let text = crate::input::read_to_string(path, crate::input::TEXT)
+        .map_err(|source| FileError::Read { path: path.to_path_buf(), source })?;
     let mut records = Vec::new();
     let mut problems = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {

@@ -2,6 +2,7 @@
 //! training writes can be read back by the ensemble, a report or a server, on any machine.
 //!
 //! - [`problem`]: a problem located at file, row and column, and the lists of them readers report at once;
+//! - [`input`]: every file a user names is opened through it: regular files only, each with a size bound;
 //! - [`atomic`]: whole-file writes through a temporary and a rename, so nothing is ever half-written;
 //! - [`table`]: CSV tables read whole with line numbers (and CSV text written back);
 //! - [`predictions`] and [`truth`]: prediction CSVs (`image_id` + a probability per class) and labels;
@@ -20,6 +21,7 @@ pub mod experiment_summary;
 pub mod folds;
 pub mod history;
 pub mod lock;
+pub mod input;
 pub mod manifest;
 pub mod predictions;
 pub mod problem;
@@ -95,6 +97,7 @@ pub(crate) fn write_json_and_text<T: serde::Serialize>(path: &Path, value: &T, t
 
 /// Reads JSON from `path` into a `T`, naming the file when it is not one.
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, FileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read { path: path.to_path_buf(), source })?;
+    let text = input::read_to_string(path, input::TEXT)
+        .map_err(|source| FileError::Read { path: path.to_path_buf(), source })?;
     serde_json::from_str(&text).map_err(|e| FileError::Format { path: path.to_path_buf(), message: e.to_string() })
 }

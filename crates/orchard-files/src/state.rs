@@ -66,7 +66,7 @@ impl RunState {
     pub fn read(path: &Path) -> Result<RunState, FileError> {
         let format = |message: String| FileError::Format { path: path.to_path_buf(), message };
         let io_err = |source| FileError::Read { path: path.to_path_buf(), source };
-        let mut file = std::fs::File::open(path).map_err(io_err)?;
+        let mut file = crate::input::open(path, crate::input::WEIGHTS).map_err(io_err)?;
         let mut len = [0u8; 8];
         file.read_exact(&mut len).map_err(|e| format(format!("no safetensors header: {e}")))?;
         let len = u64::from_le_bytes(len);

@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::{atomic, FileError, Problem};
+use crate::{atomic, input, FileError, Problem};
 
 /// A CSV table: its header and the rows that are well formed.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +46,7 @@ impl Table {
     /// Reads `path`; problems name the file as `shown` (the path as the user gave it).
     pub fn read_as(path: &Path, shown: &Path) -> Result<Table, FileError> {
         let read_err = |source: std::io::Error| FileError::Read { path: shown.to_path_buf(), source };
-        let bytes = std::fs::read(path).map_err(read_err)?;
+        let bytes = input::read(path, input::TABLE).map_err(read_err)?;
         let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(bytes.as_slice());
         let mut table = Table {
             file: shown.to_path_buf(),
@@ -97,7 +97,7 @@ impl Table {
     /// Reads only the header of `path`; problems name the file as `shown`.
     pub fn read_header(path: &Path, shown: &Path) -> Result<Vec<String>, FileError> {
         let read_err = |source: std::io::Error| FileError::Read { path: shown.to_path_buf(), source };
-        let file = std::fs::File::open(path).map_err(read_err)?;
+        let file = input::open(path, input::TABLE).map_err(read_err)?;
         let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(file);
         let headers = reader.byte_headers().map_err(|e| read_err(csv_io(e)))?;
         Ok(headers.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect())

@@ -12,10 +12,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use orchard_data::dataset::{self, Dataset, LoadOptions, Split};
+use orchard_data::dataset::{self, Dataset, ImageCheck, LoadOptions, Split};
 use orchard_data::loader::{Loader, LoaderConfig};
 use orchard_data::pipeline::Source;
-use orchard_files::{folds, Predictions};
+use orchard_files::state::BEST;
+use orchard_files::{folds, Predictions, RunState};
 use tch::Device;
 
 use crate::model::RunModel;
@@ -62,7 +63,7 @@ pub fn predict(runs: &[PathBuf], data: &Path, options: &Options) -> Result<Predi
         Target::Test => Split::Test,
         Target::Oof => Split::Train,
     };
-    let (dataset, _) = dataset::load(data, split, &LoadOptions::default())?;
+    let (dataset, _) = dataset::load(data, split, &load_options(runs, options.target))?;
     let mut classes: Option<(PathBuf, Vec<String>)> = None;
     let mut ids: Vec<String> = Vec::new();
     let mut values: Vec<f64> = Vec::new();
@@ -103,6 +104,18 @@ pub fn predict(runs: &[PathBuf], data: &Path, options: &Options) -> Result<Predi
     }
     let (_, classes) = classes.expect("at least one run");
     Ok(Predictions::new("image_id", classes, ids, values))
+}
+
+/// How to load the dataset: out-of-fold predictions of runs trained with `data.skip_bad` see the rows they
+/// saw, the images that do not decode dropped again (the run's state says; an unreadable one is reported
+/// when its model loads).
+fn load_options(runs: &[PathBuf], target: Target) -> LoadOptions {
+    let skip_bad = target == Target::Oof
+        && runs.first().and_then(|r| RunState::read(&r.join(BEST)).ok()).is_some_and(|s| s.config.data.skip_bad);
+    match skip_bad {
+        true => LoadOptions { skip_bad, images: ImageCheck::Decode },
+        false => LoadOptions::default(),
+    }
 }
 
 /// The dataset indices of `model`'s validation fold; each image may be validated by one run only.

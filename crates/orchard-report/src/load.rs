@@ -136,14 +136,16 @@ pub fn load(dir: &Path, data: Option<&Path>) -> Result<Loaded, ReportError> {
             (vec![Member { name, units: vec![unit], oof }], None, None)
         }
     };
-    let data = dataset_dir(dir, &members, data).and_then(|root| match read_data(&root) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            notes.push(format!(
-                "the dataset {} could not be read ({e}): no ROC curves, confusion or gallery",
-                root.display()
-            ));
-            None
+    let data = dataset_dir(dir, &members, data).and_then(|root| {
+        match read_data(&root, dir.join(dataset::SKIPPED).is_file()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                notes.push(format!(
+                    "the dataset {} could not be read ({e}): no ROC curves, confusion or gallery",
+                    root.display()
+                ));
+                None
+            }
         }
     });
     if data.is_none() && !notes.iter().any(|n| n.starts_with("the dataset")) {
@@ -225,7 +227,7 @@ fn merged_oof(units: &[Unit], notes: &mut Vec<String>) -> Option<Predictions> {
 
 fn read_unit(dir: &Path, member: &str, notes: &mut Vec<String>) -> Result<Unit, ReportError> {
     let path = dir.join("config.toml");
-    let text = std::fs::read_to_string(&path)
+    let text = orchard_files::input::read_to_string(&path, orchard_files::input::TEXT)
         .map_err(|source| orchard_files::FileError::Read { path: path.clone(), source })?;
     let config = TrainConfig::from_toml(&text)
         .map_err(|e| orchard_files::FileError::Format { path: path.clone(), message: e.to_string() })?;
@@ -280,8 +282,14 @@ fn strip_suffix(path: &Path, suffix: &Path) -> Option<PathBuf> {
     Some(base)
 }
 
-fn read_data(root: &Path) -> Result<Data, dataset::DatasetError> {
-    let (data, _) = dataset::load(root, Split::Train, &LoadOptions { skip_bad: false, check_images: false })?;
+/// The dataset at `root`; `skip_bad` when the experiment dropped rows (its `skipped.csv`), which are then
+/// dropped again, found the same way.
+fn read_data(root: &Path, skip_bad: bool) -> Result<Data, dataset::DatasetError> {
+    let options = match skip_bad {
+        true => LoadOptions { skip_bad, images: dataset::ImageCheck::Decode },
+        false => LoadOptions::default(),
+    };
+    let (data, _) = dataset::load(root, Split::Train, &options)?;
     let truth = dataset::truth_of(&data);
     let images = data.samples.into_iter().map(|s| (s.id, s.path)).collect();
     Ok(Data { root: root.to_path_buf(), truth, images })

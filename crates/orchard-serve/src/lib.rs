@@ -139,7 +139,7 @@ pub fn serve(config: Config, ready: impl FnOnce(SocketAddr)) -> Result<()> {
 
 /// The bearer token in `path` (surrounding whitespace dropped), which must not be empty.
 fn read_token(path: &std::path::Path) -> Result<String> {
-    let text = std::fs::read_to_string(path)
+    let text = orchard_files::input::read_to_string(path, orchard_files::input::TEXT)
         .map_err(|e| ServeError::Config(format!("cannot read the token file {}: {e}", path.display())))?;
     let token = text.trim();
     if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {

@@ -158,7 +158,7 @@ pub fn run(args: BenchServeArgs) -> Result<()> {
 /// Every argument checked before anything starts; the image's bytes.
 fn check(args: &BenchServeArgs) -> Result<Vec<u8>> {
     let usage = |message: String| -> Result<Vec<u8>> { Err(UsageError(message).into()) };
-    let image = match std::fs::read(&args.image) {
+    let image = match orchard_files::input::read(&args.image, orchard_files::input::IMAGE) {
         Ok(bytes) => bytes,
         Err(e) => return usage(format!("--image {}: cannot read it: {e}", args.image.display())),
     };

@@ -1,6 +1,7 @@
 //! The `orchard` binary as a user runs it: real processes on real files, each topic in its own module,
 //! sharing the helpers in `common`.
 
+mod bad_inputs;
 mod bench_serve;
 mod common;
 mod data;
@@ -15,6 +16,7 @@ mod resume;
 mod runs;
 mod serve;
 mod soak;
+mod skip_bad;
 mod starting;
 mod train;
 mod weights;

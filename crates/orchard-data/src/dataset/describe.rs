@@ -50,7 +50,7 @@ pub struct Description {
     pub class_counts: Vec<(String, usize)>,
     /// For multi-label data, how many samples carry each number of labels (index = number of labels).
     pub labels_per_sample: Vec<usize>,
-    /// Image sizes and formats, when the images were probed ([`LoadOptions::check_images`]).
+    /// Image sizes and formats, when the images were probed ([`LoadOptions::images`]).
     pub images: Option<ImageStats>,
 }
 

@@ -47,8 +47,9 @@ impl Config {
             });
         }
         let manifest_path = root.join(MANIFEST);
-        let (manifest, manifest_shown) = if manifest_path.is_file() {
-            let text = std::fs::read_to_string(&manifest_path).map_err(io_error(&manifest_path))?;
+        let (manifest, manifest_shown) = if present(&manifest_path) {
+            let text = orchard_files::input::read_to_string(&manifest_path, orchard_files::input::TEXT)
+                .map_err(io_error(&manifest_path))?;
             let manifest: Manifest = toml::from_str(&text).map_err(|e| DatasetError::Manifest {
                 path: shown(root, Path::new(MANIFEST)),
                 message: e.to_string(),
@@ -126,7 +127,7 @@ pub(super) fn shown(root: &Path, rel: &Path) -> PathBuf {
 /// Decides the layout of a dataset without a manifest (or whose manifest names no layout).
 pub(super) fn detect(root: &Path, train: Option<&str>) -> Result<Layout, DatasetError> {
     let table = root.join(train.unwrap_or("train.csv"));
-    if table.is_file() {
+    if present(&table) && !table.is_dir() {
         return Ok(layout_from_header(&Table::read_header(&table, &table)?));
     }
     let tree = match train {
@@ -180,8 +181,16 @@ pub(super) fn is_hidden(path: &Path) -> bool {
     path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
 }
 
+/// Whether anything is at `path` (a FIFO, a device, a dangling or looping symlink as much as a file): a user
+/// file that is there is read, and reading it says what is wrong with it, rather than it being passed over.
+pub(super) fn present(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+/// Whether `path` is named like an image and is not a folder (whatever else it is, reading it will say).
 pub(super) fn is_image_file(path: &Path) -> bool {
-    path.is_file()
+    present(path)
+        && !path.is_dir()
         && path
             .extension()
             .and_then(|e| e.to_str())

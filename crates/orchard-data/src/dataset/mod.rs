@@ -35,6 +35,7 @@
 mod describe;
 mod folders;
 mod layout;
+mod skipped;
 mod tables;
 mod template;
 mod truth;
@@ -52,6 +53,7 @@ use crate::decode::ImageInfo;
 pub use describe::{describe, Description, ImageStats, Spread};
 use folders::collect_folders;
 use layout::Config;
+pub use skipped::{write_skipped, SKIPPED};
 use tables::collect_table;
 pub use truth::{read_truth, truth_of};
 use validate::finish;
@@ -139,7 +141,7 @@ pub struct Sample {
     /// One value per class in [`Dataset::classes`] order: one-hot for multi-class, multi-hot for multi-label.
     /// Empty for unlabelled (test) samples.
     pub target: Vec<f32>,
-    /// The image header, when [`LoadOptions::check_images`] probed it.
+    /// The image header, when [`LoadOptions::images`] read it.
     pub info: Option<ImageInfo>,
 }
 
@@ -232,21 +234,51 @@ pub struct LoadOptions {
     /// Drop rows (or image files) with problems instead of failing, listing them in [`Report::skipped`].
     /// Header problems, an empty dataset and a class without examples still fail.
     pub skip_bad: bool,
-    /// Read every image's header ([`decode::probe_file`]) so unreadable images are caught now rather than
-    /// mid-training, and [`describe`] can report image sizes. Without it, images are only checked to exist.
-    pub check_images: bool,
+    /// How much of every image to read.
+    pub images: ImageCheck,
+}
+
+/// How much of every image [`load`] reads (every image is a regular file of a bounded size in all cases).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ImageCheck {
+    /// That the file exists: for readers that meet a bad image as they decode it anyway.
+    #[default]
+    Exists,
+    /// The header ([`crate::decode::probe_file`]): format, size and the pixel limit, so [`describe`] can
+    /// report image sizes quickly (`orchard data check --headers-only`).
+    Header,
+    /// Every image decoded whole ([`crate::decode::verify_file`], in parallel over the cores), so that a cut
+    /// or corrupt file is found before training creates anything, not in the middle of it.
+    Decode,
 }
 
 /// What [`load`] did besides returning the dataset: what it dropped and what it ignored.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {
-    /// The problems of the rows (or images) that [`LoadOptions::skip_bad`] dropped. A row with several
-    /// problems appears once per problem.
-    pub skipped: Vec<Problem>,
-    /// How many rows (or images) were dropped.
-    pub skipped_rows: usize,
+    /// The rows (or images) that [`LoadOptions::skip_bad`] dropped, in file order.
+    pub skipped: Vec<Skipped>,
     /// Things deliberately ignored, such as extra columns or non-image files, so nothing goes unmentioned.
     pub notes: Vec<String>,
+}
+
+/// A row (or image file) dropped by [`LoadOptions::skip_bad`], with why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// Its id, when the row had one.
+    pub id: Option<String>,
+    /// Its image, when the row named one.
+    pub image: Option<PathBuf>,
+    /// Everything wrong with it, each located at file, row and column.
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    /// Every problem of the dropped rows, sorted by file, row and column.
+    pub fn skipped_problems(&self) -> Vec<Problem> {
+        let mut problems: Vec<Problem> = self.skipped.iter().flat_map(|s| s.problems.iter().cloned()).collect();
+        problems.sort();
+        problems
+    }
 }
 
 /// Why a dataset could not be loaded.

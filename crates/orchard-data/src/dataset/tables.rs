@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use orchard_files::table::Table;
 
-use super::layout::Config;
+use super::layout::{present, Config};
 use super::template::{Part, Template};
 use super::validate::{Candidate, Collected};
 use super::{DatasetError, Layout, Problem, Report, Split, Task, MANIFEST};
@@ -38,8 +38,8 @@ pub(super) fn collect_table(config: &Config, split: Split, report: &mut Report) 
         Split::Train => config.train.clone(),
         Split::Test => match &config.test {
             Some(t) => t.clone(),
-            None if root.join("test.csv").is_file() => PathBuf::from("test.csv"),
-            None if sample_submission.is_file() => PathBuf::from("sample_submission.csv"),
+            None if present(&root.join("test.csv")) => PathBuf::from("test.csv"),
+            None if present(&sample_submission) => PathBuf::from("sample_submission.csv"),
             None => {
                 return Err(DatasetError::NoTestSplit {
                     root: root.clone(),
@@ -49,7 +49,7 @@ pub(super) fn collect_table(config: &Config, split: Split, report: &mut Report) 
         },
     };
     let table_path = root.join(&table_rel);
-    if !table_path.is_file() {
+    if !present(&table_path) {
         return Err(DatasetError::Io {
             path: config.shown(&table_rel),
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
@@ -251,13 +251,13 @@ fn onehot_classes(
 ) -> Result<Option<Vec<String>>, DatasetError> {
     let train_path = config.root.join(&config.train);
     let train_shown = config.shown(&config.train);
-    let train_header = if train_path.is_file() { Some(Table::read_header(&train_path, &train_shown)?) } else { None };
+    let train_header = if present(&train_path) { Some(Table::read_header(&train_path, &train_shown)?) } else { None };
     let id_of = |h: &[String]| h.iter().position(|c| c == "image_id").or_else(|| h.iter().position(|c| c == "image"));
     let train_classes: Option<Vec<String>> = train_header.as_ref().map(|h| {
         let id = id_of(h);
         h.iter().enumerate().filter(|(i, c)| Some(*i) != id && !c.is_empty()).map(|(_, c)| c.clone()).collect()
     });
-    let submission = if sample_submission.is_file() {
+    let submission = if present(sample_submission) {
         let shown = config.shown(Path::new("sample_submission.csv"));
         let header = Table::read_header(sample_submission, &shown)?;
         let id = id_of(&header);

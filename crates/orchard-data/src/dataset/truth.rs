@@ -13,7 +13,7 @@ pub fn read_truth(path: &Path) -> Result<Truth, DatasetError> {
     if !path.is_dir() {
         return Ok(Truth::read_csv(path)?);
     }
-    let (data, _) = load(path, Split::Train, &LoadOptions { skip_bad: false, check_images: false })?;
+    let (data, _) = load(path, Split::Train, &LoadOptions::default())?;
     Ok(truth_of(&data))
 }
 

@@ -1,15 +1,18 @@
 //! The checks common to every layout, once its reader has turned rows (or image files) into candidates:
-//! labels against the class list, duplicate ids, images that exist (and decode their headers, when asked),
-//! classes without examples; then each candidate is kept, skipped or reported.
+//! labels against the class list, duplicate ids, images that exist (and decode whole, or their headers do,
+//! when asked), classes without examples; then each candidate is kept, skipped or reported.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
+use orchard_files::input;
 use orchard_files::table::Table;
 use rayon::prelude::*;
 
-use super::layout::{shown, Config};
-use super::{Dataset, DatasetError, Layout, LoadOptions, Problem, Report, Sample, Split, MANIFEST};
+use super::layout::{present, shown, Config};
+use super::{
+    Dataset, DatasetError, ImageCheck, Layout, LoadOptions, Problem, Report, Sample, Skipped, Split, MANIFEST,
+};
 use crate::decode;
 use crate::decode::ImageInfo;
 
@@ -129,45 +132,47 @@ pub(super) fn finish(
         }
     }
 
-    // Images: existence always, headers when asked.
+    // Images, as far as asked, on every core (rayon's pool is one thread per core).
     let root = &config.root;
     candidates.par_iter_mut().for_each(|c| {
         let Some(path) = c.path.clone() else { return };
         let shown_path = path.strip_prefix(root).map(|rel| shown(root, rel)).unwrap_or_else(|_| path.clone());
         let column = c.id_column.clone();
-        if options.check_images {
-            match decode::probe_file(&path) {
-                Ok(info) => c.info = Some(info),
-                Err(decode::DecodeError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                    c.problem(column.as_deref(), format!("image {} does not exist", shown_path.display()));
-                }
-                Err(e) => c.problem(column.as_deref(), format!("unreadable image: {e}")),
+        let read = match options.images {
+            ImageCheck::Exists => (input::check(&path, input::IMAGE).map(|_| None))
+                .map_err(|source| decode::DecodeError::Io { path: shown_path.clone(), source }),
+            ImageCheck::Header => decode::probe_file(&path).map(Some),
+            ImageCheck::Decode => decode::verify_file(&path).map(Some),
+        };
+        match read {
+            Ok(info) => c.info = info,
+            Err(decode::DecodeError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                c.problem(column.as_deref(), format!("image {} does not exist", shown_path.display()));
             }
-        } else if !path.is_file() {
-            c.problem(column.as_deref(), format!("image {} does not exist", shown_path.display()));
+            Err(e) => c.problem(column.as_deref(), format!("unreadable image: {e}")),
         }
     });
 
     // Drop or fail.
     let mut problems = Vec::new();
     let mut kept = Vec::with_capacity(candidates.len());
-    for c in candidates {
+    for mut c in candidates {
         if c.problems.is_empty() {
             kept.push(c);
         } else if options.skip_bad {
-            report.skipped_rows += 1;
-            report.skipped.extend(c.problems);
+            c.problems.sort();
+            report.skipped.push(Skipped { id: c.id, image: c.path, problems: c.problems });
         } else {
             problems.extend(c.problems.iter().cloned());
             kept.push(c); // still counted below, so a bad row does not also make its class look empty
         }
     }
-    report.skipped.sort();
+    report.skipped.sort_by(|a, b| a.problems.first().cmp(&b.problems.first()));
 
     // Dataset-wide checks.
     if kept.is_empty() {
-        let why = if report.skipped_rows > 0 {
-            format!("no samples left after skipping {} bad rows", report.skipped_rows)
+        let why = if !report.skipped.is_empty() {
+            format!("no samples left after skipping {} bad rows", report.skipped.len())
         } else {
             "no samples".to_string()
         };
@@ -209,7 +214,7 @@ pub(super) fn finish(
 fn train_label_classes(config: &Config) -> Result<Vec<String>, DatasetError> {
     let path = config.root.join(&config.train);
     let shown = config.shown(&config.train);
-    if !path.is_file() {
+    if !present(&path) {
         return Err(DatasetError::Invalid(vec![Problem::new(
             shown,
             format!("cannot determine the classes of the test split: no training table and no classes in {MANIFEST}"),

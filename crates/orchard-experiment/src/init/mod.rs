@@ -13,7 +13,7 @@ mod text;
 
 use std::path::{Path, PathBuf};
 
-use orchard_data::dataset::{self, describe, Description, LoadOptions, Split};
+use orchard_data::dataset::{self, describe, Description, ImageCheck, LoadOptions, Split};
 use orchard_files::atomic;
 
 pub use choice::{choose, Choice, MemberChoice, Target};
@@ -49,7 +49,7 @@ pub struct Findings {
 
 /// Reads the training split, every image's header included, and describes it.
 pub fn inspect(data: &Path) -> std::result::Result<Findings, dataset::DatasetError> {
-    let (train, _) = dataset::load(data, Split::Train, &LoadOptions { skip_bad: false, check_images: true })?;
+    let (train, _) = dataset::load(data, Split::Train, &LoadOptions { skip_bad: false, images: ImageCheck::Header })?;
     let description = describe(&train);
     let labelled = description.labelled.max(1) as f64;
     let rare = (description.class_counts.iter())

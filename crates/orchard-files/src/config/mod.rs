@@ -122,6 +122,9 @@ pub struct DataConfig {
     /// Soft targets (`image_id` + one column per class, rows of probabilities) replacing the labels of the
     /// training images, as written by self-distillation.
     pub soft_targets: Option<PathBuf>,
+    /// Drop the rows whose image does not decode (or whose row is malformed) instead of refusing the
+    /// dataset; the dropped ids and why are written to `skipped.csv` in the run directory.
+    pub skip_bad: bool,
 }
 
 /// The architecture and its starting weights.

@@ -94,9 +94,9 @@ impl<S> Loaded<S> {
 /// Reads a checkpoint written by [`save`].
 pub fn load<S: DeserializeOwned>(path: &Path) -> Result<Loaded<S>, CheckpointError> {
     let format = |message: String| CheckpointError::Format { path: path.to_path_buf(), message };
-    if !path.exists() {
-        return Err(CheckpointError::Io { path: path.to_path_buf(), source: io::ErrorKind::NotFound.into() });
-    }
+    // libtorch opens the file by name: it must be a regular file of a bounded size (a FIFO would hang it).
+    orchard_files::input::check(path, orchard_files::input::WEIGHTS)
+        .map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })?;
     let tensors = Tensor::read_safetensors(path).map_err(|e| format(e.to_string()))?;
     let mut state = None;
     let mut groups: BTreeMap<String, BTreeMap<String, Tensor>> = BTreeMap::new();

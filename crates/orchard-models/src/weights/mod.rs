@@ -31,6 +31,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use orchard_files::input;
 use tch::{nn, Tensor};
 
 pub use assign::{MisShaped, Mismatch};
@@ -121,7 +122,8 @@ pub fn read(path: &Path) -> Result<WeightFile, WeightsError> {
     let io = |source| WeightsError::Io { path: path.to_path_buf(), source };
     // libhdf5 reads an HDF5 file itself (Keras' large files need not be held in memory twice).
     let mut signature = [0u8; 8];
-    let n = std::io::Read::read(&mut std::fs::File::open(path).map_err(io)?, &mut signature).map_err(io)?;
+    let mut file = input::open(path, input::WEIGHTS).map_err(io)?;
+    let n = std::io::Read::read(&mut file, &mut signature).map_err(io)?;
     if signature[..n] == hdf5::SIGNATURE[..] {
         return Ok(WeightFile {
             path: path.to_path_buf(),
@@ -130,7 +132,7 @@ pub fn read(path: &Path) -> Result<WeightFile, WeightsError> {
             header: None,
         });
     }
-    let bytes = std::fs::read(path).map_err(io)?;
+    let bytes = input::read(path, input::WEIGHTS).map_err(io)?;
     let Some(format) = sniff(&bytes) else {
         let start = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
         let start = if bytes.is_empty() { "nothing (the file is empty)".to_string() } else { format!("bytes {start}") };

@@ -1,14 +1,15 @@
 //! Setting a run up: the run directory (or the run there resumed), the dataset and its loaders, the network
-//! with its starting weights, the optimizer, the EMA and the loss. Every setting that needs no data is
-//! checked before the run directory is made. In a data-parallel run every replica sets itself up the same
-//! way, takes its shards of the loaders, and starts from rank 0's weights; rank 0 alone writes files.
+//! with its starting weights, the optimizer, the EMA and the loss. Every setting, the data (every image
+//! decoded) and the starting weights are checked before the run directory is made. In a data-parallel run
+//! every replica sets itself up the same way, takes its shards of the loaders, and starts from rank 0's
+//! weights; rank 0 alone writes files.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use orchard_data::cache::Cache;
-use orchard_data::dataset::{self, Dataset, LoadOptions, Split, Task};
+use orchard_data::dataset::{self, Dataset, ImageCheck, LoadOptions, Split, Task};
 use orchard_data::loader::{Loader, LoaderConfig};
 use orchard_data::pipeline::{Pipeline, PipelineConfig, Source};
 use orchard_files::atomic;
@@ -57,17 +58,20 @@ impl Run {
             let message = "bf16 needs a CPU with AVX-512 BF16 or AMX; this one has neither".into();
             return Err(ConfigError { field: "precision", message }.into());
         }
+        // The data (every image decoded) and the starting weights are read before the directory is made.
+        let read = read_data(&config)?;
+        let (network, head) = network(&config, &spec, read.dataset.classes.len(), device)?;
         std::fs::create_dir_all(out).map_err(io_error(out))?;
         // Locked before anything is written (or a killed writer's temporaries cleared): a second writer
         // stops here.
         let lock = writer.then(|| DirLock::acquire(out)).transpose()?;
         if writer {
             atomic::remove_stale(out);
+            dataset::write_skipped(&out.join(dataset::SKIPPED), &read.report)?;
         }
         let saved = saved_run(&config, out, resume)?;
 
-        let data = load_data(&config, out, size, replicas.as_ref())?;
-        let (network, head) = network(&config, &spec, data.dataset.classes.len(), device)?;
+        let data = load_data(&config, read, out, size, replicas.as_ref())?;
         let groups = network.model.layer_groups();
         let optimizer =
             Optimizer::new(config.optimizer.clone(), network.params(|name| lr_multiplier(&config, &groups, name)));
@@ -180,15 +184,21 @@ fn saved_run(
     Ok(Some(saved))
 }
 
-/// The dataset, the loss it implies, the fold split and the loaders (this replica's shards of them); `size`
-/// is (height, width).
-fn load_data(
-    config: &TrainConfig,
-    out: &Path,
-    size: (usize, usize),
-    replicas: Option<&Replicas>,
-) -> Result<Data, TrainError> {
-    let (dataset, _) = dataset::load(&config.data.dir, Split::Train, &LoadOptions::default())?;
+/// What a run reads of its data before it creates anything: the dataset (every image decoded; the rows
+/// `data.skip_bad` dropped in `report`), the loss it implies, the fold split and the training targets.
+struct ReadData {
+    dataset: Dataset,
+    report: dataset::Report,
+    softmax: bool,
+    train_samples: Vec<usize>,
+    val_samples: Vec<usize>,
+    train_targets: Vec<Vec<f32>>,
+}
+
+/// Reads and checks the run's data; see [`ReadData`].
+fn read_data(config: &TrainConfig) -> Result<ReadData, TrainError> {
+    let options = LoadOptions { skip_bad: config.data.skip_bad, images: ImageCheck::Decode };
+    let (dataset, report) = dataset::load(&config.data.dir, Split::Train, &options)?;
     let softmax = match config.loss.kind {
         LossKind::Softmax => true,
         LossKind::Sigmoid => false,
@@ -207,6 +217,18 @@ fn load_data(
     if let Some(path) = &config.data.soft_targets {
         targets::apply_soft_targets(path, &dataset, &mut train_targets).map_err(TrainError::Input)?;
     }
+    Ok(ReadData { dataset, report, softmax, train_samples, val_samples, train_targets })
+}
+
+/// The loaders over the data read (this replica's shards of them); `size` is (height, width).
+fn load_data(
+    config: &TrainConfig,
+    read: ReadData,
+    out: &Path,
+    size: (usize, usize),
+    replicas: Option<&Replicas>,
+) -> Result<Data, TrainError> {
+    let ReadData { dataset, softmax, train_samples, val_samples, train_targets, .. } = read;
 
     let paths: Arc<Vec<PathBuf>> = Arc::new(dataset.samples.iter().map(|s| s.path.clone()).collect());
     // The pipeline takes (width, height); `size` is (height, width).
