@@ -116,7 +116,12 @@ impl Loader {
             order.shuffle(&mut sample_rng(self.pipeline.config.seed, epoch, u64::MAX));
         }
         let mut batches: Vec<Vec<usize>> = order.chunks(self.config.batch_size).map(<[usize]>::to_vec).collect();
-        if self.config.drop_last && batches.last().is_some_and(|b| b.len() < self.config.batch_size) {
+        let last = batches.last().map_or(0, Vec::len);
+        // A training batch of one image is dropped too: batch norm's statistics of one value per channel
+        // (at the last layers' 1×1 maps) divide by zero, and the running variance turns NaN (PyTorch refuses
+        // such a batch).
+        let lone = self.config.train && last == 1 && self.config.batch_size > 1;
+        if (self.config.drop_last && last < self.config.batch_size) || lone {
             batches.pop();
         }
         let (rank, world) = self.config.shard;
@@ -292,6 +297,19 @@ mod tests {
             loader(paths.clone(), config, aug.clone()).epoch(3).map(Result::unwrap).collect::<Vec<_>>()
         };
         assert_eq!(run(1), run(4));
+    }
+
+    #[test]
+    fn a_last_training_batch_of_one_image_is_dropped_and_kept_for_evaluation() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = fixture(dir.path());
+        assert_eq!(paths.len(), 10);
+        let plan = |train| {
+            let config = LoaderConfig { batch_size: 3, train, ..Default::default() };
+            loader(paths.clone(), config, AugmentConfig::default()).plan(0)
+        };
+        assert_eq!(plan(true).iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 3]);
+        assert_eq!(plan(false).iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 3, 1]);
     }
 
     #[test]
