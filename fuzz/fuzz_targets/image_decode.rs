@@ -1,10 +1,10 @@
 //! Orchard's image decode path (JPEG through libjpeg-turbo, PNG through the `png` crate, EXIF orientation,
 //! DCT-scaled decoding) on arbitrary bytes. The header is probed first; headers over 2^22 pixels are
 //! decoded no further here: the decoder allocates width × height × 3 bytes up front, bounded by
-//! `decode::MAX_PIXELS` (2^28), which is the limit, not a bug, and too slow to hit on every input. When the
-//! probe fails the decoder may still read the PNG header differently (it found a 16777218×2 image in a
-//! 63-byte file the probe refused), so a PNG's size is also taken from its IHDR chunk, as `orchard serve`
-//! does before decoding an upload.
+//! `decode::MAX_PIXELS` (2^28), which is the limit, not a bug, and too slow to hit on every input. A PNG's size
+//! is also taken from its IHDR chunk, as `orchard serve` does before decoding an upload: the probe can
+//! refuse a file that the decoder then goes on to allocate for (a 63-byte PNG declaring 16777218×2 got a
+//! 134 MB buffer, within MAX_PIXELS, before its data ran out).
 #![no_main]
 
 use std::path::Path;
