@@ -71,7 +71,7 @@ impl Sample {
             if table.headers.len() < 2 {
                 problems.push(table.problem("no class columns after the id column").at_row(1));
             }
-            Format::Probabilities { id_column, classes: table.headers[1..].to_vec() }
+            Format::Probabilities { id_column, classes: table.headers.get(1..).unwrap_or_default().to_vec() }
         };
         let ids = read_ids(&table, 0, &mut problems);
         fail_on(problems)?;
@@ -358,6 +358,18 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_sample_submission_is_refused_not_a_panic() {
+        // Found by fuzzing (fuzz/ target csv_tables): an empty file has no header at all, and taking the
+        // class columns after the id column indexed past it.
+        let dir = tempfile::tempdir().unwrap();
+        for text in ["", "\n\n"] {
+            let path = crate::test_files::file(&dir, "sample_submission.csv", text);
+            let err = Sample::read(&path).unwrap_err().to_string();
+            assert!(err.contains("sample_submission.csv") && err.contains("no class columns"), "{err}");
+        }
+    }
 
     #[test]
     fn thresholds_maximise_f1_by_hand() {

@@ -67,11 +67,20 @@ impl RunState {
         let format = |message: String| FileError::Format { path: path.to_path_buf(), message };
         let io_err = |source| FileError::Read { path: path.to_path_buf(), source };
         let mut file = crate::input::open(path, crate::input::WEIGHTS).map_err(io_err)?;
+        // Lengths in the file are claims: each is checked against the file's size before anything that
+        // large is allocated.
+        let size = file.metadata().map_err(io_err)?.len();
         let mut len = [0u8; 8];
         file.read_exact(&mut len).map_err(|e| format(format!("no safetensors header: {e}")))?;
         let len = u64::from_le_bytes(len);
         if len > 100 << 20 {
             return Err(format(format!("a header of {len} bytes: not a checkpoint")));
+        }
+        if len > size.saturating_sub(8) {
+            return Err(format(format!(
+                "truncated header: {len} bytes announced, {} in the file",
+                size.saturating_sub(8)
+            )));
         }
         let mut header = vec![0u8; len as usize];
         file.read_exact(&mut header).map_err(|e| format(format!("truncated header: {e}")))?;
@@ -82,8 +91,13 @@ impl RunState {
         let Some((start, end)) = range.filter(|(a, b)| a <= b && b - a < 100 << 20) else {
             return Err(format(format!("no {STATE_TENSOR} entry: not an Orchard training checkpoint")));
         };
+        let at = start.checked_add(8 + len).filter(|&at| at <= size && end - start <= size - at);
+        let Some(at) = at else {
+            let data = size.saturating_sub(8 + len);
+            return Err(format(format!("truncated state: bytes {start}..{end} of {data} bytes of data")));
+        };
         let mut bytes = vec![0u8; (end - start) as usize];
-        file.seek(SeekFrom::Start(8 + len + start)).map_err(io_err)?;
+        file.seek(SeekFrom::Start(at)).map_err(io_err)?;
         file.read_exact(&mut bytes).map_err(|e| format(format!("truncated state: {e}")))?;
         serde_json::from_slice(&bytes).map_err(|e| format(format!("state: {e}")))
     }
@@ -177,6 +191,28 @@ mod tests {
         let header_only = checkpoint(b"{}");
         std::fs::write(&path, header_only).unwrap();
         assert!(RunState::read(&path).unwrap_err().to_string().contains("state: missing field"));
+    }
+
+    #[test]
+    fn lengths_past_the_end_of_the_file_are_refused_before_allocating_or_seeking() {
+        // A 40-byte file announcing a 100 MB header used to allocate the 100 MB first; a state range near
+        // u64::MAX overflowed the seek offset (a panic with overflow checks).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("last.ckpt");
+        let mut bytes = ((100u64 << 20) - 1).to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"{\"__orchard_state__\": {}}");
+        std::fs::write(&path, &bytes).unwrap();
+        let err = RunState::read(&path).unwrap_err().to_string();
+        assert!(err.contains("last.ckpt") && err.contains("truncated header: 104857599 bytes announced"), "{err}");
+        let far = u64::MAX - 4;
+        let header =
+            format!("{{\"{STATE_TENSOR}\":{{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[{far},{}]}}}}", far + 4);
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(b"null");
+        std::fs::write(&path, &bytes).unwrap();
+        let err = RunState::read(&path).unwrap_err().to_string();
+        assert!(err.contains("truncated state: bytes 18446744073709551611.."), "{err}");
     }
 
     #[test]

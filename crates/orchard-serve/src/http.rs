@@ -9,12 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine;
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -24,7 +23,7 @@ use crate::batcher::{Job, Model};
 use crate::ensemble::Answer;
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics};
-use crate::{guard, prepare, Config};
+use crate::{guard, prepare, request, Config};
 
 /// The header naming how many images the forward pass that answered held.
 pub const BATCH_HEADER: &str = "x-orchard-batch-size";
@@ -263,21 +262,10 @@ async fn predict_batch(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, bytes) = read_request(&app, request).await?;
-    let mut multipart = Multipart::from_request(Request::from_parts(parts, Body::from(bytes)), &())
-        .await
-        .map_err(|r| ApiError::bad(format!("not a multipart/form-data body: {}", r.body_text())))?;
-    let (mut names, mut images) = (Vec::new(), Vec::new());
-    while let Some(field) =
-        multipart.next_field().await.map_err(|e| ApiError::bad(format!("malformed multipart body: {e}")))?
-    {
-        let name = field.file_name().or(field.name()).map_or_else(|| format!("part {}", images.len()), str::to_string);
-        let data = field.bytes().await.map_err(|e| ApiError::bad(format!("malformed multipart body: {e}")))?;
-        images.push((format!("image {} ('{name}')", images.len()), data));
-        names.push(name);
-    }
-    if images.is_empty() {
-        return Err(ApiError::bad("no images: the multipart body has no parts"));
-    }
+    let content_type = parts.headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes());
+    let parts = request::multipart_images(content_type, bytes).await.map_err(ApiError::bad)?;
+    let (names, images): (Vec<String>, Vec<(String, Bytes)>) =
+        parts.into_iter().map(|p| (p.name, (p.label, p.data))).unzip();
     let (answers, batch) = answer(&app, images).await?;
     let predictions: Vec<Value> = answers
         .iter()
@@ -291,53 +279,10 @@ async fn predict_batch(
     Ok(with_batch(json!({"predictions": predictions}), batch))
 }
 
-#[derive(Deserialize)]
-struct InferRequest {
-    id: Option<String>,
-    inputs: Vec<InferInput>,
-}
-
-#[derive(Deserialize)]
-struct InferInput {
-    name: String,
-    datatype: String,
-    #[serde(default)]
-    shape: Vec<i64>,
-    data: Vec<String>,
-}
-
 async fn infer(State(app): Shared, Path(name): Path<String>, request: Request) -> Result<Response, ApiError> {
     known(&app, &name)?;
     let (_, bytes) = read_request(&app, request).await?;
-    let request: InferRequest =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("bad inference request: {e}")))?;
-    let [input] = request.inputs.as_slice() else {
-        return Err(ApiError::bad(format!("expected one input (the images), got {}", request.inputs.len())));
-    };
-    if input.datatype != "BYTES" {
-        return Err(ApiError::bad(format!("input '{}' is {}; images are BYTES (base64)", input.name, input.datatype)));
-    }
-    if !input.shape.is_empty()
-        && input.shape.iter().try_fold(1i64, |a, &d| a.checked_mul(d)) != Some(input.data.len() as i64)
-    {
-        return Err(ApiError::bad(format!("shape {:?} does not hold {} images", input.shape, input.data.len())));
-    }
-    if input.data.is_empty() {
-        return Err(ApiError::bad("no images"));
-    }
-    let engine = base64::engine::general_purpose::STANDARD;
-    let images = input
-        .data
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let label = format!("image {i}");
-            engine
-                .decode(d)
-                .map(|b| (label, Bytes::from(b)))
-                .map_err(|e| ApiError::bad(format!("image {i}: bad base64: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let (id, images) = request::infer_images(&bytes).map_err(ApiError::bad)?;
     let n = images.len();
     let (answers, batch) = answer(&app, images).await?;
     let k = app.model.description.classes.len();
@@ -347,7 +292,7 @@ async fn infer(State(app): Shared, Path(name): Path<String>, request: Request) -
         "model_version": "1",
         "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [n, k], "data": data}],
     });
-    if let Some(id) = request.id {
+    if let Some(id) = id {
         out["id"] = json!(id);
     }
     Ok(with_batch(out, batch))

@@ -17,6 +17,7 @@ mod http;
 mod listen;
 mod metrics;
 mod prepare;
+pub mod request;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

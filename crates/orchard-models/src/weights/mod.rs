@@ -23,7 +23,6 @@ pub mod checkpoint;
 pub mod hdf5;
 pub mod keras;
 pub mod native;
-pub mod pickle;
 pub mod timm;
 pub mod torch;
 
@@ -32,10 +31,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use orchard_files::input;
-use tch::{nn, Tensor};
+use orchard_weightfile::{Dtype, RawTensor};
+use tch::{nn, Kind, Tensor};
 
 pub use assign::{MisShaped, Mismatch};
 pub use native::NativeHeader;
+/// The restricted pickle reader, which lives in the libtorch-free `orchard-weightfile` so it can be fuzzed.
+pub use orchard_weightfile::pickle;
 
 use crate::ModelSpec;
 
@@ -198,6 +200,32 @@ pub fn orchard_name(format: Format, name: &str) -> Option<String> {
     } else {
         Some(name.strip_prefix("module.").unwrap_or(name).to_string())
     }
+}
+
+/// The libtorch kind of a stored dtype.
+pub fn kind(dtype: Dtype) -> Kind {
+    match dtype {
+        Dtype::F32 => Kind::Float,
+        Dtype::F64 => Kind::Double,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::I64 => Kind::Int64,
+        Dtype::I32 => Kind::Int,
+        Dtype::I16 => Kind::Int16,
+        Dtype::I8 => Kind::Int8,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::Bool => Kind::Bool,
+    }
+}
+
+/// Named tensors made from what `orchard-weightfile` read (each a copy of its bytes).
+pub fn tensors(raw: Vec<RawTensor>) -> Result<Vec<(String, Tensor)>, String> {
+    raw.into_iter()
+        .map(|t| {
+            let tensor = Tensor::f_from_data_size(&t.data, &t.shape, kind(t.dtype));
+            tensor.map(|tensor| (t.name.clone(), tensor)).map_err(|e| format!("tensor {}: {e}", t.name))
+        })
+        .collect()
 }
 
 /// Loads `file` into the variables of `vs` under `prefix` (the path the model of `spec` was built under,

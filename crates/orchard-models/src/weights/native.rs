@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors, View};
+use safetensors::tensor::{Dtype, View};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -52,39 +52,21 @@ fn err(path: &Path, what: impl std::fmt::Display) -> WeightsError {
     WeightsError::Safetensors { path: path.to_path_buf(), what: what.to_string() }
 }
 
-/// Whether `bytes` look like a safetensors file: a little-endian u64 header length that fits the file,
-/// then a JSON object.
-pub fn is_safetensors(bytes: &[u8]) -> bool {
-    let Some(len) = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))) else {
-        return false;
-    };
-    len >= 2 && len <= (bytes.len() as u64).saturating_sub(8) && bytes[8] == b'{'
-}
+pub use orchard_weightfile::safetensors::is_safetensors;
 
 /// Tensors with their names, in a file's order.
 pub type Named = Vec<(String, Tensor)>;
 
 /// The tensors of a safetensors file in the file's order, dtype kept, and the native header if it has one.
 pub fn read(path: &Path, bytes: &[u8]) -> Result<(Named, Option<NativeHeader>), WeightsError> {
-    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| err(path, format!("{e:?}")))?;
-    let header = match metadata.metadata().as_ref().and_then(|m| m.get(METADATA_KEY)) {
+    let file = orchard_weightfile::safetensors::read(bytes).map_err(|e| err(path, e))?;
+    let header = match file.metadata.get(METADATA_KEY) {
         None => None,
         Some(json) => {
             Some(serde_json::from_str(json).map_err(|e| err(path, format!("__metadata__.{METADATA_KEY}: {e}")))?)
         }
     };
-    let file = SafeTensors::deserialize(bytes).map_err(|e| err(path, format!("{e:?}")))?;
-    let mut tensors = file.tensors();
-    // The file order: by data offset, which is how the writer laid them out.
-    tensors.sort_by_key(|(_, view)| view.data().as_ptr() as usize);
-    let tensors = tensors
-        .into_iter()
-        .map(|(name, view)| {
-            let t = Tensor::try_from(view).map_err(|e| err(path, format!("tensor {name}: {e}")))?;
-            Ok((name, t))
-        })
-        .collect::<Result<_, WeightsError>>()?;
-    Ok((tensors, header))
+    Ok((super::tensors(file.tensors).map_err(|e| err(path, e))?, header))
 }
 
 /// A contiguous CPU tensor as safetensors sees it.

@@ -13,9 +13,9 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
-use tch::Kind;
+use crate::Dtype;
 
 /// Why a pickle could not be read.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -33,8 +33,8 @@ pub enum PickleError {
 /// A PyTorch storage referenced by a persistent id.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StorageRef {
-    /// Element type, from the storage class (`torch.FloatStorage` → `Kind::Float`).
-    pub kind: Kind,
+    /// Element type, from the storage class (`torch.FloatStorage` → [`Dtype::F32`]).
+    pub dtype: Dtype,
     /// Key of the storage's bytes: the zip entry `data/<key>`, or its place in a legacy file.
     pub key: String,
     /// Number of elements of the whole storage.
@@ -59,7 +59,7 @@ pub enum Global {
     OrderedDict,
     RebuildTensor,
     RebuildParameter,
-    Storage(Kind),
+    Storage(Dtype),
 }
 
 /// A Python object as far as a state dict needs it. Containers are shared, as Python's are, so that a
@@ -102,17 +102,13 @@ fn take_children(value: &mut Value, out: &mut Vec<Value>) {
                 out.append(items);
             }
         }
-        Value::List(items) => {
-            if let Some(items) = Rc::get_mut(items) {
-                out.append(items.get_mut());
-            }
-        }
-        Value::Dict(items) => {
-            if let Some(items) = Rc::get_mut(items) {
-                for (k, v) in items.get_mut().drain(..) {
-                    out.push(k);
-                    out.push(v);
-                }
+        // Lists and dicts are also held weakly by their pickle (see [`Pickle`]), so uniqueness is the strong
+        // count's alone.
+        Value::List(items) if Rc::strong_count(items) == 1 => out.append(&mut items.borrow_mut()),
+        Value::Dict(items) if Rc::strong_count(items) == 1 => {
+            for (k, v) in items.borrow_mut().drain(..) {
+                out.push(k);
+                out.push(v);
             }
         }
         _ => {}
@@ -165,26 +161,28 @@ impl Value {
 
 /// The accepted globals, by module and name.
 fn global(module: &str, name: &str) -> Result<Global, PickleError> {
-    let storage = |kind| Ok(Global::Storage(kind));
+    let storage = |dtype| Ok(Global::Storage(dtype));
     match (module, name) {
         ("collections", "OrderedDict") => Ok(Global::OrderedDict),
         ("torch._utils", "_rebuild_tensor_v2" | "_rebuild_tensor") => Ok(Global::RebuildTensor),
         ("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state") => Ok(Global::RebuildParameter),
-        ("torch", "FloatStorage") => storage(Kind::Float),
-        ("torch", "DoubleStorage") => storage(Kind::Double),
-        ("torch", "HalfStorage") => storage(Kind::Half),
-        ("torch", "BFloat16Storage") => storage(Kind::BFloat16),
-        ("torch", "LongStorage") => storage(Kind::Int64),
-        ("torch", "IntStorage") => storage(Kind::Int),
-        ("torch", "ShortStorage") => storage(Kind::Int16),
-        ("torch", "CharStorage") => storage(Kind::Int8),
-        ("torch", "ByteStorage") => storage(Kind::Uint8),
-        ("torch", "BoolStorage") => storage(Kind::Bool),
+        ("torch", "FloatStorage") => storage(Dtype::F32),
+        ("torch", "DoubleStorage") => storage(Dtype::F64),
+        ("torch", "HalfStorage") => storage(Dtype::F16),
+        ("torch", "BFloat16Storage") => storage(Dtype::BF16),
+        ("torch", "LongStorage") => storage(Dtype::I64),
+        ("torch", "IntStorage") => storage(Dtype::I32),
+        ("torch", "ShortStorage") => storage(Dtype::I16),
+        ("torch", "CharStorage") => storage(Dtype::I8),
+        ("torch", "ByteStorage") => storage(Dtype::U8),
+        ("torch", "BoolStorage") => storage(Dtype::Bool),
         _ => Err(PickleError::ForbiddenGlobal(format!("{module}.{name}"))),
     }
 }
 
-/// One pickle read.
+/// One pickle read. Its lists and dicts are emptied when it is dropped (so values taken out of it must
+/// not outlive it): a pickle can make a list that contains itself, a reference cycle that would otherwise
+/// never be freed.
 #[derive(Debug)]
 pub struct Pickle {
     pub value: Value,
@@ -192,14 +190,54 @@ pub struct Pickle {
     pub end: usize,
     /// Every storage the pickle referenced, in order, including those outside the value's state dict.
     pub storages: Vec<Rc<StorageRef>>,
+    containers: Vec<Container>,
+}
+
+impl Drop for Pickle {
+    fn drop(&mut self) {
+        empty(&mut self.containers);
+    }
+}
+
+/// A list or dict the machine made, held weakly so that it can be emptied at the end.
+#[derive(Debug)]
+enum Container {
+    List(Weak<RefCell<Vec<Value>>>),
+    Dict(Weak<RefCell<Vec<(Value, Value)>>>),
+}
+
+/// Empties every container still alive, breaking any cycle among them.
+fn empty(containers: &mut Vec<Container>) {
+    for container in containers.drain(..) {
+        // Taken out first, then dropped: dropping may reach this same container through a cycle.
+        match container {
+            Container::List(list) => drop(list.upgrade().map(|l| std::mem::take(&mut *l.borrow_mut()))),
+            Container::Dict(dict) => drop(dict.upgrade().map(|d| std::mem::take(&mut *d.borrow_mut()))),
+        }
+    }
 }
 
 /// Reads one pickle starting at `start`.
 pub fn read(bytes: &[u8], start: usize) -> Result<Pickle, PickleError> {
-    let mut machine =
-        Machine { bytes, pos: start, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new(), storages: Vec::new() };
-    let value = machine.run()?;
-    Ok(Pickle { value, end: machine.pos, storages: machine.storages })
+    let mut machine = Machine {
+        bytes,
+        pos: start,
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+        storages: Vec::new(),
+        containers: Vec::new(),
+    };
+    match machine.run() {
+        Ok(value) => {
+            let containers = std::mem::take(&mut machine.containers);
+            Ok(Pickle { value, end: machine.pos, storages: std::mem::take(&mut machine.storages), containers })
+        }
+        Err(e) => {
+            empty(&mut machine.containers);
+            Err(e)
+        }
+    }
 }
 
 struct Machine<'a> {
@@ -209,9 +247,22 @@ struct Machine<'a> {
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
     storages: Vec<Rc<StorageRef>>,
+    containers: Vec<Container>,
 }
 
 impl Machine<'_> {
+    fn new_list(&mut self, items: Vec<Value>) -> Value {
+        let list = Rc::new(RefCell::new(items));
+        self.containers.push(Container::List(Rc::downgrade(&list)));
+        Value::List(list)
+    }
+
+    fn new_dict(&mut self, items: Vec<(Value, Value)>) -> Value {
+        let dict = Rc::new(RefCell::new(items));
+        self.containers.push(Container::Dict(Rc::downgrade(&dict)));
+        Value::Dict(dict)
+    }
+
     fn take(&mut self, n: usize) -> Result<&[u8], PickleError> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or(PickleError::Truncated(self.pos))?;
         let slice = &self.bytes[self.pos..end];
@@ -418,15 +469,23 @@ impl Machine<'_> {
                     let items = self.stack.split_off(self.stack.len() - n);
                     self.stack.push(Value::Tuple(Rc::new(items)));
                 }
-                b']' => self.stack.push(Value::List(Rc::new(RefCell::new(Vec::new())))),
+                b']' => {
+                    let list = self.new_list(Vec::new());
+                    self.stack.push(list);
+                }
                 b'l' => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::List(Rc::new(RefCell::new(items))));
+                    let list = self.new_list(items);
+                    self.stack.push(list);
                 }
-                b'}' => self.stack.push(Value::Dict(Rc::new(RefCell::new(Vec::new())))),
+                b'}' => {
+                    let dict = self.new_dict(Vec::new());
+                    self.stack.push(dict);
+                }
                 b'd' => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::Dict(Rc::new(RefCell::new(Vec::new()))));
+                    let dict = self.new_dict(Vec::new());
+                    self.stack.push(dict);
                     self.set_items(items)?;
                 }
                 b'a' => {
@@ -508,7 +567,7 @@ impl Machine<'_> {
     }
 
     /// Calls one of the accepted globals, without executing anything: each builds a [`Value`].
-    fn reduce(&self, callable: Value, args: Value) -> Result<Value, PickleError> {
+    fn reduce(&mut self, callable: Value, args: Value) -> Result<Value, PickleError> {
         let Value::Global(global) = callable else {
             return Err(self.malformed(format!("REDUCE on a {}", callable.type_name())));
         };
@@ -524,7 +583,7 @@ impl Machine<'_> {
                         }
                     }
                 }
-                Ok(Value::Dict(Rc::new(RefCell::new(items))))
+                Ok(self.new_dict(items))
             }
             Global::RebuildTensor => {
                 let (Some(Value::Storage(storage)), Some(offset), Some(size), Some(stride)) = (
@@ -558,7 +617,7 @@ impl Machine<'_> {
         let [typename, class, key, _location, numel, rest @ ..] = items.as_slice() else {
             return Err(bad());
         };
-        let (Some("storage"), Value::Global(Global::Storage(kind)), Some(numel)) =
+        let (Some("storage"), Value::Global(Global::Storage(dtype)), Some(numel)) =
             (typename.as_str(), class, numel.as_int())
         else {
             return Err(bad());
@@ -579,7 +638,7 @@ impl Machine<'_> {
             },
         };
         let numel = u64::try_from(numel).map_err(|_| bad())?;
-        let storage = Rc::new(StorageRef { kind: *kind, key, numel, view });
+        let storage = Rc::new(StorageRef { dtype: *dtype, key, numel, view });
         self.storages.push(storage.clone());
         Ok(Value::Storage(storage))
     }
@@ -593,9 +652,9 @@ mod tests {
     fn reads_containers_numbers_and_strings() {
         // pickle.dumps({'a': [1, -2, 300, 70000], 'b': (1.5, None, True), 'c': 'x'}, protocol=2)
         let bytes = b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01]q\x02(K\x01J\xfe\xff\xff\xffM,\x01Jp\x11\x01\x00eX\x01\x00\x00\x00bq\x03G?\xf8\x00\x00\x00\x00\x00\x00N\x88\x87q\x04X\x01\x00\x00\x00cq\x05X\x01\x00\x00\x00xq\x06u.";
-        let Pickle { value, end, .. } = read(bytes, 0).unwrap();
-        assert_eq!(end, bytes.len());
-        let Value::Dict(d) = &value else { panic!("not a dict") };
+        let pickle = read(bytes, 0).unwrap();
+        assert_eq!(pickle.end, bytes.len());
+        let Value::Dict(d) = &pickle.value else { panic!("not a dict") };
         let d = d.borrow();
         assert_eq!(d[0].0.as_str(), Some("a"));
         let ints: Vec<i64> = d[0].1.items().unwrap().iter().map(|v| v.as_int().unwrap()).collect();
@@ -641,17 +700,30 @@ mod tests {
             bytes.extend_from_slice(b"a");
         }
         bytes.push(b'.');
-        let value = read(&bytes, 0).unwrap().value;
-        assert_eq!(value.items().map(|v| v.len()), Some(1));
-        drop(value);
+        let pickle = read(&bytes, 0).unwrap();
+        assert_eq!(pickle.value.items().map(|v| v.len()), Some(1));
+        drop(pickle);
+    }
+
+    #[test]
+    fn a_list_that_contains_itself_is_freed() {
+        // Found by fuzzing (fuzz/ target pickle, LeakSanitizer): `l = []; l.append(l)` is a reference
+        // cycle of Rc's, which leaked every time such a file was read, and on errors too.
+        let pickle = read(b"\x80\x02]q\x00h\x00a.", 0).unwrap();
+        let Value::List(list) = &pickle.value else { panic!("not a list") };
+        let weak = Rc::downgrade(list);
+        assert!(matches!(&list.borrow()[0], Value::List(inner) if Rc::ptr_eq(inner, list)));
+        drop(pickle);
+        assert!(weak.upgrade().is_none(), "the list outlived its pickle");
+        let err = read(b"\x80\x02}q\x00(X\x01\x00\x00\x00kh\x00u]q\x01h\x01a\xff", 0);
+        assert!(err.is_err());
     }
 
     #[test]
     fn big_integers_keep_their_bytes() {
         // PyTorch's legacy magic number 0x1950a86a20f9469cfc6c as LONG1.
-        let v = read(b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.", 0).unwrap().value;
-        assert!(matches!(v, Value::BigInt(ref b) if b == b"l\xfc\x9cF\xf9 j\xa8P\x19"));
-        let v = read(b"\x80\x02\x8a\x02\x00\xff.", 0).unwrap().value;
-        assert_eq!(v.as_int(), Some(-256));
+        let p = read(b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.", 0).unwrap();
+        assert!(matches!(p.value, Value::BigInt(ref b) if b == b"l\xfc\x9cF\xf9 j\xa8P\x19"));
+        assert_eq!(read(b"\x80\x02\x8a\x02\x00\xff.", 0).unwrap().value.as_int(), Some(-256));
     }
 }
