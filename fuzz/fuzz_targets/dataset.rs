@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use orchard_data::dataset::{load, LoadOptions, Split};
+use orchard_data::dataset::{load, ImageCheck, LoadOptions, Split};
 
 #[path = "common.rs"]
 mod common;
@@ -23,6 +23,6 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     for skip_bad in [false, true] {
-        let _ = load(&root, Split::Train, &LoadOptions { skip_bad, check_images: false });
+        let _ = load(&root, Split::Train, &LoadOptions { skip_bad, images: ImageCheck::Exists });
     }
 });
