@@ -37,16 +37,16 @@ def network(arch):
 
 
 def count_flops(model, size, train):
-    """FLOPs of one image (forward; forward + backward when training), as PyTorch's counter sees them."""
+    """FLOPs of one image as PyTorch's counter sees the forward pass; a training step counts 3× that (the
+    backward pass computes two products per forward one). Counting the backward pass itself is wrong for
+    grouped convolutions: the counter prices a depthwise convolution's weight gradient as a dense one's."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model.train(train)
-    x = torch.rand(2, 3, size, size)  # batch 2: training-mode batch norm needs more than one value per channel
-    with FlopCounterMode(display=False) as counter:
-        out = model(x)
-        if train:
-            out.float().sum().backward()
-    return counter.get_total_flops() / 2
+    model.eval()
+    x = torch.rand(1, 3, size, size)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops() * (3 if train else 1)
 
 
 def main():
