@@ -32,6 +32,16 @@ pub fn s(p: &Path) -> &str {
 }
 
 /// `orchard data synth` into `dir`: `train` and `test` images of `size` (N or WxH), generated from `seed`.
+/// Whether this machine lets an unprivileged process make a user and mount namespace (where the full-disk
+/// tests mount a small tmpfs of their own); where it does not, those tests say so and skip.
+pub fn user_namespaces() -> bool {
+    let yes = Command::new("unshare").args(["-rm", "true"]).status().is_ok_and(|s| s.success());
+    if !yes {
+        eprintln!("skipped: no user namespaces here");
+    }
+    yes
+}
+
 pub fn synth(dir: &Path, train: usize, test: usize, size: &str, seed: u64) -> PathBuf {
     let (train, test, seed) = (train.to_string(), test.to_string(), seed.to_string());
     ok(&["data", "synth", "--out", s(dir), "--train", &train, "--test", &test, "--size", size, "--seed", &seed]);

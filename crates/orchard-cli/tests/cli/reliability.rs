@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use crate::common::{orchard, s, synth, text};
+use crate::common::{orchard, s, synth, text, user_namespaces};
 
 /// Asserts that `args` failed with exit code 2, its message containing every one of `needles`.
 fn refused(args: &[&str], needles: &[&str]) {
@@ -279,8 +279,7 @@ fn messages_say_each_cause_once_and_every_command_counts_file_lines_alike() {
 #[test]
 fn a_full_disk_names_the_file_and_says_so() {
     // A 1 MiB file system of our own, in a user and mount namespace, where the machine allows one.
-    if !Command::new("unshare").args(["-rm", "true"]).status().is_ok_and(|s| s.success()) {
-        eprintln!("skipped: no user namespaces here");
+    if !user_namespaces() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
