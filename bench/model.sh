@@ -16,7 +16,8 @@ for arch in ${ARCHS[@]}; do
       # shellcheck disable=SC2086
       o=$("$ORCHARD_BIN" bench model --arch "$arch" --size 224 --batch 16 --train --steps 5 --warmup 2 $options)
       # shellcheck disable=SC2086
-      t=$("$ORCHARD_PYTHON" "$ORCHARD_ROOT/bench/peers/torch_peer.py" --arch "$arch" --size 224 --batch 16 --train --steps 5 --warmup 2 $options | head -1)
+      t=$("$ORCHARD_PYTHON" "$ORCHARD_ROOT/bench/peers/torch_peer.py" --arch "$arch" --size 224 --batch 16 --train --steps 5 --warmup 2 $options)
+      t="${t%%$'\n'*}" # its human line (the RESULT line follows)
       echo "round $round: $o"
       echo "round $round: $t"
       ratios+=("$(python3 -c "import sys; print(float(sys.argv[1]) / float(sys.argv[2]))" "$(rate "$o")" "$(rate "$t")")")
