@@ -53,6 +53,21 @@ mod weights_cmd;
 
 use std::process::ExitCode;
 
+/// jemalloc, unprefixed: it replaces `malloc`/`free` for the whole process, libtorch's tensors included.
+/// glibc returns every block over its mmap threshold (at most 32 MiB) to the kernel on `free`, so each step
+/// of a network whose activations are larger page-faults them in afresh: about 230 MB of zeroed pages per
+/// EfficientNet-B0 inference step at batch 16, a quarter of the step's CPU time.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's compiled-in options (`MALLOC_CONF` in the environment still overrides them). Freed pages are
+/// kept for reuse instead of being returned on a timer, as Intel's tuning guide for PyTorch on CPUs sets it:
+/// a training or serving process reaches its working set in the first step and stays there, and any decay
+/// returns pages the next step faults back in.
+#[unsafe(no_mangle)]
+#[used]
+static malloc_conf: &u8 = &b"dirty_decay_ms:-1,muzzy_decay_ms:-1\0"[0];
+
 use clap::Parser;
 
 fn main() -> ExitCode {
