@@ -12,8 +12,9 @@ use orchard_infer::preprocess::{eval_crop, to_tensor};
 use orchard_models::{imagenet, weights};
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::args::{DeviceArg, Size};
+use crate::args::{DeviceArg, PrecisionArg, Size};
 use crate::usage::UsageError;
+use orchard_torch::autocast::inference_kind;
 
 #[derive(Args)]
 pub struct ClassifyArgs {
@@ -34,6 +35,9 @@ pub struct ClassifyArgs {
     pub size: Option<Size>,
     #[command(flatten)]
     pub device: DeviceArg,
+    /// The model's arithmetic (bf16: its inference form cast once; f16 needs CUDA).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
     /// Images (JPEG or PNG).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
@@ -70,10 +74,11 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
         );
     };
     let device = args.device.torch();
+    let kind = inference_kind(args.precision.into(), device).map_err(UsageError)?;
     let vs = nn::VarStore::new(device);
     let model = orchard_models::build(spec.name, &vs.root(), Some(classes))?;
     weights::load_into(&vs, "", &spec, &file, weights::LoadOptions::default())?;
-    let model = model.inference();
+    let model = model.inference_in(kind);
 
     let mut outputs = Vec::new();
     for path in &args.images {

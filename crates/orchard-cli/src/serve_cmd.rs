@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
-use crate::args::DeviceArg;
+use crate::args::{DeviceArg, PrecisionArg};
 
 /// Serve an experiment's ensemble.
 #[derive(Args)]
@@ -57,6 +57,9 @@ pub struct ServeArgs {
     pub token_file: Option<PathBuf>,
     #[command(flatten)]
     pub device: DeviceArg,
+    /// The models' arithmetic (bf16: about 1.5x faster on CPUs with AVX-512 BF16 or AMX; f16 needs CUDA).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -83,6 +86,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         deadline: Duration::from_millis(args.deadline_ms),
         token_file: args.token_file,
         device: args.device.torch(),
+        precision: args.precision.into(),
     };
     orchard_serve::serve(config, |addr| {
         // A reader that went away is no reason to stop serving.

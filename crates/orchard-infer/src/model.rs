@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use orchard_data::decode::DecodeError;
 use orchard_data::loader::Loader;
 use orchard_data::pipeline::{Pipeline, PipelineConfig, Source};
+use orchard_files::config::Precision;
 use orchard_files::state::BEST;
 use orchard_files::RunState;
 use orchard_models::weights::checkpoint;
 use orchard_models::InferenceModel;
+use orchard_torch::autocast::inference_kind;
 use orchard_torch::Layout;
 use tch::{nn, Device, Tensor};
 
@@ -35,6 +37,13 @@ impl RunModel {
     /// Loads `dir/best.ckpt` onto `device`. Every variable of the architecture must be in the checkpoint
     /// with its shape; anything missing or mis-shaped is reported by name.
     pub fn load(dir: &Path, device: Device) -> Result<RunModel> {
+        Self::load_in(dir, device, Precision::F32)
+    }
+
+    /// [`RunModel::load`] with the inference form in `precision`'s arithmetic (bf16: weights folded in f64
+    /// from the f32 checkpoint, then rounded; probabilities come back as f32).
+    pub fn load_in(dir: &Path, device: Device, precision: Precision) -> Result<RunModel> {
+        let kind = inference_kind(precision, device).map_err(InferError::Config)?;
         let loaded = checkpoint::load::<RunState>(&dir.join(BEST))?;
         let bad = |message: String| InferError::Run { run: dir.to_path_buf(), message };
         let vs = nn::VarStore::new(device);
@@ -51,7 +60,7 @@ impl RunModel {
             let mut variables: Vec<Tensor> = vs.variables().into_values().collect();
             orchard_torch::convolutions_to_channels_last(variables.iter_mut());
         }
-        let model = model.inference();
+        let model = model.inference_in(kind);
         Ok(RunModel { dir: dir.to_path_buf(), state, model, device, layout })
     }
 

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use orchard_data::dataset::{self, Dataset, ImageCheck, LoadOptions, Split};
 use orchard_data::loader::{Loader, LoaderConfig};
 use orchard_data::pipeline::Source;
+use orchard_files::config::Precision;
 use orchard_files::state::BEST;
 use orchard_files::{folds, Predictions, RunState};
 use tch::Device;
@@ -42,12 +43,14 @@ pub struct Options {
     pub device: Device,
     /// Decode threads; one per core when absent.
     pub workers: Option<usize>,
+    /// The models' arithmetic (f32, the runs' own; bf16 on CPUs with AVX-512 BF16 or AMX, and CUDA).
+    pub precision: Precision,
 }
 
 impl Options {
-    /// No TTA, the run's batch size, the CPU.
+    /// No TTA, the run's batch size, the CPU, f32.
     pub fn new(target: Target) -> Options {
-        Options { target, tta: Tta::None, batch: None, device: Device::Cpu, workers: None }
+        Options { target, tta: Tta::None, batch: None, device: Device::Cpu, workers: None, precision: Precision::F32 }
     }
 }
 
@@ -69,7 +72,7 @@ pub fn predict(runs: &[PathBuf], data: &Path, options: &Options) -> Result<Predi
     let mut values: Vec<f64> = Vec::new();
     let mut validated_by: HashMap<usize, PathBuf> = HashMap::new();
     for dir in runs {
-        let model = RunModel::load(dir, options.device)?;
+        let model = RunModel::load_in(dir, options.device, options.precision)?;
         match &classes {
             None => classes = Some((dir.clone(), model.classes().to_vec())),
             Some((first, c)) if c != model.classes() => {

@@ -4,7 +4,7 @@
 //! inside; the training options that concern the whole model (regularisation, a fresh head, batch-norm
 //! momentum) are set on it.
 
-use tch::{nn, Tensor};
+use tch::{nn, Kind, Tensor};
 
 use crate::backbone::{Backbone, LayerGroup, ModelError, ModelSpec};
 use crate::inference::InferenceModel;
@@ -137,7 +137,23 @@ impl Classifier {
     pub fn inference(&self) -> InferenceModel {
         let head =
             self.head.as_ref().map(|h| tch::no_grad(|| (h.dense.weight.detach().copy(), h.dense.bias.detach().copy())));
-        InferenceModel::new(self.spec().clone(), self.backbone.inference(), head)
+        InferenceModel::new(self.spec().clone(), self.backbone.inference(), head, None)
+    }
+
+    /// The inference form with its weights in `kind` (bf16 or f16; f32 is [`Classifier::inference`]): batch
+    /// norms are folded in f64 from the f32 weights, then rounded; inputs are cast to `kind` and logits come
+    /// back as f32. On the CPU oneDNN runs its bf16 kernels (AVX-512 BF16, AMX).
+    pub fn inference_in(&self, kind: Kind) -> InferenceModel {
+        if kind == Kind::Float {
+            return self.inference();
+        }
+        crate::fused::in_kind(kind, || {
+            let head = self
+                .head
+                .as_ref()
+                .map(|h| tch::no_grad(|| (h.dense.weight.detach().to_kind(kind), h.dense.bias.detach().to_kind(kind))));
+            InferenceModel::new(self.spec().clone(), self.backbone.inference(), head, Some(kind))
+        })
     }
 
     /// The backbone's layer groups followed by `head` when there is one.

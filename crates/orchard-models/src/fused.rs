@@ -7,6 +7,7 @@
 //! a frozen model. Off the CPU, without oneDNN, or under autocast, it runs libtorch's convolution and applies
 //! the activation in place. Both compute what the eager layers compute, within f32 rounding.
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 
 pub use orchard_torch::fused_conv::PostOp as Activation;
@@ -15,6 +16,30 @@ use tch::{Device, Kind, Tensor};
 
 use crate::batch_norm::BatchNorm;
 use crate::layers::{same_pads, spatial, zero_pad, Conv2d, Padding, Pads};
+
+thread_local! {
+    /// The kind the inference form being made keeps its tensors in, when not the model's own; set by
+    /// [`in_kind`] around the making of a whole form.
+    static FORM_KIND: Cell<Option<Kind>> = const { Cell::new(None) };
+}
+
+/// Runs `make` with every inference layer it makes keeping its tensors in `kind` (bf16 inference): the
+/// folding itself is done in f64 from the model's own weights, and only its results are rounded to `kind`.
+pub(crate) fn in_kind<T>(kind: Kind, make: impl FnOnce() -> T) -> T {
+    struct Reset(Option<Kind>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            FORM_KIND.with(|k| k.set(self.0));
+        }
+    }
+    let _reset = Reset(FORM_KIND.with(|k| k.replace(Some(kind))));
+    make()
+}
+
+/// The kind an inference layer made from tensors of kind `model` keeps: `model` unless [`in_kind`] says.
+fn form_kind(model: Kind) -> Kind {
+    FORM_KIND.with(|k| k.get()).unwrap_or(model)
+}
 
 /// A convolution, its batch norm folded in, its activation fused: what `act(bn(conv(x)))` computes in
 /// inference, in one kernel where oneDNN runs.
@@ -49,13 +74,13 @@ impl FusedConv {
                 Some(bn) => {
                     let (scale, shift) = bn.affine();
                     let folded = weight.to_kind(Kind::Double) * scale.view([-1, 1, 1, 1]);
-                    (folded.to_kind(weight.kind()), bias * scale + shift)
+                    (folded.to_kind(form_kind(weight.kind())), bias * scale + shift)
                 }
-                None => (weight.copy(), bias),
+                None => (weight.to_kind(form_kind(weight.kind())).copy(), bias),
             };
             let weight = like(&weight, &conv.weight);
             let (kernel, stride, padding) = (conv.config.kernel, conv.config.stride, conv.config.padding);
-            let bias = bias.to_kind(conv.weight.kind());
+            let bias = bias.to_kind(form_kind(conv.weight.kind()));
             FusedConv { weight, bias, kernel, stride, padding, groups: conv.groups, act, packed: OnceLock::new() }
         })
     }
@@ -196,6 +221,7 @@ impl FrozenBatchNorm {
 
     /// `x · scale + shift` per channel, in `kind`.
     pub fn affine(scale: &Tensor, shift: &Tensor, kind: Kind) -> Self {
+        let kind = form_kind(kind);
         let (scale, shift) = (scale.to_kind(kind), shift.to_kind(kind));
         FrozenBatchNorm { zeros: shift.zeros_like(), ones: scale.ones_like(), scale, shift }
     }

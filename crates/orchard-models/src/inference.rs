@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use crate::backbone::ModelSpec;
 use crate::layers::global_avg_pool;
@@ -29,11 +29,19 @@ pub struct InferenceModel {
     backbone: Box<dyn InferenceLayers>,
     /// The dense head's weight (classes × features) and bias, copied; `None` without a head.
     head: Option<(Tensor, Tensor)>,
+    /// The kind of its tensors when not the model's (bf16 inference): inputs are cast to it, logits back
+    /// to f32.
+    kind: Option<Kind>,
 }
 
 impl InferenceModel {
-    pub(crate) fn new(spec: ModelSpec, backbone: Box<dyn InferenceLayers>, head: Option<(Tensor, Tensor)>) -> Self {
-        InferenceModel { spec, backbone, head }
+    pub(crate) fn new(
+        spec: ModelSpec,
+        backbone: Box<dyn InferenceLayers>,
+        head: Option<(Tensor, Tensor)>,
+        kind: Option<Kind>,
+    ) -> Self {
+        InferenceModel { spec, backbone, head, kind }
     }
 
     /// The architecture's spec.
@@ -48,10 +56,22 @@ impl InferenceModel {
     /// N×3×H×W → N×num_classes (N×num_features without a head).
     pub fn forward(&self, xs: &Tensor) -> Tensor {
         tch::no_grad(|| {
+            let cast;
+            let xs = match self.kind {
+                Some(kind) if xs.kind() != kind => {
+                    cast = xs.to_kind(kind);
+                    &cast
+                }
+                _ => xs,
+            };
             let features = global_avg_pool(&self.backbone.forward(xs), false);
-            match &self.head {
+            let out = match &self.head {
                 None => features,
                 Some((weight, bias)) => features.linear(weight, Some(bias)),
+            };
+            match self.kind {
+                Some(_) => out.to_kind(Kind::Float),
+                None => out,
             }
         })
     }

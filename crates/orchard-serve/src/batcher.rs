@@ -78,9 +78,10 @@ pub fn start(config: &Config, metrics: Arc<Metrics>) -> Result<Model> {
     let (queue, jobs) = bounded::<Job>(config.queue);
     let (loaded, ready) = bounded::<Result<Description>>(1);
     let (dir, device, max_batch, max_delay) = (config.dir.clone(), config.device, config.max_batch, config.max_delay);
+    let precision = config.precision;
     let model_metrics = metrics.clone();
     std::thread::Builder::new().name("orchard-model".into()).spawn(move || {
-        let ensemble = match Ensemble::load(&dir, device) {
+        let ensemble = match Ensemble::load(&dir, device, precision) {
             Ok((ensemble, description)) => {
                 let _ = loaded.send(Ok(description));
                 ensemble

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use orchard_data::image::RgbImage;
 use orchard_data::loader::Batch;
 use orchard_data::pipeline::{Pipeline, Source};
+use orchard_files::config::Precision;
 use orchard_files::manifest::{Blend, Manifest};
 use orchard_files::{Task, Tta};
 use orchard_infer::model::RunModel;
@@ -47,8 +48,8 @@ pub struct Ensemble {
 }
 
 impl Ensemble {
-    /// Loads every fold model of every member of the experiment in `dir` onto `device`.
-    pub fn load(dir: &Path, device: Device) -> Result<(Ensemble, Description)> {
+    /// Loads every fold model of every member of the experiment in `dir` onto `device`, in `precision`.
+    pub fn load(dir: &Path, device: Device, precision: Precision) -> Result<(Ensemble, Description)> {
         let manifest = Manifest::read(dir)?;
         if matches!(manifest.blend, Blend::Rank { .. }) {
             return Err(ServeError::Experiment(
@@ -61,7 +62,7 @@ impl Ensemble {
             let mut folds = Vec::new();
             for checkpoint in manifest.checkpoints(dir, m) {
                 let run = checkpoint.parent().unwrap_or(dir);
-                let model = RunModel::load(run, device)?;
+                let model = RunModel::load_in(run, device, precision)?;
                 if model.classes() != manifest.classes {
                     return Err(ServeError::Experiment(format!(
                         "{}: classes {:?} differ from the manifest's {:?}",

@@ -96,6 +96,8 @@ pub struct Config {
     /// none.
     pub token_file: Option<PathBuf>,
     pub device: tch::Device,
+    /// The models' arithmetic (bf16: each inference form cast once).
+    pub precision: orchard_files::config::Precision,
 }
 
 /// Loads the experiment, binds `config.addr`, calls `ready` with the bound address, then serves until

@@ -7,7 +7,7 @@
 use std::ffi::c_int;
 
 use orchard_files::config::Precision;
-use tch::Device;
+use tch::{Device, Kind};
 
 extern "C" {
     fn orchard_autocast_set(device: c_int, enabled: c_int, dtype: c_int) -> c_int;
@@ -29,6 +29,20 @@ pub fn half_type(precision: Precision) -> Option<HalfType> {
         Precision::F32 => None,
         Precision::Bf16 => Some(HalfType::BFloat16),
         Precision::F16 => Some(HalfType::Float16),
+    }
+}
+
+/// The tensor kind a model's inference form keeps its weights in for `precision` on `device` (an inference
+/// form casts once instead of autocasting every operation). f16 is refused on the CPU, where neither oneDNN
+/// nor libtorch has fast f16 convolutions.
+pub fn inference_kind(precision: Precision, device: Device) -> Result<Kind, String> {
+    match precision {
+        Precision::F32 => Ok(Kind::Float),
+        Precision::Bf16 => Ok(Kind::BFloat16),
+        Precision::F16 if device == Device::Cpu => {
+            Err("--precision f16 runs on CUDA only; on a CPU use bf16 (fast with AVX-512 BF16 or AMX)".into())
+        }
+        Precision::F16 => Ok(Kind::Half),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Args;
 use orchard_files::config::OptimizerConfig;
-use orchard_torch::autocast::Autocast;
+use orchard_torch::autocast::{inference_kind, Autocast};
 use orchard_torch::Layout;
 use orchard_train::network::Network;
 use orchard_train::optim::Optimizer;
@@ -61,7 +61,11 @@ pub fn run(args: BenchModelArgs) -> Result<()> {
     tch::manual_seed(0);
     let network = Network::new(&args.arch, args.classes, device, layout).map_err(|e| UsageError(e.to_string()))?;
     // Inference keeps only the inference form, as `predict` does, so that peak memory holds one model.
-    let (network, inference) = if args.train { (Some(network), None) } else { (None, Some(network.model.inference())) };
+    let (network, inference) = if args.train {
+        (Some(network), None)
+    } else {
+        (None, Some(network.model.inference_in(inference_kind(args.precision.into(), device).map_err(UsageError)?)))
+    };
     let mut optimizer = network.as_ref().map(|n| Optimizer::new(OptimizerConfig::default(), n.params(|_| 1.0)));
     let shape = [args.batch as i64, h as i64, w as i64, 3];
     let xs = (Tensor::rand(shape, (Kind::Float, device)) * 255.0).permute([0, 3, 1, 2]);
@@ -69,6 +73,8 @@ pub fn run(args: BenchModelArgs) -> Result<()> {
     let labels = Tensor::randint(args.classes, [args.batch as i64], (Kind::Int64, device));
 
     let mut step = || -> Result<()> {
+        // Training autocasts; the inference form was made in the reduced type itself.
+        let half = if args.train { half } else { None };
         let _autocast = half.map(|d| Autocast::new(device, d)).transpose().map_err(UsageError)?;
         if let (Some(network), Some(optimizer)) = (&network, &mut optimizer) {
             let logits = network.model.forward_t(&xs, true);

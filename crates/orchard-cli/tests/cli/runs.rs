@@ -69,6 +69,19 @@ fn fold_models_predict_out_of_fold_and_test_and_distilled_targets_train_a_second
         .map(|l| l.split(',').next().unwrap().to_string())
         .collect();
     assert_eq!(ids, ["Test_0", "Test_1", "Test_2", "Test_3", "Test_4"]);
+    // bf16: the models' inference forms cast once; probabilities within bf16's rounding of f32's, not equal.
+    let bf16 = tmp.path().join("test-bf16.csv");
+    ok(&[&["predict", "--data", s(&data), "--precision", "bf16", "--out", s(&bf16)][..], &run_args].concat());
+    let ((_, f32_rows), (_, bf16_rows)) = (table(&test), table(&bf16));
+    let gaps: Vec<f64> =
+        f32_rows.iter().flat_map(|(id, row)| row.iter().zip(&bf16_rows[id]).map(|(a, b)| (a - b).abs())).collect();
+    assert_eq!(gaps.len(), 20);
+    let largest = gaps.iter().cloned().fold(0.0, f64::max);
+    assert!(largest > 0.0 && largest < 0.02, "bf16 against f32: largest gap {largest}");
+    let out =
+        orchard(&[&["predict", "--data", s(&data), "--precision", "f16", "--out", s(&bf16)][..], &run_args].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("f16 runs on CUDA only"), "{}", text(&out));
 
     // Soft targets: alpha · OOF + (1 − alpha) · label, row by row.
     let soft = tmp.path().join("soft.csv");

@@ -182,6 +182,20 @@ fn serve_answers_what_gather_wrote_and_refuses_bad_input() {
         assert_eq!(answer["label"], json!(submission.classes[best]));
         served.insert(id.clone(), p);
     }
+    // In bf16 (each fold model's inference form cast once) the answers stay within bf16's rounding.
+    {
+        let bf16 = Server::start(exp, &["--precision", "bf16"]);
+        for (id, bytes) in images {
+            let (status, _, answer) = post(&bf16.base, "/predict", bytes);
+            assert_eq!(status, 200, "{answer}");
+            let gap = floats(&answer["probabilities"])
+                .iter()
+                .zip(&row(submission, id))
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(gap < 0.02, "{id}: bf16 against f32 {gap}");
+        }
+    }
 
     // Open Inference Protocol: every image in one request, in order.
     let engine = base64::engine::general_purpose::STANDARD;

@@ -143,3 +143,34 @@ fn the_libtorch_fallback_folds_exactly_in_f64() {
         assert!(error < crate::F64_TOLERANCE, "{name}: relative error {error:e}");
     }
 }
+
+/// The bf16 form (weights folded in f64, then rounded; oneDNN's bf16 kernels on CPUs with AVX-512 BF16 or
+/// AMX, libtorch's elsewhere) takes f32 inputs and gives f32 logits within bf16's rounding of the f32 model's:
+/// a relative error above f32's (it does compute in bf16) and below 5e-2 (8 bits of mantissa over a few dozen
+/// layers).
+#[test]
+fn the_bf16_form_gives_f32_logits_within_bf16_rounding() {
+    for name in
+        ["efficientnet_b0", "resnet50_v2", "inception_resnet_v2", "resnet50", "mobilenet_v2", "efficientnet_lite0"]
+    {
+        tch::manual_seed(14);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = build(name, &vs.root(), Some(5)).unwrap();
+        randomise_statistics(&vs);
+        let mut variables: Vec<Tensor> = vs.variables().into_values().collect();
+        orchard_torch::convolutions_to_channels_last(variables.iter_mut());
+        let spec = orchard_models::spec(name).unwrap();
+        let side = spec.min_size.max(64) + 1;
+        let xs = match spec.normalization {
+            orchard_models::Normalization::Raw => Tensor::rand([2, 3, side, side], (Kind::Float, Device::Cpu)) * 255.0,
+            _ => Tensor::randn([2, 3, side, side], (Kind::Float, Device::Cpu)),
+        };
+        let xs = orchard_torch::channels_last(&xs);
+        let eager = tch::no_grad(|| model.forward_t(&xs, false));
+        let bf16 = model.inference_in(Kind::BFloat16).forward(&xs);
+        assert_eq!(bf16.kind(), Kind::Float, "{name}");
+        let error = relative_error(&bf16, &eager);
+        assert!(error > F32_TOLERANCE && error < 5e-2, "{name}: relative error {error:e}");
+        println!("{name}: bf16 relative error {error:.2e}");
+    }
+}
