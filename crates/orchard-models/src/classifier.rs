@@ -135,25 +135,24 @@ impl Classifier {
     /// prediction runs. Its logits are [`Classifier::forward_t`]'s in evaluation mode, within f32 rounding;
     /// later changes to the weights do not reach it.
     pub fn inference(&self) -> InferenceModel {
-        let head =
-            self.head.as_ref().map(|h| tch::no_grad(|| (h.dense.weight.detach().copy(), h.dense.bias.detach().copy())));
-        InferenceModel::new(self.spec().clone(), self.backbone.inference(), head, None)
+        self.form(None)
     }
 
-    /// The inference form with its weights in `kind` (bf16 or f16; f32 is [`Classifier::inference`]): batch
-    /// norms are folded in f64 from the f32 weights, then rounded; inputs are cast to `kind` and logits come
-    /// back as f32. On the CPU oneDNN runs its bf16 kernels (AVX-512 BF16, AMX).
+    /// The inference form with its backbone in `kind` (bf16 or f16; f32 is [`Classifier::inference`]): batch
+    /// norms are folded in f64 from the f32 weights, then rounded; inputs are cast to `kind`, and the feature
+    /// map back to f32 for the pooling and the head. On the CPU oneDNN runs its bf16 kernels (AVX-512 BF16,
+    /// AMX).
     pub fn inference_in(&self, kind: Kind) -> InferenceModel {
         if kind == Kind::Float {
             return self.inference();
         }
-        crate::fused::in_kind(kind, || {
-            let head = self
-                .head
-                .as_ref()
-                .map(|h| tch::no_grad(|| (h.dense.weight.detach().to_kind(kind), h.dense.bias.detach().to_kind(kind))));
-            InferenceModel::new(self.spec().clone(), self.backbone.inference(), head, Some(kind))
-        })
+        crate::fused::in_kind(kind, || self.form(Some(kind)))
+    }
+
+    fn form(&self, kind: Option<Kind>) -> InferenceModel {
+        let head =
+            self.head.as_ref().map(|h| tch::no_grad(|| (h.dense.weight.detach().copy(), h.dense.bias.detach().copy())));
+        InferenceModel::new(self.spec().clone(), self.backbone.inference(), head, kind)
     }
 
     /// The backbone's layer groups followed by `head` when there is one.

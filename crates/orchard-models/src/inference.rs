@@ -64,14 +64,14 @@ impl InferenceModel {
                 }
                 _ => xs,
             };
-            let features = global_avg_pool(&self.backbone.forward(xs), false);
-            let out = match &self.head {
+            // A reduced form pools and applies the head in f32: the head is a sliver of the work, and its
+            // rounding would reach the probabilities directly.
+            let map = self.backbone.forward(xs);
+            let map = if self.kind.is_some() { map.to_kind(Kind::Float) } else { map };
+            let features = global_avg_pool(&map, false);
+            match &self.head {
                 None => features,
                 Some((weight, bias)) => features.linear(weight, Some(bias)),
-            };
-            match self.kind {
-                Some(_) => out.to_kind(Kind::Float),
-                None => out,
             }
         })
     }
