@@ -1,12 +1,16 @@
 //! Links libtorch (rpath) and compiles the small C++ shims in `csrc/` against libtorch's headers; the NCCL
-//! bridge with NCCL where the wheel's companion packages provide its headers (see `csrc/nccl.cpp`).
+//! plugin, a shared library of its own linked against libtorch_cuda, where the wheel's companion packages
+//! provide NCCL's headers (see `csrc/nccl.cpp` and `src/cuda_libs.rs`).
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn main() {
     orchard_build::link_libtorch();
     let lib = PathBuf::from(std::env::var("DEP_TCH_LIBTORCH_LIB").expect("set by torch-sys"));
     let include = lib.parent().expect("torch/lib has a parent").join("include");
     println!("cargo:rerun-if-changed=csrc");
+    println!("cargo:rustc-env=ORCHARD_LIBTORCH_LIB={}", lib.display());
+    println!("cargo::rustc-check-cfg=cfg(orchard_nccl)");
     let mut build = cc::Build::new();
     build
         .cpp(true)
@@ -15,7 +19,6 @@ fn main() {
             "csrc/foreach.cpp",
             "csrc/fused_conv.cpp",
             "csrc/distributed.cpp",
-            "csrc/nccl.cpp",
             "csrc/memory.cpp",
         ])
         // Declarations of the gloo types libtorch's ProcessGroupGloo.hpp names (csrc/gloo/README.md).
@@ -27,13 +30,33 @@ fn main() {
         .define("_GLIBCXX_USE_CXX11_ABI", "1")
         .warnings(false);
     let site_packages = include.parent().and_then(Path::parent).expect("torch/include is in site-packages");
-    match nccl_includes(site_packages) {
-        Some(dirs) => {
-            build.define("USE_C10D_NCCL", None).define("ORCHARD_NCCL", None).includes(dirs);
-        }
+    let nccl = nccl_includes(site_packages).filter(|_| lib.join("libtorch_cuda.so").exists());
+    match nccl {
+        Some(dirs) => nccl_plugin(&build, &lib, &dirs),
         None => println!("cargo:warning=orchard-torch: no NCCL and CUDA headers beside libtorch; built without NCCL"),
     }
     build.compile("orchard_torch_shims");
+}
+
+/// Compiles `csrc/nccl.cpp` into `OUT_DIR/liborchard_nccl.so`, linked against libtorch_cuda (found through an
+/// rpath to libtorch's folder), for `src/cuda_libs.rs` to embed and load on demand.
+fn nccl_plugin(shims: &cc::Build, lib: &Path, includes: &[PathBuf]) {
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("liborchard_nccl.so");
+    let mut build = shims.clone();
+    build.define("USE_C10D_NCCL", None).includes(includes).pic(true);
+    let compiler = build.get_compiler();
+    let mut command: Command = compiler.to_command();
+    command
+        .args(["-shared", "-o"])
+        .arg(&out)
+        .arg("csrc/nccl.cpp")
+        .arg(format!("-L{}", lib.display()))
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(["-Wl,--no-as-needed", "-ltorch_cuda", "-ltorch_cpu", "-lc10_cuda", "-lc10"]);
+    let status = command.status().unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+    assert!(status.success(), "building the NCCL plugin failed: {command:?}");
+    println!("cargo:rustc-env=ORCHARD_NCCL_PLUGIN={}", out.display());
+    println!("cargo:rustc-cfg=orchard_nccl");
 }
 
 /// The folders holding `nccl.h`, the CUDA runtime's headers with their `crt/` part, and libcu++'s `nv/target`,

@@ -48,7 +48,7 @@ fn parse_weights(text: &str) -> Result<(String, PathBuf), String> {
 }
 
 pub fn run(args: InitArgs) -> Result<()> {
-    let here = tch::Cuda::is_available();
+    let here = orchard_torch::cuda_libs::available();
     let target = match args.device {
         TargetArg::Cpu => Target::Cpu,
         TargetArg::Cuda => Target::Cuda { here },

@@ -9,12 +9,13 @@
 #include <torch/csrc/distributed/c10d/comm.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
 
-#include "nccl_backend.h"
 #include "shim.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 #include <torch/autograd.h>
+
+#include <dlfcn.h>
 
 #include <atomic>
 #include <chrono>
@@ -156,6 +157,20 @@ struct OrchardReducer {
   std::unique_ptr<c10d::Reducer> reducer;
 };
 
+namespace {
+
+// The NCCL plugin's ProcessGroupNCCL (csrc/nccl.cpp), found in the global scope once
+// `orchard_torch::cuda_libs::load_nccl` has loaded it.
+c10::intrusive_ptr<c10d::Backend> nccl_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int world,
+                                               std::chrono::milliseconds timeout) {
+  using Factory = c10d::Backend* (*)(const c10::intrusive_ptr<c10d::Store>*, int, int, int64_t);
+  auto factory = reinterpret_cast<Factory>(dlsym(RTLD_DEFAULT, "orchard_nccl_backend"));
+  if (factory == nullptr) throw std::runtime_error("the NCCL plugin is not loaded");
+  return c10::intrusive_ptr<c10d::Backend>::reclaim(factory(&store, rank, world, timeout.count()));
+}
+
+}  // namespace
+
 extern "C" {
 
 // Joins `world` ranks through rank 0's TCP store at `host`:`port`. Gloo carries CPU tensors and listens on
@@ -181,7 +196,7 @@ int orchard_group_new(const char* host, int port, int rank, int world, int64_t t
     if (nccl != 0) {
       auto prefixed = c10::make_intrusive<c10d::PrefixStore>("nccl/", store);
       pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL,
-                     orchard::nccl_backend(prefixed, rank, world, timeout));
+                     nccl_backend(prefixed, rank, world, timeout));
     } else {
       pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, gloo);
     }

@@ -242,6 +242,9 @@ impl ProcessGroup {
     /// build that has it.
     pub fn join(rendezvous: &Rendezvous, timeout: Duration, cuda: CudaBackend) -> Result<ProcessGroup, String> {
         let host = CString::new(rendezvous.master_addr.as_str()).map_err(|_| "the master address holds a NUL")?;
+        if cuda == CudaBackend::Nccl {
+            crate::cuda_libs::load_nccl()?;
+        }
         let mut ptr = std::ptr::null_mut();
         let (rank, world) = (rendezvous.rank as c_int, rendezvous.world as c_int);
         let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
@@ -504,7 +507,7 @@ mod tests {
     #[test]
     fn nccl_carries_cuda_tensors_where_there_is_a_gpu_and_says_why_not_elsewhere() {
         let joined = ProcessGroup::join(&alone(28000), Duration::from_secs(20), CudaBackend::Nccl);
-        if tch::Cuda::is_available() {
+        if crate::cuda_libs::available() {
             let group = joined.unwrap();
             let t = Tensor::from_slice(&[1.0f32, 2.0]).to_device(tch::Device::Cuda(0));
             group.all_reduce_sum(&t).unwrap();

@@ -9,6 +9,7 @@
 //! format; `Layout::Contiguous` asks for the classic NCHW order instead.
 
 pub mod autocast;
+pub mod cuda_libs;
 pub mod distributed;
 pub mod failure;
 pub mod foreach;
@@ -47,10 +48,12 @@ pub fn convolutions_to_channels_last<'a>(variables: impl IntoIterator<Item = &'a
 }
 
 /// libtorch's device for a configured one; `auto` is CUDA device 0 when one is available, else the CPU.
+/// libtorch_cuda is loaded first where the machine has a driver ([`cuda_libs`]).
 pub fn device(device: orchard_files::config::Device) -> Device {
     use orchard_files::config::Device as Named;
     match device {
-        Named::Auto => Device::cuda_if_available(),
+        Named::Auto if cuda_libs::available() => Device::Cuda(0),
+        Named::Auto => Device::Cpu,
         Named::Cpu => Device::Cpu,
         Named::Cuda(n) => Device::Cuda(n),
     }
@@ -60,7 +63,10 @@ pub fn device(device: orchard_files::config::Device) -> Device {
 /// before anything is created, as libtorch panics on the first tensor put on a missing device.
 pub fn unavailable(device: orchard_files::config::Device) -> Option<String> {
     let orchard_files::config::Device::Cuda(index) = device else { return None };
-    let count = if tch::Cuda::is_available() { tch::Cuda::device_count() as usize } else { 0 };
+    if let Err(e) = cuda_libs::load() {
+        return Some(format!("device {device}, but libtorch's CUDA libraries did not load: {e}"));
+    }
+    let count = if cuda_libs::available() { tch::Cuda::device_count() as usize } else { 0 };
     (index >= count).then(|| match count {
         0 => format!("device {device}, but this machine has no CUDA device (use cpu or auto)"),
         n => format!("device {device}, but this machine has {n} CUDA device(s), cuda:0 to cuda:{}", n - 1),
@@ -164,7 +170,7 @@ mod tests {
         use orchard_files::config::Device as Named;
         assert_eq!(device(Named::Cuda(1)), Device::Cuda(1));
         assert_eq!(device(Named::Cpu), Device::Cpu);
-        assert_eq!(device(Named::Auto), Device::cuda_if_available());
+        assert_eq!(device(Named::Auto), if cuda_libs::available() { Device::Cuda(0) } else { Device::Cpu });
     }
 
     #[test]
@@ -172,7 +178,7 @@ mod tests {
         use orchard_files::config::Device as Named;
         assert_eq!(unavailable(Named::Cpu), None);
         assert_eq!(unavailable(Named::Auto), None);
-        if !tch::Cuda::is_available() {
+        if !cuda_libs::available() {
             assert!(unavailable(Named::Cuda(0)).unwrap().contains("cuda:0, but this machine has no CUDA device"));
         }
         assert!(unavailable(Named::Cuda(999)).unwrap().contains("cuda:999"));

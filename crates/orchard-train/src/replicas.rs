@@ -184,7 +184,7 @@ impl Replicas {
 pub fn replica_device(device: orchard_files::config::Device, local_rank: usize) -> orchard_files::config::Device {
     use orchard_files::config::Device as Named;
     match device {
-        Named::Auto if tch::Cuda::is_available() => Named::Cuda(local_rank),
+        Named::Auto if orchard_torch::cuda_libs::available() => Named::Cuda(local_rank),
         other => other,
     }
 }

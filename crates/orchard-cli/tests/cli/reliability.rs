@@ -64,7 +64,7 @@ fn a_cuda_device_this_machine_lacks_is_refused_before_anything_is_created() {
     refused(&["run", s(&file)], &[missing, "CUDA", "[predict]"]);
     assert!(!out.exists() && !tmp.path().join("experiment").exists());
     // Plain `cuda` where libtorch sees none.
-    if !tch::Cuda::is_available() {
+    if !orchard_torch::cuda_libs::available() {
         refused(&["train", "--data", d, "--out", o, "--device", "cuda"], &["cuda:0", "no CUDA device"]);
         assert!(!out.exists());
     }
