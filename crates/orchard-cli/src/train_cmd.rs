@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use orchard_files::config::{BatchNormMode, LossKind, Monitor, OptimizerKind, TrainConfig};
+use orchard_files::config::{BatchNormMode, HeadInit, LossKind, Monitor, OptimizerKind, TrainConfig};
 use orchard_metrics::schedule::{OneCycle, Reference, Schedule, WarmupCosine};
 use orchard_torch::distributed::Rendezvous;
 use orchard_torch::Layout;
@@ -68,6 +68,9 @@ pub struct TrainArgs {
     pub optimizer: Option<OptimizerArg>,
     #[arg(long, value_parser = number::non_negative)]
     pub weight_decay: Option<f64>,
+    /// Adam's and AdamW's ε (default 1e-7, Keras'; PyTorch's is 1e-8).
+    #[arg(long, value_parser = number::positive)]
+    pub adam_eps: Option<f64>,
     /// The learning-rate schedule.
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleArg>,
@@ -104,6 +107,9 @@ pub struct TrainArgs {
     /// Dropout before the head (default: the architecture's, e.g. 0.2 for B0).
     #[arg(long, value_parser = number::fraction)]
     pub dropout: Option<f64>,
+    /// How the new head's dense layer starts.
+    #[arg(long, value_enum)]
+    pub head_init: Option<HeadInitArg>,
     /// Stochastic-depth rate of the last block, EfficientNet families (default: the architecture's, 0.2).
     #[arg(long, value_parser = number::fraction)]
     pub drop_path: Option<f64>,
@@ -211,6 +217,7 @@ pub fn resolve(mut a: TrainArgs) -> Result<(TrainConfig, bool)> {
     }
     set!(c.data.dir => a.data.data.take(), c.model.arch => a.arch.take(), c.batch => a.batch, c.epochs => a.epochs, c.data.fold => a.fold,
          c.seed => a.seed, c.device => a.device.device, c.optimizer.weight_decay => a.weight_decay,
+         c.optimizer.eps => a.adam_eps, c.model.head_init => a.head_init.map(HeadInit::from),
          c.loss.label_smoothing => a.label_smoothing, c.freeze_epochs => a.freeze_epochs, c.accumulate => a.accumulate,
          c.optimizer.kind => a.optimizer.map(OptimizerKind::from), c.loss.kind => a.loss.map(LossKind::from),
          c.batch_norm => a.batch_norm.map(BatchNormMode::from), c.monitor => a.monitor.map(Monitor::from),
@@ -369,6 +376,24 @@ impl From<BatchNormArg> for BatchNormMode {
         match b {
             BatchNormArg::Train => BatchNormMode::Train,
             BatchNormArg::Frozen => BatchNormMode::Frozen,
+        }
+    }
+}
+
+/// `--head-init`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum HeadInitArg {
+    /// Keras' `Dense` default: Glorot-uniform kernel, zero bias.
+    Glorot,
+    /// PyTorch's `nn.Linear` default: kernel and bias uniform on ±1/√fan_in.
+    Torch,
+}
+
+impl From<HeadInitArg> for HeadInit {
+    fn from(h: HeadInitArg) -> Self {
+        match h {
+            HeadInitArg::Glorot => HeadInit::Glorot,
+            HeadInitArg::Torch => HeadInit::Torch,
         }
     }
 }

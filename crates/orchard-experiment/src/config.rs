@@ -315,6 +315,8 @@ kind = "constant"
 lr = 0.001
 [defaults.data]
 cache = true
+[defaults.model]
+head_init = "torch"
 
 [[member]]
 name = "b0"
@@ -348,6 +350,8 @@ lr = 0.01
             (Some((24, 40)), 2, 8, false)
         );
         assert_eq!(b.config.schedule.function, Schedule::Constant { lr: 0.01 });
+        let head_init = orchard_files::config::HeadInit::Torch;
+        assert_eq!((a.config.model.head_init, b.config.model.head_init), (head_init, head_init));
         assert_eq!((b.config.data.dir.as_path(), b.config.data.folds), (Path::new("d"), Some(3)));
         let defaults =
             Experiment::parse("data = \"d\"\nout = \"o\"\n[[member]]\nname = \"m\"\n", Path::new("e.toml")).unwrap();

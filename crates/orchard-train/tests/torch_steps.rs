@@ -109,6 +109,7 @@ fn assert_steps_match_torch(arch: &str) {
         weights: Some(weight_file(arch)),
         dropout: Some(0.0),
         drop_path: lite.then_some(0.0),
+        ..Default::default()
     };
     config.optimizer =
         OptimizerConfig { kind: OptimizerKind::AdamW, eps: EPS, weight_decay: 0.0, ..Default::default() };

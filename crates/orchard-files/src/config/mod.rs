@@ -140,11 +140,30 @@ pub struct ModelConfig {
     /// Stochastic-depth rate of the last block (EfficientNet, EfficientNet-Lite); the architecture's when
     /// absent. Short runs from scratch learn faster with 0 for both.
     pub drop_path: Option<f64>,
+    /// How the new head's dense layer is drawn.
+    pub head_init: HeadInit,
+}
+
+/// The distribution a new head's dense layer starts from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadInit {
+    /// Keras' `Dense` default: `glorot_uniform` kernel, zero bias (the reference notebook's head).
+    #[default]
+    Glorot,
+    /// PyTorch's `nn.Linear` default: kernel and bias uniform on `±1/√fan_in`.
+    Torch,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { arch: "efficientnet_b0".into(), weights: None, dropout: None, drop_path: None }
+        ModelConfig {
+            arch: "efficientnet_b0".into(),
+            weights: None,
+            dropout: None,
+            drop_path: None,
+            head_init: HeadInit::default(),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use orchard_data::dataset::{self, Dataset, ImageCheck, LoadOptions, Split, Task}
 use orchard_data::loader::{Loader, LoaderConfig};
 use orchard_data::pipeline::{Pipeline, PipelineConfig, Source};
 use orchard_files::atomic;
-use orchard_files::config::{ConfigError, LossKind, Precision, TrainConfig};
+use orchard_files::config::{ConfigError, HeadInit, LossKind, Precision, TrainConfig};
 use orchard_files::folds;
 use orchard_files::lock::DirLock;
 use orchard_files::state::{LossScaler, RunState, FORMAT, LAST};
@@ -301,15 +301,24 @@ pub fn network(
     let model = &mut network.model;
     model.set_regularization(config.model.dropout, config.model.drop_path)?;
     model.set_batch_norm_momentum(config.batch_norm_momentum);
-    // The new head starts as the reference notebook's `Dense(classes)`: an architecture's own top initialiser
-    // is scaled for 1000 classes, and for a handful gives logits an order of magnitude too large.
-    model.reset_head(Initializer::GLOROT_UNIFORM);
+    // The new head starts as a new dense layer of the chosen framework, Keras' `Dense` (the reference
+    // notebook's) or PyTorch's `nn.Linear`: an architecture's own top initialiser is scaled for 1000 classes,
+    // and for a handful gives logits an order of magnitude too large.
+    model.reset_head(head_initializer(config.model.head_init));
     let head_group = model.layer_groups().pop().expect("a classifier with a head has a head group");
     if let Some(weights) = &config.model.weights {
         crate::pretrained::load_backbone(&network.vs, spec, &head_group, weights).map_err(TrainError::Input)?;
     }
     let head = network.variables.iter().map(|(n, _)| n.clone()).filter(|n| head_group.contains(n)).collect();
     Ok((network, head))
+}
+
+/// The initialiser a new head's dense layer is drawn with.
+pub fn head_initializer(init: HeadInit) -> Initializer {
+    match init {
+        HeadInit::Glorot => Initializer::GLOROT_UNIFORM,
+        HeadInit::Torch => Initializer::PyTorchDefault,
+    }
 }
 
 /// The learning-rate multiplier of the variable `name`: its layer group's `group_lr` times `layer_decay`
