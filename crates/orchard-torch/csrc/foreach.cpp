@@ -21,6 +21,12 @@ int guarded(char* err, size_t len, F body) {
 
 }  // namespace
 
+// The constants of one fused Adam update (`FusedConstants` on the Rust side).
+struct FusedAdamConstants {
+  double step, lr, beta1, beta2, eps, weight_decay;
+  int decoupled;
+};
+
 extern "C" {
 
 // targets[i] ← targets[i] + weight · (ends[i] − targets[i])
@@ -45,6 +51,47 @@ int orchard_foreach_adam(at::Tensor* const* params, at::Tensor* const* grads, at
     if (denom_scale != 1.0) at::_foreach_mul_(denom, denom_scale);
     at::_foreach_add_(denom, eps);
     at::_foreach_addcdiv_(p, ms, denom, -step);
+  });
+}
+
+// libtorch's fused Adam: one pass over each parameter's memory for the moments, the bias corrections and the
+// update (`_fused_adam_` / `_fused_adamw_`, PyTorch's `Adam(fused=True)`), where the multi-tensor form above
+// makes seven, two of them into temporaries. It computes
+//   g ← g + wd·θ (adam) or θ ← θ·(1 − lr·wd) (adamw);  m ← lerp(m, g, 1 − β1);  v ← β2·v + (1 − β2)·g²;
+//   θ ← θ − lr/(1 − β1^t) · m / (√v/√(1 − β2^t) + ε)
+// at step `step` for every parameter. Its kernels walk the four tensors of a parameter as one flat array (and
+// need one type and device), so it runs only when each parameter's gradient and moments have its strides and
+// cover their memory densely: returns 1 without touching anything otherwise, 0 once done, -1 on an error.
+// `lists` holds the parameters, gradients, first and second moments, `n` handles each.
+int orchard_fused_adam(at::Tensor* const* const* lists, size_t n, const FusedAdamConstants* c, char* err, size_t len) {
+  if (n == 0) return 0;
+  auto p = list(lists[0], n), g = list(lists[1], n), ms = list(lists[2], n), vs = list(lists[3], n);
+  // The same memory order as the parameter: equal strides wherever a dimension has more than one element (a
+  // size-1 dimension's stride is arbitrary: a 1×1 convolution's gradient may differ from its weight there).
+  auto same_order = [](const at::Tensor& a, const at::Tensor& b) {
+    if (a.sizes() != b.sizes()) return false;
+    for (int64_t d = 0; d < a.dim(); d++) {
+      if (a.size(d) != 1 && a.stride(d) != b.stride(d)) return false;
+    }
+    return true;
+  };
+  for (size_t i = 0; i < n; i++) {
+    for (const at::Tensor* t : {&p[i], &g[i], &ms[i], &vs[i]}) {
+      if (!t->defined() || t->scalar_type() != p[0].scalar_type() || t->device() != p[0].device() ||
+          !same_order(*t, p[i]) || !t->is_non_overlapping_and_dense()) {
+        return 1;
+      }
+    }
+  }
+  return guarded(err, len, [&] {
+    // The kernels read each parameter's step from a float tensor; they all share this step.
+    auto t = at::full({}, c->step, p[0].options().dtype(at::kFloat));
+    std::vector<at::Tensor> steps(n, t);
+    if (c->decoupled) {
+      at::_fused_adamw_(p, g, ms, vs, {}, steps, c->lr, c->beta1, c->beta2, c->weight_decay, c->eps, false, false);
+    } else {
+      at::_fused_adam_(p, g, ms, vs, {}, steps, c->lr, c->beta1, c->beta2, c->weight_decay, c->eps, false, false);
+    }
   });
 }
 

@@ -37,6 +37,14 @@ extern "C" {
         err: *mut c_char,
         len: usize,
     ) -> c_int;
+    /// `lists`: the parameters, gradients, first and second moments, `n` handles each.
+    fn orchard_fused_adam(
+        lists: *const *const *mut C_tensor,
+        n: usize,
+        constants: *const FusedConstants,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
     #[allow(clippy::too_many_arguments)]
     fn orchard_foreach_sgd(
         params: *const *mut C_tensor,
@@ -134,6 +142,71 @@ pub fn adam_(params: &[Tensor], grads: &[Tensor], m: &[Tensor], v: &[Tensor], s:
     })
 }
 
+/// The constants of one fused Adam update (see [`fused_adam_`]): PyTorch's Adam and AdamW.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FusedAdam {
+    /// The step number `t` of the bias corrections, from 1.
+    pub step: u64,
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// AdamW's decoupled decay `θ ← θ(1 − lr·wd)`; otherwise an L2 term `wd·θ` added to the gradient.
+    pub decoupled: bool,
+}
+
+/// [`FusedAdam`] as the C++ side reads it (`FusedAdamConstants` in `csrc/foreach.cpp`).
+#[repr(C)]
+struct FusedConstants {
+    step: f64,
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    weight_decay: f64,
+    decoupled: c_int,
+}
+
+/// One Adam update of every parameter by libtorch's fused kernel (`_fused_adam_`, `_fused_adamw_`), one pass
+/// over each parameter's memory: `m ← lerp(m, g, 1 − β1)`, `v ← β2·v + (1 − β2)·g²`,
+/// `θ ← θ − lr/(1 − β1^t)·m/(√v/√(1 − β2^t) + ε)`, after the weight decay. `Ok(false)`, with nothing changed,
+/// when the kernel cannot take the lists: a gradient or moment whose strides differ from its parameter's, a
+/// non-dense tensor, mixed types or devices; [`adam_`] can.
+pub fn fused_adam_(
+    params: &[Tensor],
+    grads: &[Tensor],
+    m: &[Tensor],
+    v: &[Tensor],
+    s: &FusedAdam,
+) -> Result<bool, String> {
+    check(&[params, grads, m, v]);
+    let (p, g, m, v) = (handles(params), handles(grads), handles(m), handles(v));
+    let lists = [p.as_ptr(), g.as_ptr(), m.as_ptr(), v.as_ptr()];
+    let constants = FusedConstants {
+        step: s.step as f64,
+        lr: s.lr,
+        beta1: s.beta1,
+        beta2: s.beta2,
+        eps: s.eps,
+        weight_decay: s.weight_decay,
+        decoupled: c_int::from(s.decoupled),
+    };
+    let mut done = true;
+    call(p.len(), |err, len| {
+        // SAFETY: every list holds `p.len()` live tensor handles for the duration of the call; the shim reads
+        // `constants` only.
+        let status = unsafe { orchard_fused_adam(lists.as_ptr(), p.len(), &constants, err, len) };
+        done = status != 1;
+        if done {
+            status
+        } else {
+            0
+        }
+    })?;
+    Ok(done)
+}
+
 /// One SGD update as PyTorch's: `g ← g + l2·θ`, `buf ← μ·buf + g`, `θ ← θ − lr·(g + μ·buf)` with Nesterov
 /// or `θ ← θ − lr·buf` without. `bufs` (zeros before the first step) is needed when `momentum` is not 0.
 pub fn sgd_(
@@ -213,6 +286,54 @@ mod tests {
             assert!((values(&p)[i] - expected).abs() < 1e-15, "{i}: {} vs {expected}", values(&p)[i]);
             assert!((values(&m)[i] - mi).abs() < 1e-15 && (values(&v)[i] - vi).abs() < 1e-15);
         }
+    }
+
+    #[test]
+    fn fused_adam_matches_the_formula_written_out_in_both_decay_forms() {
+        let (theta, g) = ([0.5, -1.5, 2.0], [0.3, -0.2, 0.05]);
+        let (m0, v0) = ([0.1, 0.0, -0.2], [0.01, 0.02, 0.0]);
+        for decoupled in [false, true] {
+            let s = FusedAdam { step: 3, lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-7, weight_decay: 0.1, decoupled };
+            let (p, m, v) = (t(&theta), t(&m0), t(&v0));
+            let fused = fused_adam_(&[p.shallow_clone()], &[t(&g)], &[m.shallow_clone()], &[v.shallow_clone()], &s);
+            assert!(fused.unwrap(), "dense f64 vectors take the fused kernel");
+            let (bias1, bias2) = (1.0 - s.beta1.powi(3), 1.0 - s.beta2.powi(3));
+            for i in 0..3 {
+                let th = if decoupled { theta[i] * (1.0 - s.lr * s.weight_decay) } else { theta[i] };
+                let gi = if decoupled { g[i] } else { g[i] + s.weight_decay * theta[i] };
+                let mi = m0[i] + (1.0 - s.beta1) * (gi - m0[i]);
+                let vi = s.beta2 * v0[i] + (1.0 - s.beta2) * gi * gi;
+                let expected = th - s.lr / bias1 * mi / (vi.sqrt() / bias2.sqrt() + s.eps);
+                assert!((values(&p)[i] - expected).abs() < 1e-15, "{decoupled} {i}: {} vs {expected}", values(&p)[i]);
+                assert!((values(&m)[i] - mi).abs() < 1e-15 && (values(&v)[i] - vi).abs() < 1e-15);
+            }
+        }
+    }
+
+    #[test]
+    fn fused_adam_leaves_lists_it_cannot_take_alone() {
+        // A moment in another memory order than its parameter: the flat kernel would mix up elements.
+        let p = Tensor::from_slice(&[1.0, 2.0, 3.0, 4.0]).view([2, 2]);
+        let m = Tensor::zeros([2, 2], (Kind::Double, Device::Cpu)).transpose(0, 1).contiguous().transpose(0, 1);
+        let v = Tensor::zeros([2, 2], (Kind::Double, Device::Cpu));
+        let s = FusedAdam { step: 1, lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: true };
+        assert!(!fused_adam_(&[p.shallow_clone()], &[p.ones_like()], &[m], &[v], &s).unwrap());
+        assert_eq!(Vec::<f64>::try_from(p.view([-1])).unwrap(), [1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn fused_adam_takes_a_channels_last_weight_whose_moments_differ_only_in_size_one_strides() {
+        // A 1×1 convolution's weight in channels-last, its gradient and moments with other (meaningless)
+        // strides in the size-1 dimensions: the same memory order, which the fused kernel takes.
+        let p = Tensor::from_slice(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).as_strided([2, 3, 1, 1], [3, 1, 3, 3], None);
+        let fresh = |value: f64| Tensor::full([2, 3, 1, 1], value, (Kind::Double, Device::Cpu));
+        let (g, m, v) = (fresh(1.0), fresh(0.0), fresh(0.0));
+        assert_ne!(p.stride(), g.stride());
+        let s = FusedAdam { step: 1, lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: true };
+        assert!(fused_adam_(&[p.shallow_clone()], &[g], &[m], &[v], &s).unwrap());
+        // The first step moves every weight by about lr against its gradient's sign.
+        let moved: Vec<f64> = Vec::try_from(p.reshape([-1])).unwrap();
+        assert!(moved.iter().zip(1..).all(|(w, i)| (w - (i as f64 - 0.1)).abs() < 1e-6), "{moved:?}");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use orchard_torch::foreach::{self, AdamStep};
+use orchard_torch::foreach::{self, AdamStep, FusedAdam};
 use tch::Tensor;
 
 use orchard_files::config::{OptimizerConfig, OptimizerKind};
@@ -95,7 +95,6 @@ impl Optimizer {
         tch::no_grad(|| {
             for ((step, lr_mult), members) in groups {
                 let lr = lr * f64::from_bits(lr_mult);
-                let t = step as f64;
                 let params: Vec<Tensor> = members.iter().map(|&i| self.params[i].tensor.shallow_clone()).collect();
                 let grads: Vec<Tensor> = params.iter().map(Tensor::grad).collect();
                 let mut state = |i: usize, second: bool| {
@@ -109,31 +108,7 @@ impl Optimizer {
                 let result = match c.kind {
                     OptimizerKind::Adam | OptimizerKind::AdamW => {
                         let v: Vec<Tensor> = (0..members.len()).map(|i| state(i, true)).collect();
-                        let bias1 = 1.0 - c.beta1.powf(t);
-                        let bias2_sqrt = (1.0 - c.beta2.powf(t)).sqrt();
-                        let (beta1, beta2, eps) = (c.beta1, c.beta2, c.eps);
-                        let s = if c.kind == OptimizerKind::Adam {
-                            AdamStep {
-                                step: lr * bias2_sqrt / bias1,
-                                beta1,
-                                beta2,
-                                eps,
-                                l2: c.weight_decay,
-                                decay: 0.0,
-                                denom_scale: 1.0,
-                            }
-                        } else {
-                            AdamStep {
-                                step: lr / bias1,
-                                beta1,
-                                beta2,
-                                eps,
-                                l2: 0.0,
-                                decay: lr * c.weight_decay,
-                                denom_scale: 1.0 / bias2_sqrt,
-                            }
-                        };
-                        foreach::adam_(&params, &grads, &m, &v, &s)
+                        adam_step(&c, step, lr, [&params, &grads, &m, &v])
                     }
                     OptimizerKind::Sgd => foreach::sgd_(
                         &params,
@@ -173,7 +148,6 @@ impl Optimizer {
     ) -> Result<(), String> {
         for (p, s) in self.params.iter().zip(&mut self.states) {
             s.step = steps.get(&p.name).copied().unwrap_or(0);
-            let device = p.tensor.device();
             let take = |key: &str| -> Result<Option<Tensor>, String> {
                 match tensors.get(&format!("{key}/{}", p.name)) {
                     None => Ok(None),
@@ -183,7 +157,13 @@ impl Optimizer {
                         t.size(),
                         p.tensor.size()
                     )),
-                    Some(t) => Ok(Some(t.to_device(device).to_kind(p.tensor.kind()))),
+                    // In the parameter's memory layout (a channels-last convolution's moments come back from
+                    // the file contiguous), which the fused update needs.
+                    Some(t) => {
+                        let mut state = p.tensor.empty_like();
+                        tch::no_grad(|| state.copy_(t));
+                        Ok(Some(state))
+                    }
                 }
             };
             s.m = take("m")?;
@@ -191,6 +171,45 @@ impl Optimizer {
         }
         Ok(())
     }
+}
+
+/// One Adam or AdamW update of `[params, grads, m, v]` at step `step`, by libtorch's fused kernel when it takes
+/// the lists, by the multi-tensor form otherwise. The fused kernel computes PyTorch's form,
+/// `lr/(1-β1^t) · m/(√v/√(1-β2^t) + ε)`; Keras' `lr·√(1-β2^t)/(1-β1^t) · m/(√v + ε)` is the same with
+/// `ε/√(1-β2^t)` in place of ε (every parameter of a group shares `t`), and its L2 weight decay is the
+/// kernel's non-decoupled one.
+fn adam_step(c: &OptimizerConfig, step: u64, lr: f64, [params, grads, m, v]: [&[Tensor]; 4]) -> Result<(), String> {
+    let t = step as f64;
+    let bias1 = 1.0 - c.beta1.powf(t);
+    let bias2_sqrt = (1.0 - c.beta2.powf(t)).sqrt();
+    let keras = c.kind == OptimizerKind::Adam;
+    let fused = FusedAdam {
+        step,
+        lr,
+        beta1: c.beta1,
+        beta2: c.beta2,
+        eps: if keras { c.eps / bias2_sqrt } else { c.eps },
+        weight_decay: c.weight_decay,
+        decoupled: !keras,
+    };
+    if foreach::fused_adam_(params, grads, m, v, &fused)? {
+        return Ok(());
+    }
+    let (beta1, beta2, eps) = (c.beta1, c.beta2, c.eps);
+    let s = if keras {
+        AdamStep { step: lr * bias2_sqrt / bias1, beta1, beta2, eps, l2: c.weight_decay, decay: 0.0, denom_scale: 1.0 }
+    } else {
+        AdamStep {
+            step: lr / bias1,
+            beta1,
+            beta2,
+            eps,
+            l2: 0.0,
+            decay: lr * c.weight_decay,
+            denom_scale: 1.0 / bias2_sqrt,
+        }
+    };
+    foreach::adam_(params, grads, m, v, &s)
 }
 
 #[cfg(test)]
