@@ -72,7 +72,6 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     passive_openmp();
-    orchard_torch::allocator::reuse_freed_memory();
     let args = cli::Cli::parse();
     let result = match args.command {
         cli::Command::Data(cmd) => data_cmd::run(cmd),

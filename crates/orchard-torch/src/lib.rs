@@ -8,7 +8,6 @@
 //! result keeps the NHWC memory order underneath its NCHW shape, which is exactly PyTorch's channels-last
 //! format; `Layout::Contiguous` asks for the classic NCHW order instead.
 
-pub mod allocator;
 pub mod autocast;
 pub mod cuda_libs;
 pub mod distributed;
