@@ -89,6 +89,22 @@ def main():
     # Training configurations (TOML).
     put("train_config", "minimal.toml", 'epochs = 3\nbatch = 8\n[model]\narch = "resnet18"\n[data]\nsize = [64, 96]\n')
     put("train_config", "schedule.toml", 'epochs = 2\n[schedule.function]\nkind = "constant"\nlr = 0.001\n[augment]\nhflip = true\n')
+    # Experiment files: the repository's own, and the shapes the CLI tests write (compared blends, skip_bad).
+    repo = os.path.dirname(os.path.dirname(ROOT))
+    for name in ["configs/plant-pathology-2020.toml", "examples/demo.toml", "examples/synth-experiment.toml"]:
+        with open(os.path.join(repo, name)) as f:
+            put("experiment_toml", os.path.basename(name), f.read())
+    put("experiment_toml", "tiny.toml",
+        'data = "d"\nout = "o"\nfolds = 2\nseed = 3\ntta = "flips"\n[ensemble]\nmethod = "search"\n'
+        '[defaults]\nepochs = 1\nbatch = 8\nworkers = 1\n'
+        '[[member]]\nname = "mnv2"\narch = "mobilenet_v2"\nsize = 32\n'
+        '[[member]]\nname = "lite0"\narch = "efficientnet_lite0"\nsize = [24, 40]\n')
+    put("experiment_toml", "compare.toml",
+        'data = "d"\nout = "o"\nskip_bad = true\n[ensemble]\nmethod = "rank"\n'
+        '[[ensemble.compare]]\nname = "fixed"\nmethod = "weighted"\nweights = { b = 3 }\n'
+        '[[ensemble.compare]]\nname = "p"\nmethod = "power"\npower = 2.0\n'
+        '[predict]\nbatch = 4\ndevice = "cpu"\n[defaults.schedule.function]\nkind = "constant"\nlr = 0.001\n'
+        '[[member]]\nname = "a"\nweights = "w.h5"\n[member.data]\ncache = true\n[[member]]\nname = "b"\nepochs = 2\n')
     # Server bodies: an OIP v2 infer request, and multipart bodies (first line: the Content-Type).
     image = base64.b64encode(png(2, 2)).decode()
     put("serve_infer", "one.json", json.dumps({"id": "r1", "inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": [image]}]}))

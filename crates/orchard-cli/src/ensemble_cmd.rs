@@ -2,16 +2,16 @@
 //! scoring a prediction CSV against the truth, and checking a submission before upload. The work is in
 //! `orchard-ensemble`; this file turns flags into its configurations and prints results.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use orchard_data::dataset::read_truth;
+use orchard_data::dataset::{read_skipped, read_truth_with, ImageCheck, LoadOptions};
 use orchard_ensemble::aligned;
 use orchard_ensemble::run::{self, Combiner, Oof};
 use orchard_ensemble::spec::CombinerSpec;
 use orchard_ensemble::submission::{self, Format, Sample, TestIds};
-use orchard_files::{Predictions, Task};
+use orchard_files::{Predictions, Task, Truth};
 
 use crate::args::{self, TaskArg};
 use crate::usage::UsageError;
@@ -37,6 +37,10 @@ pub struct EnsembleArgs {
     /// The labels: a Kaggle one-hot train CSV, an image,label(s) CSV, or a dataset folder.
     #[arg(long)]
     pub truth: Option<PathBuf>,
+    /// A `skipped.csv` of a run or experiment trained with --skip-bad: its ids are left out of the truth
+    /// (and of --folds), as they are out of the run's out-of-fold predictions; repeatable.
+    #[arg(long)]
+    pub skipped: Vec<PathBuf>,
     /// Folds CSV (`image_id,fold`, as `orchard data folds` writes); search and stack need it.
     #[arg(long)]
     pub folds: Option<PathBuf>,
@@ -85,6 +89,26 @@ pub struct ScoreArgs {
     /// Predictions (`image_id` + one probability column per class) for the same ids.
     #[arg(long)]
     pub pred: PathBuf,
+    /// A `skipped.csv` of a run trained with --skip-bad: its ids are left out of the truth; repeatable.
+    #[arg(long)]
+    pub skipped: Vec<PathBuf>,
+}
+
+/// The truth at `path` without the ids of the `skipped` files (a dataset folder then loaded with its bad
+/// rows dropped, as the run that wrote them loaded it), saying on stderr how many rows each took out.
+fn read_truth_without(path: &Path, skipped: &[PathBuf]) -> Result<Truth> {
+    let options = LoadOptions { skip_bad: !skipped.is_empty(), images: ImageCheck::Exists };
+    let mut truth = read_truth_with(path, &options)?;
+    for file in skipped {
+        let ids = read_skipped(file)?;
+        let gone = truth.without(&ids);
+        eprintln!(
+            "left out of the truth: {gone} row(s) of the {} id(s) {} lists (dropped by --skip-bad)",
+            ids.len(),
+            file.display()
+        );
+    }
+    Ok(truth)
 }
 
 #[derive(Subcommand)]
@@ -134,7 +158,10 @@ pub fn run_ensemble(args: EnsembleArgs) -> Result<()> {
         return Err(UsageError("--oof needs --truth to score against".into()).into());
     }
     let test = aligned::read_aligned(&args.preds)?;
-    let truth = args.truth.as_deref().map(read_truth).transpose()?;
+    if !args.skipped.is_empty() && args.truth.is_none() {
+        return Err(UsageError("--skipped leaves rows out of the truth: it needs --truth".into()).into());
+    }
+    let truth = args.truth.as_deref().map(|t| read_truth_without(t, &args.skipped)).transpose()?;
     let oof = match &truth {
         Some(truth) if !args.oofs.is_empty() => {
             let members = aligned::read_aligned(&args.oofs)?;
@@ -182,7 +209,7 @@ pub fn run_ensemble(args: EnsembleArgs) -> Result<()> {
 }
 
 pub fn run_score(args: ScoreArgs) -> Result<()> {
-    let truth = read_truth(&args.truth)?;
+    let truth = read_truth_without(&args.truth, &args.skipped)?;
     let pred = Predictions::read(&args.pred)?;
     let targets = truth.aligned(&args.pred, &pred.ids, &pred.classes)?;
     let k = pred.classes.len();

@@ -141,13 +141,16 @@ pub fn message(err: &anyhow::Error) -> String {
 fn exit_code(err: &anyhow::Error) -> u8 {
     use orchard_data::{dataset::DatasetError, decode::DecodeError};
     use orchard_demo::elpv::ElpvError;
+    use orchard_demo::synth::SynthError;
+    use orchard_files::lock::LockError;
     use orchard_files::{folds::FoldError, FileError};
     use orchard_models::weights::WeightsError;
     let bad_data = err.chain().any(|e| {
         e.is::<DatasetError>()
             || e.is::<DecodeError>()
             || e.is::<FoldError>()
-            || e.is::<ElpvError>()
+            || e.downcast_ref::<ElpvError>().is_some_and(|e| !matches!(e, ElpvError::Locked(LockError::Io { .. })))
+            || e.downcast_ref::<SynthError>().is_some_and(SynthError::is_bad_input)
             || e.is::<usage::UsageError>()
             || e.downcast_ref::<orchard_train::TrainError>().is_some_and(orchard_train::TrainError::is_bad_input)
             || e.is::<WeightsError>()

@@ -194,7 +194,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             }
             let replicas = group.as_ref().map(|g| Replicas::over(g.clone()));
             let started = Instant::now();
-            match units::train(&experiment, unit, progress.as_mut(), replicas)? {
+            match units::train(&experiment, checked, unit, progress.as_mut(), replicas)? {
                 Trained::AlreadyComplete => {}
                 Trained::Trained { resumed_from, epochs_done } => match &mut overall {
                     Some(o) => {

@@ -33,6 +33,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use orchard_files::lock::{DirLock, LockError};
 use orchard_files::{atomic, table, FileError, Problem};
 
 /// The classes, in target order: defect probability 0, 1/3, 2/3 and 1.
@@ -50,6 +51,9 @@ pub enum ElpvError {
     /// The test fraction is not strictly between 0 and 1.
     #[error("test fraction {0} must be between 0 and 1 (exclusive)")]
     BadFraction(f64),
+    /// Another process writes the output folder.
+    #[error(transparent)]
+    Locked(#[from] LockError),
 }
 
 fn read_error(path: &Path) -> impl FnOnce(std::io::Error) -> ElpvError + '_ {
@@ -267,6 +271,8 @@ pub fn import(from: &Path, out: &Path, test_fraction: f64, seed: u64) -> Result<
     // Images first, so the tables never name an image that is not there.
     let images = out.join("images");
     std::fs::create_dir_all(&images).map_err(write_error(&images))?;
+    // One writer per folder: two imports into it would replace each other's images under their tables.
+    let _lock = DirLock::acquire(out)?;
     let (mut linked, mut copied) = (0, 0);
     for cell in &cells {
         let src = from.join(&cell.image);

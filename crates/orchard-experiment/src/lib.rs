@@ -24,9 +24,10 @@
 //! use orchard_train::progress::Console;
 //!
 //! let experiment = Experiment::read("examples/synth-experiment.toml".as_ref()).unwrap();
-//! units::prepare(&experiment, &units::check(&experiment).unwrap()).unwrap();
+//! let checked = units::check(&experiment).unwrap();
+//! units::prepare(&experiment, &checked).unwrap();
 //! for unit in experiment.units() {
-//!     units::train(&experiment, unit, &mut Console::new(), None).unwrap();
+//!     units::train(&experiment, &checked, unit, &mut Console::new(), None).unwrap();
 //! }
 //! let report = gather::gather(&experiment).unwrap();
 //! println!("{}", report.text());

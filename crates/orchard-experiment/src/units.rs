@@ -125,7 +125,8 @@ pub fn lock(experiment: &Experiment) -> Result<DirLock> {
     Ok(DirLock::acquire(out)?)
 }
 
-/// The experiment's training data, read and checked by [`check`], and the fold assignment it makes.
+/// The experiment's training data, read and checked by [`check`] (every image decoded), and the fold
+/// assignment it makes; [`train`] hands it to each unit, so a run decodes its images for validation once.
 pub struct Checked {
     dataset: dataset::Dataset,
     report: dataset::Report,
@@ -185,9 +186,10 @@ pub enum Trained {
 
 /// Trains `unit` to completion: nothing when complete, from its checkpoint when partial; as one of several
 /// data-parallel `replicas` when given (every replica calls this for the same units in the same order).
-/// [`prepare`] must have run.
+/// [`prepare`] must have run with `checked`, whose training split the unit trains on (not read again).
 pub fn train(
     experiment: &Experiment,
+    checked: &Checked,
     unit: Unit,
     progress: &mut dyn Progress,
     replicas: Option<Replicas>,
@@ -198,7 +200,8 @@ pub fn train(
         Status::Missing => 0,
     };
     let dir = experiment.unit_dir(unit);
-    let summary = orchard_train::train_with(experiment.unit_config(unit), &dir, true, progress, replicas)
+    let loaded = Some((checked.dataset.clone(), checked.report.clone()));
+    let summary = orchard_train::train_on(experiment.unit_config(unit), &dir, true, progress, replicas, loaded)
         .map_err(|source| ExperimentError::Unit { unit: experiment.unit_name(unit), source })?;
     Ok(Trained::Trained { resumed_from, epochs_done: summary.epochs_done })
 }

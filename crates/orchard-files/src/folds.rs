@@ -15,7 +15,7 @@
 //!   the seeded random generator. Label counts per fold come out within about one of exact; fold sizes,
 //!   which the algorithm only uses to break ties, can differ by a few percent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use rand::seq::SliceRandom;
@@ -236,6 +236,12 @@ pub fn write_csv(path: &Path, ids: &[&str], folds: &[usize]) -> Result<(), FoldE
 /// listed twice, a fold that is not a number below the sample count, an id without a fold, fold numbers with
 /// gaps (folds must be 0..k), and fewer than two folds.
 pub fn read_csv(path: &Path, ids: &[String]) -> Result<Vec<usize>, FoldError> {
+    read_csv_without(path, ids, &[])
+}
+
+/// [`read_csv`] for a dataset that dropped the rows `dropped` (`--skip-bad`): their rows in the file are
+/// passed over, as if the file had been written without them.
+pub fn read_csv_without(path: &Path, ids: &[String], dropped: &[String]) -> Result<Vec<usize>, FoldError> {
     let table = Table::read(path)?;
     let mut problems = table.problems();
     let id_name =
@@ -252,8 +258,9 @@ pub fn read_csv(path: &Path, ids: &[String]) -> Result<Vec<usize>, FoldError> {
     };
 
     let index: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+    let dropped: HashSet<&str> = dropped.iter().map(String::as_str).collect();
     let mut folds: Vec<Option<(usize, u64)>> = vec![None; ids.len()];
-    for row in &table.rows {
+    for row in table.rows.iter().filter(|row| !dropped.contains(row.fields[id_col].as_str())) {
         let (id, value) = (&row.fields[id_col], &row.fields[fold_col]);
         let sample = index.get(id.as_str()).copied();
         if sample.is_none() {
@@ -351,14 +358,20 @@ fn numbering(table: &Table, folds: impl Iterator<Item = usize>) -> Vec<Problem> 
 /// The training and validation samples (indices into `targets.samples`) of a run with these data settings:
 /// without `data.folds` every sample trains and none validates; otherwise the fold `data.fold` of the
 /// assignment in `data.folds_csv`, or of the one `seed` makes, validates. Prediction uses the same rule to
-/// find a run's validation fold again.
-pub fn split(data: &DataConfig, seed: u64, targets: &Targets) -> Result<(Vec<usize>, Vec<usize>), FoldError> {
+/// find a run's validation fold again. `dropped` are the ids the dataset dropped (`data.skip_bad`), whose
+/// rows in `data.folds_csv` are passed over.
+pub fn split(
+    data: &DataConfig,
+    seed: u64,
+    targets: &Targets,
+    dropped: &[String],
+) -> Result<(Vec<usize>, Vec<usize>), FoldError> {
     let n = targets.samples.len();
     let Some(k) = data.folds else { return Ok(((0..n).collect(), Vec::new())) };
     let folds = match &data.folds_csv {
         Some(path) => {
             let ids: Vec<String> = targets.samples.iter().map(|(id, _)| id.to_string()).collect();
-            read_csv(path, &ids)?
+            read_csv_without(path, &ids, dropped)?
         }
         None => assign(targets, k, seed)?,
     };
@@ -435,10 +448,10 @@ mod tests {
             classes: 2,
             samples: rows.iter().map(|(id, t)| (id.as_str(), t.as_slice())).collect(),
         };
-        let all = split(&DataConfig::default(), 0, &targets).unwrap();
+        let all = split(&DataConfig::default(), 0, &targets, &[]).unwrap();
         assert_eq!((all.0.len(), all.1.len()), (10, 0));
         let data = DataConfig { folds: Some(5), fold: 2, ..DataConfig::default() };
-        let (train, val) = split(&data, 7, &targets).unwrap();
+        let (train, val) = split(&data, 7, &targets, &[]).unwrap();
         let assignment = assign(&targets, 5, 7).unwrap();
         assert_eq!(val, (0..10).filter(|&i| assignment[i] == 2).collect::<Vec<_>>());
         assert_eq!(train.len() + val.len(), 10);
@@ -448,7 +461,20 @@ mod tests {
         let ids: Vec<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
         write_csv(&file, &ids, &(0..10).map(|i| i % 3).collect::<Vec<_>>()).unwrap();
         let data = DataConfig { folds_csv: Some(file), ..data };
-        let err = split(&data, 7, &targets).unwrap_err().to_string();
+        let err = split(&data, 7, &targets, &[]).unwrap_err().to_string();
         assert_eq!(err, "the folds file has 3 folds, the configuration says data.folds = 5");
+    }
+
+    #[test]
+    fn rows_of_dropped_ids_are_passed_over_and_other_unknown_ids_still_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("folds.csv");
+        std::fs::write(&file, "image_id,fold\na,0\nbad,1\nb,1\nc,0\nd,1\n").unwrap();
+        let ids: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let err = read_csv(&file, &ids).unwrap_err().to_string();
+        assert!(err.contains(":3:") && err.contains("unknown id 'bad'"), "{err}");
+        assert_eq!(read_csv_without(&file, &ids, &["bad".to_string()]).unwrap(), vec![0, 1, 0, 1]);
+        let err = read_csv_without(&file, &ids[..3], &["bad".to_string()]).unwrap_err().to_string();
+        assert!(err.contains("unknown id 'd'"), "{err}");
     }
 }

@@ -10,6 +10,8 @@
 //! - [`config`]: a training run's configuration (`config.toml`), with the augmentation and device settings;
 //! - [`lock`]: one writer per run or experiment directory (a kernel lock on a file naming its holder);
 //! - [`history`] and [`state`]: per-epoch metrics files and the run state inside checkpoints;
+//! - [`experiment_file`]: the experiment file (`orchard run`), its members resolved into training
+//!   configurations;
 //! - [`ensemble_summary`], [`experiment_summary`]: what ensembles and experiments report, as JSON and text;
 //! - [`manifest`]: a finished experiment, versioned, as a server loads it; [`tta`]: test-time augmentation
 //!   by name.
@@ -17,6 +19,7 @@
 pub mod atomic;
 pub mod config;
 pub mod ensemble_summary;
+pub mod experiment_file;
 pub mod experiment_summary;
 pub mod folds;
 pub mod history;

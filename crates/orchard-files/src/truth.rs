@@ -5,7 +5,7 @@
 //! dataset folder is a truth too: `orchard-data` reads it into the same [`Truth`].) The task comes from the
 //! labels: label lists say it, a one-hot file whose rows all sum to 1 is multi-class.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::folds::{self, FoldError};
@@ -28,6 +28,9 @@ pub struct Truth {
     pub task: Task,
     /// True when the classes were gathered from label lists, so a class nobody carries is simply absent.
     pub from_labels: bool,
+    /// Ids taken out with [`Truth::without`] (rows `--skip-bad` dropped): a folds file's rows of them are
+    /// passed over.
+    pub left_out: Vec<String>,
 }
 
 impl Truth {
@@ -51,6 +54,12 @@ impl Truth {
     /// (a class absent from label lists is allowed and counts as never present).
     pub fn aligned(&self, pred_file: &Path, ids: &[String], classes: &[String]) -> Result<Vec<f64>, FileError> {
         let mut problems = compare_ids(&self.file, &self.ids, pred_file, ids);
+        if let Some(missing) = problems.iter_mut().find(|p| p.message.contains(" are missing: ")) {
+            missing.message.push_str(
+                " (rows a --skip-bad run dropped have no prediction: pass its skipped.csv with --skipped to leave \
+                 them out)",
+            );
+        }
         for c in self.classes.iter().filter(|c| !classes.contains(c)) {
             let message = format!("no column for class '{c}' of {}", self.file.display());
             problems.push(Problem::new(pred_file, message).at_row(1));
@@ -76,9 +85,29 @@ impl Truth {
     /// Reads a folds file (`image_id,fold`, as `orchard data folds` writes) for these labels and returns the
     /// fold of each of `ids` (a permutation of the truth's ids, as [`Truth::aligned`] checks).
     pub fn folds(&self, path: &Path, ids: &[String]) -> Result<Vec<usize>, FoldError> {
-        let assignment = folds::read_csv(path, &self.ids)?;
+        let assignment = folds::read_csv_without(path, &self.ids, &self.left_out)?;
         let fold_of: HashMap<&str, usize> = self.ids.iter().map(String::as_str).zip(assignment).collect();
         Ok(ids.iter().map(|id| fold_of[id.as_str()]).collect())
+    }
+}
+
+impl Truth {
+    /// The truth without the rows of `ids` (those in it; the others are ignored), which are remembered in
+    /// [`Truth::left_out`]; returns how many rows went.
+    pub fn without(&mut self, ids: &[String]) -> usize {
+        let gone: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let k = self.classes.len();
+        let keep: Vec<bool> = self.ids.iter().map(|id| !gone.contains(id.as_str())).collect();
+        let mut values = Vec::with_capacity(self.values.len());
+        for (row, _) in self.values.chunks_exact(k.max(1)).zip(&keep).filter(|(_, &k)| k) {
+            values.extend_from_slice(row);
+        }
+        let before = self.ids.len();
+        let mut i = 0;
+        self.ids.retain(|_| (keep[i], i += 1).0);
+        self.values = values;
+        self.left_out.extend(ids.iter().cloned());
+        before - self.ids.len()
     }
 }
 
@@ -112,13 +141,20 @@ fn from_one_hot(table: &Table, problems: &mut Vec<Problem>) -> Truth {
         all_sum_to_one &= (sum - 1.0).abs() <= 1e-6;
     }
     let task = if all_sum_to_one { Task::MultiClass } else { Task::MultiLabel };
-    Truth { file: table.file.clone(), classes, ids, values, task, from_labels: false }
+    Truth { file: table.file.clone(), classes, ids, values, task, from_labels: false, left_out: Vec::new() }
 }
 
 /// `image,label` (one class per row) or `image,labels` (space-separated classes); classes sorted by name.
 fn from_label_lists(table: &Table, col: usize, task: Task, problems: &mut Vec<Problem>) -> Truth {
-    let empty =
-        || Truth { file: table.file.clone(), classes: vec![], ids: vec![], values: vec![], task, from_labels: true };
+    let empty = || Truth {
+        file: table.file.clone(),
+        classes: vec![],
+        ids: vec![],
+        values: vec![],
+        task,
+        from_labels: true,
+        left_out: vec![],
+    };
     let Some(id_col) = table.id_column() else {
         problems.push(table.problem("the header has no image (or image_id) column").at_row(1));
         return empty();
@@ -139,13 +175,28 @@ fn from_label_lists(table: &Table, col: usize, task: Task, problems: &mut Vec<Pr
             values[r * classes.len() + c] = 1.0;
         }
     }
-    Truth { file: table.file.clone(), classes, ids, values, task, from_labels: true }
+    Truth { file: table.file.clone(), classes, ids, values, task, from_labels: true, left_out: Vec::new() }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_files::file;
+
+    #[test]
+    fn rows_left_out_go_from_the_targets_and_from_a_folds_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut truth = Truth::read_csv(&file(&dir, "t.csv", "image_id,a,b\nx,1,0\nbad,0,1\ny,0,1\nz,1,0\n")).unwrap();
+        let folds = file(&dir, "f.csv", "image_id,fold\nx,0\nbad,1\ny,1\nz,0\n");
+        let ids = ["z", "y", "x"].map(String::from);
+        let err = truth.aligned(Path::new("oof.csv"), &ids, &truth.classes.clone()).unwrap_err().to_string();
+        assert!(err.contains("'bad'") && err.contains("--skipped"), "{err}");
+        assert_eq!(truth.without(&["bad".to_string(), "elsewhere".to_string()]), 1);
+        assert_eq!(truth.ids, ["x", "y", "z"]);
+        let aligned = truth.aligned(Path::new("oof.csv"), &ids, &["b".to_string(), "a".to_string()]).unwrap();
+        assert_eq!(aligned, [0.0, 1.0, 1.0, 0.0, 0.0, 1.0]);
+        assert_eq!(truth.folds(&folds, &ids).unwrap(), [0, 1, 0]);
+    }
 
     #[test]
     fn one_hot_and_label_files_and_alignment() {

@@ -66,7 +66,7 @@ pub fn predict(runs: &[PathBuf], data: &Path, options: &Options) -> Result<Predi
         Target::Test => Split::Test,
         Target::Oof => Split::Train,
     };
-    let (dataset, _) = dataset::load(data, split, &load_options(runs, options.target))?;
+    let (dataset, report) = dataset::load(data, split, &load_options(runs, options.target))?;
     let mut classes: Option<(PathBuf, Vec<String>)> = None;
     let mut ids: Vec<String> = Vec::new();
     let mut values: Vec<f64> = Vec::new();
@@ -89,7 +89,7 @@ pub fn predict(runs: &[PathBuf], data: &Path, options: &Options) -> Result<Predi
         }
         let samples = match options.target {
             Target::Test => (0..dataset.len()).collect(),
-            Target::Oof => validation_fold(&model, &dataset, &mut validated_by)?,
+            Target::Oof => validation_fold(&model, &dataset, &report.skipped_ids(), &mut validated_by)?,
         };
         let probs = predict_samples(&model, &dataset, samples.clone(), options)?;
         match options.target {
@@ -121,10 +121,12 @@ fn load_options(runs: &[PathBuf], target: Target) -> LoadOptions {
     }
 }
 
-/// The dataset indices of `model`'s validation fold; each image may be validated by one run only.
+/// The dataset indices of `model`'s validation fold (rows of `dropped` ids in its folds file passed over);
+/// each image may be validated by one run only.
 fn validation_fold(
     model: &RunModel,
     dataset: &Dataset,
+    dropped: &[String],
     validated_by: &mut HashMap<usize, PathBuf>,
 ) -> Result<Vec<usize>> {
     let bad = |message: String| InferError::Run { run: model.dir.clone(), message };
@@ -136,7 +138,7 @@ fn validation_fold(
         )));
     }
     let config = &model.state.config;
-    let (_, val) = folds::split(&config.data, config.seed, &dataset.targets())?;
+    let (_, val) = folds::split(&config.data, config.seed, &dataset.targets(), dropped)?;
     if val.is_empty() {
         return Err(bad("it has no validation fold (trained on all the data): nothing to predict out of fold".into()));
     }

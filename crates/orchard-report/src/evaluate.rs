@@ -179,6 +179,7 @@ mod tests {
             values: vec![1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0],
             task: Task::MultiClass,
             from_labels: false,
+            left_out: Vec::new(),
         }
     }
 

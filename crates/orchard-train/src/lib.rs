@@ -33,4 +33,4 @@ pub mod replicas;
 mod targets;
 pub mod trainer;
 
-pub use trainer::{train, train_with, Summary, TrainError};
+pub use trainer::{train, train_on, train_with, Loaded, Summary, TrainError};

@@ -82,3 +82,81 @@ fn a_full_disk_while_replacing_a_checkpoint_a_prediction_or_a_submission_keeps_t
         .collect();
     assert!(left.is_empty(), "temporaries left: {left:?}");
 }
+
+/// `orchard run --gather` over a finished experiment whose own directory is on a full file system (the
+/// members' directories bind-mounted from one with room), left with 1, 2, 3, … free 4 KiB pages (one goes
+/// to the experiment's lock): the first files it writes there are the submission, the ensemble's
+/// out-of-fold predictions, the summary and the manifest. Each failed gather exits 1 naming its file, and
+/// leaves every file as it was and no temporary (a deterministic gather rewrites the same bytes, so a file
+/// replaced before the disk filled up reads as unchanged too); with room enough it completes.
+#[test]
+fn a_full_disk_while_an_experiment_gathers_keeps_its_submission_and_ensemble_files() {
+    if !user_namespaces() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    crate::common::tiny_experiment(t);
+    let (mnt, back) = (t.join("mnt"), t.join("back"));
+    std::fs::create_dir(&mnt).unwrap();
+    std::fs::create_dir(&back).unwrap();
+    let script = r#"
+        S=$0 T=$1 O=$2
+        size=$(( $(du -sk "$T/exp" | cut -f1) * 2 + 16384 ))k
+        mount -t tmpfs -o size=$size tmpfs "$S" || exit 90
+        cp -r "$T/exp" "$S/roomy" || exit 91
+        mkdir "$S/full"
+        for pages in 1 2 3 4 6 8 12 16 32; do
+            mount -t tmpfs -o size=4m tmpfs "$S/full" || exit 92
+            mkdir "$S/full/exp" "$S/full/exp/members"
+            (cd "$T/exp" && find . -maxdepth 1 -type f -exec cp {} "$S/full/exp/" \;) || exit 93
+            mount --bind "$S/roomy/members" "$S/full/exp/members" || exit 94
+            dd if=/dev/zero of="$S/full/fill" bs=4k 2>/dev/null
+            truncate -s -$((pages * 4))K "$S/full/fill"
+            said="$T/back/gather$pages.txt"
+            "$O" run "$T/experiment.toml" --out "$S/full/exp" --gather --quiet > "$said" 2>&1
+            code=$?
+            echo $code >> "$said"
+            if [ $code != 0 ]; then
+                for f in $(cd "$T/exp" && find . -type f ! -name .orchard.lock); do
+                    cmp -s "$T/exp/$f" "$S/full/exp/$f" || echo "changed $f" >> "$said.changed"
+                done
+                find "$S/full/exp/" -name '.orchard-*' >> "$said.changed"
+            fi
+            umount "$S/full/exp/members" && umount "$S/full" || exit 95
+            [ $code = 0 ] && break
+        done
+    "#;
+    let out = Command::new("unshare")
+        .args(["-rm", "sh", "-c", script, s(&mnt), s(t), env!("CARGO_BIN_EXE_orchard")])
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::common::text(&out));
+
+    let exp = mnt.join("full").join("exp");
+    let mut failed_on = Vec::new();
+    let mut succeeded = false;
+    for pages in [1, 2, 3, 4, 6, 8, 12, 16, 32] {
+        let file = back.join(format!("gather{pages}.txt"));
+        if !file.exists() {
+            break;
+        }
+        let (said, code) = said(&file);
+        if code == "0" {
+            succeeded = true;
+            break;
+        }
+        assert_eq!(code, "1", "{pages} pages: {said}");
+        let no_space = said.find(": No space left on device (os error 28)").unwrap_or_else(|| panic!("{said}"));
+        let named = said[..no_space].rsplit(' ').next().unwrap().to_string();
+        assert!(named.starts_with(s(&exp)), "{pages} pages: names {named}: {said}");
+        assert!(!said.contains("IoError") && !said.contains(".orchard-"), "{said}");
+        let changed = std::fs::read_to_string(back.join(format!("gather{pages}.txt.changed"))).unwrap_or_default();
+        assert!(changed.is_empty(), "{pages} pages, failed on {named}: {changed}");
+        failed_on.push(named[s(&exp).len() + 1..].to_string());
+    }
+    assert!(succeeded, "with room, the gather completes: {failed_on:?}");
+    assert_eq!(failed_on.first().map(String::as_str), Some("submission.csv"), "{failed_on:?}");
+    eprintln!("the gathers that filled the disk failed on {failed_on:?}");
+}

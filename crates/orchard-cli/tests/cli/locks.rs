@@ -151,3 +151,35 @@ fn units_of_one_experiment_train_in_separate_processes_and_one_unit_takes_one_wr
     kill(whole);
     assert!(!exp.join("submission.csv").exists());
 }
+
+#[test]
+fn a_dataset_folder_being_written_by_data_synth_refuses_a_second_synth_and_an_import() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // An ELPV package folder in miniature: labels.csv (path, defect probability, module type) and images.
+    let elpv = tmp.path().join("elpv");
+    std::fs::create_dir_all(elpv.join("images")).unwrap();
+    let mut labels = String::new();
+    for i in 0..8 {
+        std::fs::write(elpv.join(format!("images/cell{i:04}.png")), b"not decoded by the import").unwrap();
+        labels += &format!("images/cell{i:04}.png {} mono\n", ["0.0", "1.0"][i % 2]);
+    }
+    std::fs::write(elpv.join("labels.csv"), labels).unwrap();
+    let import = ["data", "import-elpv", "--from", s(&elpv), "--out", s(&data)];
+
+    // A long synth holds the folder: another synth, and an import, are refused at once naming it.
+    let mut holder = spawn(&["data", "synth", "--out", s(&data), "--train", "20000", "--test", "0", "--size", "256"]);
+    wait_locked(&data, &mut holder);
+    let started = Instant::now();
+    refused_by(&orchard(&["data", "synth", "--out", s(&data), "--train", "4", "--test", "0"]), holder.id(), &data);
+    refused_by(&orchard(&import), holder.id(), &data);
+    assert!(started.elapsed() < Duration::from_secs(30), "refused at once, not after waiting");
+    assert!(!data.join("train.csv").exists() && !data.join("test_labels.csv").exists(), "nobody wrote a table");
+
+    // Killed, its lock is taken over: the import then writes the folder, and releases it.
+    kill(holder);
+    let out = orchard(&import);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(data.join("train.csv").is_file() && data.join("test_labels.csv").is_file());
+    assert_eq!(std::fs::read_to_string(data.join(".orchard.lock")).unwrap(), "", "released when done");
+}

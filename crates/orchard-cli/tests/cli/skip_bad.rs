@@ -41,10 +41,10 @@ fn ids(path: &Path) -> Vec<String> {
     text.lines().skip(1).map(|l| l.split(',').next().unwrap().to_string()).collect()
 }
 
-#[test]
-fn skip_bad_drops_the_same_rows_everywhere_and_records_them_and_without_it_nothing_is_created() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = synth(&tmp.path().join("data"), 20, 2, "48", 3);
+/// Synthetic data in `root/data` (20 training images) whose two victims are damaged: the first cut, the
+/// second a named pipe.
+fn damaged(root: &Path) -> (std::path::PathBuf, [String; 2]) {
+    let data = synth(&root.join("data"), 20, 2, "48", 3);
     let victims = two_victims(&data);
     let image = |id: &str| data.join("images").join(format!("{id}.jpg"));
     let bytes = std::fs::read(image(&victims[0])).unwrap();
@@ -52,6 +52,13 @@ fn skip_bad_drops_the_same_rows_everywhere_and_records_them_and_without_it_nothi
     std::fs::remove_file(image(&victims[1])).unwrap();
     let fifo = std::ffi::CString::new(s(&image(&victims[1]))).unwrap();
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    (data, victims)
+}
+
+#[test]
+fn skip_bad_drops_the_same_rows_everywhere_and_records_them_and_without_it_nothing_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, victims) = damaged(tmp.path());
 
     let (folds, run) = (tmp.path().join("folds.csv"), tmp.path().join("run"));
     let train =
@@ -101,4 +108,59 @@ fn skip_bad_drops_the_same_rows_everywhere_and_records_them_and_without_it_nothi
     lists_victims(&exp_dir.join("skipped.csv"), &victims);
     assert_eq!(ids(&exp_dir.join("folds.csv")).len(), 18);
     assert!(victims.iter().all(|v| !ids(&exp_dir.join("folds.csv")).contains(v)));
+}
+
+#[test]
+fn train_skip_bad_passes_over_the_dropped_ids_in_a_folds_file_and_score_and_ensemble_leave_them_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, victims) = damaged(tmp.path());
+    // A folds file of every row, the victims included (written before they went bad, say).
+    let all = ids(&data.join("train.csv"));
+    let folds = tmp.path().join("folds.csv");
+    let rows: String = all.iter().enumerate().map(|(i, id)| format!("{id},{}\n", i % 2)).collect();
+    std::fs::write(&folds, format!("image_id,fold\n{rows}")).unwrap();
+    let run = |fold: &str| tmp.path().join(format!("run{fold}"));
+    let train = |fold: &'static str| {
+        let (run, folds) = (s(&run(fold)).to_string(), s(&folds).to_string());
+        let head = ["train", "--data", s(&data), "--arch", "mobilenet_v2", "--size", "32", "--epochs", "1"];
+        let tail = ["--batch", "3", "--workers", "1", "--device", "cpu", "--folds-csv", &folds, "--fold", fold];
+        [&head[..], &tail[..], &["--out", &run]].concat().into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    refused("train without --skip-bad", &orchard(&args(&train("0"))), &victims);
+    for fold in ["0", "1"] {
+        ok(&[&args(&train(fold))[..], &["--skip-bad"]].concat());
+        lists_victims(&run(fold).join("skipped.csv"), &victims);
+    }
+    let oof0 = ids(&run("0").join("oof.csv"));
+    let fold0: Vec<&String> = all.iter().enumerate().filter(|(i, _)| i % 2 == 0).map(|(_, id)| id).collect();
+    assert!(victims.iter().all(|v| !oof0.contains(v)), "{oof0:?}");
+    assert_eq!(oof0.len(), fold0.iter().filter(|id| !victims.contains(id)).count(), "{oof0:?}");
+
+    // Score and ensemble against train.csv, which still lists the victims: refused naming them and the
+    // flag, then with the run's skipped.csv they are left out (and said so).
+    let truth = data.join("train.csv");
+    let (skipped, one) = (run("0").join("skipped.csv"), run("0").join("oof.csv"));
+    // The member's out-of-fold predictions: both folds' rows.
+    let member = tmp.path().join("member-oof.csv");
+    let second = std::fs::read_to_string(run("1").join("oof.csv")).unwrap();
+    let rows: String = second.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&member, std::fs::read_to_string(&one).unwrap() + &rows).unwrap();
+    let out = orchard(&["score", "--truth", s(&truth), "--pred", s(&member)]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("--skipped") && victims.iter().all(|v| said.contains(&format!("'{v}'"))), "{said}");
+    let said = ok(&["score", "--truth", s(&truth), "--pred", s(&member), "--skipped", s(&skipped)]);
+    assert!(said.contains("mean_auc:") && said.contains("left out of the truth: 2 row(s)"), "{said}");
+    let ensemble = ["ensemble", "--pred", s(&member), "--oof", s(&member), "--truth", s(&truth), "--folds", s(&folds)];
+    let blend = tmp.path().join("e.csv");
+    let ensemble = [&ensemble[..], &["--method", "search", "--out", s(&blend)]].concat();
+    let out = orchard(&ensemble);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("--skipped") && victims.iter().all(|v| said.contains(&format!("'{v}'"))), "{said}");
+    let said = ok(&[&ensemble[..], &["--skipped", s(&skipped)]].concat());
+    assert!(said.contains("left out of the truth: 2 row(s)") && said.contains("wrote "), "{said}");
 }

@@ -53,9 +53,9 @@ use crate::decode::ImageInfo;
 pub use describe::{describe, Description, ImageStats, Spread};
 use folders::collect_folders;
 use layout::Config;
-pub use skipped::{write_skipped, SKIPPED};
+pub use skipped::{read_skipped, write_skipped, SKIPPED};
 use tables::collect_table;
-pub use truth::{read_truth, truth_of};
+pub use truth::{read_truth, read_truth_with, truth_of};
 use validate::finish;
 
 /// The name of the optional file in a dataset's root that overrides layout detection.
@@ -278,6 +278,11 @@ impl Report {
         let mut problems: Vec<Problem> = self.skipped.iter().flat_map(|s| s.problems.iter().cloned()).collect();
         problems.sort();
         problems
+    }
+
+    /// The ids of the dropped rows (those that had one), whose rows a folds file may still list.
+    pub fn skipped_ids(&self) -> Vec<String> {
+        self.skipped.iter().filter_map(|s| s.id.clone()).collect()
     }
 }
 

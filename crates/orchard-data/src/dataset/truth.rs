@@ -10,10 +10,15 @@ use super::{load, Dataset, DatasetError, Layout, LoadOptions, Split};
 /// Reads the truth at `path`: a dataset folder in any layout (its training split; images must exist), or a
 /// truth CSV (Kaggle one-hot, `image,label` or `image,labels`).
 pub fn read_truth(path: &Path) -> Result<Truth, DatasetError> {
+    read_truth_with(path, &LoadOptions::default())
+}
+
+/// [`read_truth`], a dataset folder loaded with `options` (`skip_bad`: its rows without an image left out).
+pub fn read_truth_with(path: &Path, options: &LoadOptions) -> Result<Truth, DatasetError> {
     if !path.is_dir() {
         return Ok(Truth::read_csv(path)?);
     }
-    let (data, _) = load(path, Split::Train, &LoadOptions::default())?;
+    let (data, _) = load(path, Split::Train, options)?;
     Ok(truth_of(&data))
 }
 
@@ -27,5 +32,6 @@ pub fn truth_of(data: &Dataset) -> Truth {
         classes: data.classes.clone(),
         task: data.task,
         from_labels: matches!(data.layout, Layout::SingleLabel | Layout::MultiLabel | Layout::Folders),
+        left_out: Vec::new(),
     }
 }

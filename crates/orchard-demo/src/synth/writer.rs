@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use orchard_data::decode::{encode_jpeg, DecodeError, MAX_PIXELS};
+use orchard_files::lock::{DirLock, LockError};
 use orchard_files::{atomic, table};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -64,6 +65,20 @@ pub enum SynthError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: cannot encode JPEG: {source}")]
     Encode { path: PathBuf, source: DecodeError },
+    /// Another process writes the output folder.
+    #[error(transparent)]
+    Locked(#[from] LockError),
+}
+
+impl SynthError {
+    /// True when the settings are wrong or another writer holds the folder (the CLI exits with code 2).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            SynthError::Config(_) => true,
+            SynthError::Locked(e) => !matches!(e, LockError::Io { .. }),
+            SynthError::Io { .. } | SynthError::Encode { .. } => false,
+        }
+    }
 }
 
 /// The two halves of the dataset.
@@ -147,6 +162,8 @@ pub fn generate(config: &SynthConfig) -> Result<SynthSummary, SynthError> {
     validate(config)?;
     let images = config.out.join("images");
     std::fs::create_dir_all(&images).map_err(|source| SynthError::Io { path: images.clone(), source })?;
+    // One writer per folder: a second `data synth` into it would mix two datasets' images and tables.
+    let _lock = DirLock::acquire(&config.out)?;
 
     let train = split_labels(config.train, config.seed, Split::Train);
     let test = split_labels(config.test, config.seed, Split::Test);
@@ -279,7 +296,7 @@ mod tests {
         generate(&small(b.path(), 7)).unwrap();
         generate(&small(c.path(), 8)).unwrap();
         let (fa, fb, fc) = (files(a.path()), files(b.path()), files(c.path()));
-        assert_eq!(fa.len(), 4 + 13 + 6);
+        assert_eq!(fa.len(), 4 + 13 + 6 + 1, "tables, images and the free lock file");
         assert!(fa == fb, "the same seed wrote different files");
         assert_eq!(fa.keys().collect::<Vec<_>>(), fc.keys().collect::<Vec<_>>());
         for (name, bytes) in &fa {
@@ -350,7 +367,9 @@ mod tests {
         // A second run over the first replaces files in place.
         generate(&small(dir.path(), 2)).unwrap();
         let mut expected: Vec<String> =
-            ["train.csv", "test.csv", "sample_submission.csv", "test_labels.csv"].map(String::from).to_vec();
+            ["train.csv", "test.csv", "sample_submission.csv", "test_labels.csv", orchard_files::lock::LOCK_FILE]
+                .map(String::from)
+                .to_vec();
         expected.extend((0..13).map(|i| format!("images/Train_{i}.jpg")));
         expected.extend((0..6).map(|i| format!("images/Test_{i}.jpg")));
         expected.sort();

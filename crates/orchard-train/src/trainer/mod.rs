@@ -28,7 +28,7 @@ pub use setup::network;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use orchard_data::dataset::Dataset;
+use orchard_data::dataset::{self, Dataset};
 use orchard_data::loader::Loader;
 use orchard_files::config::{ConfigError, Monitor, TrainConfig};
 use orchard_files::folds::FoldError;
@@ -128,10 +128,28 @@ pub fn train_with(
     progress: &mut dyn Progress,
     replicas: Option<Replicas>,
 ) -> Result<Summary, TrainError> {
+    train_on(config, out, resume, progress, replicas, None)
+}
+
+/// The training split as [`orchard_data::dataset::load`] returned it for a run's `data` settings (its
+/// folder, `skip_bad`, every image decoded): a caller that has already loaded it (an experiment, whose
+/// units share one dataset) hands it over, so the images are not decoded for validation again.
+pub type Loaded = (Dataset, dataset::Report);
+
+/// [`train_with`] on a training split already loaded with the configuration's `data.dir` and
+/// `data.skip_bad` (every image decoded); `None` loads it.
+pub fn train_on(
+    config: TrainConfig,
+    out: &Path,
+    resume: bool,
+    progress: &mut dyn Progress,
+    replicas: Option<Replicas>,
+    loaded: Option<Loaded>,
+) -> Result<Summary, TrainError> {
     let config = with_fold_count(config)?;
     config.validate()?;
     let writer = replicas.as_ref().is_none_or(|r| r.rank() == 0);
-    let mut run = Run::new(config, out, resume, replicas)?;
+    let mut run = Run::new(config, out, resume, replicas, loaded)?;
     let mut silent = Silent;
     run.fit(if writer { progress } else { &mut silent })
 }

@@ -48,6 +48,7 @@ impl Run {
         out: &Path,
         resume: bool,
         replicas: Option<Replicas>,
+        loaded: Option<super::Loaded>,
     ) -> Result<Self, TrainError> {
         let writer = replicas.as_ref().is_none_or(|r| r.rank() == 0);
         let spec = orchard_models::spec(&config.model.arch)?;
@@ -59,7 +60,7 @@ impl Run {
             return Err(ConfigError { field: "precision", message }.into());
         }
         // The data (every image decoded) and the starting weights are read before the directory is made.
-        let read = read_data(&config)?;
+        let read = read_data(&config, loaded)?;
         let (network, head) = network(&config, &spec, read.dataset.classes.len(), device)?;
         std::fs::create_dir_all(out).map_err(io_error(out))?;
         // Locked before anything is written (or a killed writer's temporaries cleared): a second writer
@@ -195,10 +196,14 @@ struct ReadData {
     train_targets: Vec<Vec<f32>>,
 }
 
-/// Reads and checks the run's data; see [`ReadData`].
-fn read_data(config: &TrainConfig) -> Result<ReadData, TrainError> {
+/// Reads and checks the run's data (the training split itself unless `loaded` already holds it); see
+/// [`ReadData`].
+fn read_data(config: &TrainConfig, loaded: Option<super::Loaded>) -> Result<ReadData, TrainError> {
     let options = LoadOptions { skip_bad: config.data.skip_bad, images: ImageCheck::Decode };
-    let (dataset, report) = dataset::load(&config.data.dir, Split::Train, &options)?;
+    let (dataset, report) = match loaded {
+        Some(loaded) => loaded,
+        None => dataset::load(&config.data.dir, Split::Train, &options)?,
+    };
     let softmax = match config.loss.kind {
         LossKind::Softmax => true,
         LossKind::Sigmoid => false,
@@ -212,7 +217,10 @@ fn read_data(config: &TrainConfig) -> Result<ReadData, TrainError> {
             return Err(TrainError::Input(message));
         }
     }
-    let (train_samples, val_samples) = folds::split(&config.data, config.seed, &dataset.targets())?;
+    // A folds file may list rows `skip_bad` dropped (one written before the image went bad, or without
+    // `--skip-bad`): they get no fold, as they get no training.
+    let (train_samples, val_samples) =
+        folds::split(&config.data, config.seed, &dataset.targets(), &report.skipped_ids())?;
     let mut train_targets: Vec<Vec<f32>> = dataset.samples.iter().map(|s| s.target.clone()).collect();
     if let Some(path) = &config.data.soft_targets {
         targets::apply_soft_targets(path, &dataset, &mut train_targets).map_err(TrainError::Input)?;
