@@ -55,7 +55,11 @@ pub fn device(device: orchard_files::config::Device) -> Device {
         Named::Auto if cuda_libs::available() => Device::Cuda(0),
         Named::Auto => Device::Cpu,
         Named::Cpu => Device::Cpu,
-        Named::Cuda(n) => Device::Cuda(n),
+        Named::Cuda(n) => {
+            // Failing to load is reported where devices are checked ([`unavailable`]); libtorch names it here.
+            let _ = cuda_libs::load();
+            Device::Cuda(n)
+        }
     }
 }
 
