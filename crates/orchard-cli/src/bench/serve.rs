@@ -468,6 +468,7 @@ struct Idle {
 /// answers, and reads the server's memory before and with them open (its peak counter reset first).
 fn idle(server: &Server, n: usize, image: &[u8]) -> Idle {
     let pid = server.pid();
+    settle_open_files(pid);
     reset_peak_memory_of(pid);
     let before = server_memory(pid);
     let mut refused = BTreeMap::new();
@@ -483,10 +484,27 @@ fn idle(server: &Server, n: usize, image: &[u8]) -> Idle {
         }
     }
     std::thread::sleep(IDLE_HOLD);
-    let predict = post(&agent(), &format!("{}/predict", server.url), image).map(drop).map_err(|f| f.to_string());
+    // Read before /predict: its own connection would otherwise be counted or not depending on when it closes.
     let after = server_memory(pid);
+    let predict = post(&agent(), &format!("{}/predict", server.url), image).map(drop).map_err(|f| f.to_string());
     let still_open = streams.iter().filter(|s| is_open(s)).count();
     Idle { asked: n, opened: streams.len(), refused, still_open, predict, before, after }
+}
+
+/// Waits (at most 3 s) until the server's open files stop changing: the load phase's keep-alive connections
+/// close on the server's side a moment after their clients drop them, and must not count as idle ones.
+fn settle_open_files(pid: Option<u32>) {
+    let count = || server_memory(pid).files;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut last = count();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = count();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
 }
 
 /// Whether the peer has neither closed `stream` nor written to it.
