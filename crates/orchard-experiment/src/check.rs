@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use orchard_data::dataset::{self, Dataset, ImageCheck, LoadOptions, Split};
+use orchard_files::config::Precision;
 use orchard_files::{folds, input};
 use orchard_torch::unavailable;
 
@@ -115,13 +116,26 @@ pub fn check_members(experiment: &Experiment, members: &[usize]) -> Result<()> {
     }
 }
 
-/// The devices of the members and of `[predict]` that this machine lacks, each naming its owner.
+/// The devices of the members and of `[predict]` that this machine lacks, each naming its owner, and a
+/// `[predict]` precision its device cannot run.
 fn devices(experiment: &Experiment) -> Vec<String> {
     let members = experiment.members.iter().map(|m| (format!("member {:?}", m.name), m.config.device));
-    std::iter::once(("[predict]".to_string(), experiment.predict.device))
+    let mut problems: Vec<String> = std::iter::once(("[predict]".to_string(), experiment.predict.device))
         .chain(members)
         .filter_map(|(who, device)| unavailable(device).map(|p| format!("{who}: {p}")))
-        .collect()
+        .collect();
+    let predict = &experiment.predict;
+    if predict.precision == Precision::F16
+        && unavailable(predict.device).is_none()
+        && orchard_torch::device(predict.device) == tch::Device::Cpu
+    {
+        problems.push(format!(
+            "[predict]: precision = \"f16\" runs on CUDA only, and device = \"{}\" predicts on the CPU here; \
+             use \"bf16\" or \"f32\"",
+            predict.device
+        ));
+    }
+    problems
 }
 
 /// A member's problems, without its name. `classes` is the dataset's number of classes when it loaded;

@@ -57,7 +57,7 @@ pub fn gather(experiment: &Experiment) -> Result<ExperimentSummary> {
         batch: experiment.predict.batch,
         device,
         workers: experiment.predict.workers,
-        precision: orchard_files::config::Precision::F32,
+        precision: experiment.predict.precision,
     };
 
     let mut oof_members = Vec::new();

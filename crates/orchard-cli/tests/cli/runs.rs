@@ -270,6 +270,28 @@ size = 32
     let bad = orchard(&["run", s(&experiment), "--only", "b1/0"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad).contains("no member \"b1\" (members: b0, mnv2, lite0)"), "{}", text(&bad));
+
+    // `[predict] precision = "bf16"`: the gather predicts with the bf16 inference forms, within bf16's rounding
+    // of f32's predictions and not equal to them; "f16" on the CPU is refused before anything is rewritten.
+    let member_test = out.join("members").join("b0").join("test.csv");
+    let f32_rows = table(&member_test).1;
+    let head = std::fs::read_to_string(&experiment).unwrap();
+    let with = |precision: &str| {
+        head.replacen("[defaults]\n", &format!("[predict]\nprecision = {precision:?}\n[defaults]\n"), 1)
+    };
+    std::fs::write(&experiment, with("bf16")).unwrap();
+    ok(&["run", s(&experiment), "--gather", "--quiet"]);
+    let bf16_rows = table(&member_test).1;
+    let gaps: Vec<f64> =
+        f32_rows.iter().flat_map(|(id, row)| row.iter().zip(&bf16_rows[id]).map(|(a, b)| (a - b).abs())).collect();
+    let largest = gaps.iter().cloned().fold(0.0, f64::max);
+    assert!(gaps.len() == 24 && largest > 0.0 && largest < 0.02, "bf16 gather against f32: largest gap {largest}");
+    std::fs::write(&experiment, with("f16")).unwrap();
+    let before = fingerprint(&out.join("submission.csv"));
+    let f16 = orchard(&["run", s(&experiment), "--gather"]);
+    assert_eq!(f16.status.code(), Some(2), "{}", text(&f16));
+    assert!(text(&f16).contains("[predict]: precision = \"f16\" runs on CUDA only"), "{}", text(&f16));
+    assert_eq!(fingerprint(&out.join("submission.csv")), before);
 }
 
 /// The demo as shipped (`examples/demo.toml` on the data and weight links `scripts/demo.sh` makes): four

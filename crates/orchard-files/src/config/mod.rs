@@ -284,10 +284,11 @@ pub enum LossKind {
     Sigmoid,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
     /// f32 throughout: the reference, bit-reproducible on a CPU.
+    #[default]
     F32,
     /// bf16 autocast (CPUs with AVX-512 bf16/AMX; CUDA).
     Bf16,
