@@ -16,6 +16,7 @@ fn main() {
         .cpp(true)
         .files([
             "csrc/autocast.cpp",
+            "csrc/bn_act.cpp",
             "csrc/foreach.cpp",
             "csrc/fused_conv.cpp",
             "csrc/distributed.cpp",

@@ -13,6 +13,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use orchard_torch::bn_act::{self, Running};
+use orchard_torch::fused_conv::PostOp as Activation;
 use tch::{nn, Kind, Tensor};
 
 /// The sum of a tensor over the replicas of a data-parallel job, differentiable: its gradient is the sum of
@@ -229,6 +231,23 @@ impl BatchNorm {
         out
     }
 
+    /// `act(self.forward_t(xs, train))`. In training on a channels-last f32 CPU tensor (without replicas to
+    /// pool over) one fused autograd node ([`bn_act`]): fewer passes over the activation and no normalised
+    /// tensor kept for the backward.
+    pub fn forward_act_t(&self, xs: &Tensor, train: bool, act: Activation) -> Tensor {
+        if train && bn_act::applies(xs, act) && self.shared.sync().is_none() {
+            let running = Running {
+                mean: &self.running_mean,
+                var: &self.running_var,
+                keep: self.momentum(),
+                unbiased: self.running_variance == RunningVariance::Unbiased,
+            };
+            return bn_act::train(xs, self.weight.as_ref(), &self.bias, running, self.epsilon, act)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        activate(&self.forward_t(xs, train), act)
+    }
+
     /// Training on the statistics of the global batch: the mean and then the biased variance summed over the
     /// replicas (two passes, as exact as one replica's), the gradients flowing back through the sums.
     fn forward_pooled(&self, xs: &Tensor, sync: &dyn ReplicaSum) -> Tensor {
@@ -262,6 +281,17 @@ impl BatchNorm {
             }
         });
         out.to_kind(xs.kind())
+    }
+}
+
+/// `act(xs)`, out of place (autograd keeps what the activation's backward needs).
+pub(crate) fn activate(xs: &Tensor, act: Activation) -> Tensor {
+    match act {
+        Activation::None => xs.shallow_clone(),
+        Activation::Relu => xs.relu(),
+        Activation::Relu6 => xs.relu6(),
+        Activation::Swish => xs.silu(),
+        Activation::Sigmoid => xs.sigmoid(),
     }
 }
 

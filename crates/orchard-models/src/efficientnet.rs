@@ -419,14 +419,14 @@ impl MbConv {
     /// N×filters_in×H×W → N×filters_out×⌈H/stride⌉×⌈W/stride⌉.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let mut x = match &self.expand {
-            Some((conv, bn)) => bn.forward_t(&conv.forward(xs), train).silu(),
+            Some((conv, bn)) => bn.forward_act_t(&conv.forward(xs), train, Activation::Swish),
             None => xs.shallow_clone(),
         };
         if self.args.stride == 2 {
             let (h, w) = spatial(&x);
             x = zero_pad(&x, correct_pad(h, w, self.args.kernel));
         }
-        x = self.bn.forward_t(&self.dwconv.forward(&x), train).silu();
+        x = self.bn.forward_act_t(&self.dwconv.forward(&x), train, Activation::Swish);
         if let Some(se) = &self.se {
             x = se.forward(&x);
         }
@@ -558,11 +558,11 @@ impl Layers for EfficientNet {
         let x = self.input.forward(xs);
         let (h, w) = spatial(&x);
         let x = self.stem_conv.forward(&zero_pad(&x, correct_pad(h, w, 3)));
-        let mut x = self.stem_bn.forward_t(&x, train).silu();
+        let mut x = self.stem_bn.forward_act_t(&x, train, Activation::Swish);
         for block in &self.blocks {
             x = block.forward_t(&x, train);
         }
-        self.top_bn.forward_t(&self.top_conv.forward(&x), train).silu()
+        self.top_bn.forward_act_t(&self.top_conv.forward(&x), train, Activation::Swish)
     }
 
     fn inference(&self) -> Box<dyn InferenceLayers> {

@@ -193,7 +193,7 @@ struct ConvBn {
 
 impl ConvBn {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.bn.forward_t(&self.conv.forward(xs), train).relu()
+        self.bn.forward_act_t(&self.conv.forward(xs), train, Activation::Relu)
     }
 
     /// The inference form: batch norm folded, ReLU fused.

@@ -29,10 +29,10 @@ impl InvertedResidual {
     /// N×C_in×H×W → N×C_out×H'×W', H' as the depthwise convolution's stride and padding make it.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let x = match &self.expand {
-            Some(expand) => expand.forward_t(xs, train).relu6(),
+            Some(expand) => expand.forward_act_t(xs, train, Activation::Relu6),
             None => xs.shallow_clone(),
         };
-        let x = self.depthwise.forward_t(&x, train).relu6();
+        let x = self.depthwise.forward_act_t(&x, train, Activation::Relu6);
         let x = self.project.forward_t(&x, train);
         if self.residual {
             drop_path(&x, self.drop_rate, train) + xs
@@ -54,11 +54,11 @@ impl Trunk {
     /// # Shapes
     /// N×3×H×W → N×C_top×h×w.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut x = self.stem.forward_t(xs, train).relu6();
+        let mut x = self.stem.forward_act_t(xs, train, Activation::Relu6);
         for block in &self.blocks {
             x = block.forward_t(&x, train);
         }
-        self.top.forward_t(&x, train).relu6()
+        self.top.forward_act_t(&x, train, Activation::Relu6)
     }
 }
 

@@ -8,6 +8,7 @@
 use tch::{nn, Kind, Tensor};
 
 use crate::batch_norm::BatchNorm;
+use crate::fused::Activation;
 use crate::init::Initializer;
 
 /// Zero padding of the two spatial dimensions: `[top, bottom, left, right]`.
@@ -209,6 +210,11 @@ impl ConvBn {
     /// N×C_in×H×W → N×C_out×H'×W', as [`Conv2d::forward`].
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         self.bn.forward_t(&self.conv.forward(xs), train)
+    }
+
+    /// `act(self.forward_t(xs, train))`, the batch norm and activation fused in training where they can be.
+    pub fn forward_act_t(&self, xs: &Tensor, train: bool, act: Activation) -> Tensor {
+        self.bn.forward_act_t(&self.conv.forward(xs), train, act)
     }
 }
 

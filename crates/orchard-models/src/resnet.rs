@@ -100,8 +100,8 @@ impl Bottleneck {
     /// # Shapes
     /// N×c_in×H×W → N×4·width×⌊(H-1)/stride+1⌋×⌊(W-1)/stride+1⌋.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let x = self.reduce.forward_t(xs, train).relu();
-        let x = self.spatial.forward_t(&x, train).relu();
+        let x = self.reduce.forward_act_t(xs, train, Activation::Relu);
+        let x = self.spatial.forward_act_t(&x, train, Activation::Relu);
         let x = self.expand.forward_t(&x, train);
         let shortcut = match &self.downsample {
             Some(d) => d.forward_t(xs, train),
@@ -151,7 +151,7 @@ impl Layers for ResNet {
     /// # Shapes
     /// N×3×H×W, ImageNet-normalised → N×2048×h×w, h = H/32 for H a multiple of 32.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let x = self.stem.forward_t(xs, train).relu();
+        let x = self.stem.forward_act_t(xs, train, Activation::Relu);
         let mut x = stem_pool(&x);
         for block in self.stages.iter().flatten() {
             x = block.forward_t(&x, train);

@@ -138,15 +138,15 @@ impl Block {
     /// # Shapes
     /// N×C_in×H×W → N×4·filters×⌈H/stride⌉×⌈W/stride⌉.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let preact = self.preact_bn.forward_t(xs, train).relu();
+        let preact = self.preact_bn.forward_act_t(xs, train, Activation::Relu);
         let shortcut = match &self.shortcut {
             Shortcut::Conv(conv) => conv.forward(&preact),
             Shortcut::Identity => xs.shallow_clone(),
             Shortcut::Subsample(stride) => max_pool(xs, 1, *stride),
         };
-        let x = self.bn1.forward_t(&self.conv1.forward(&preact), train).relu();
+        let x = self.bn1.forward_act_t(&self.conv1.forward(&preact), train, Activation::Relu);
         let x = self.conv2.forward(&zero_pad(&x, [1, 1, 1, 1]));
-        let x = self.bn2.forward_t(&x, train).relu();
+        let x = self.bn2.forward_act_t(&x, train, Activation::Relu);
         shortcut + self.conv3.forward(&x)
     }
 }
@@ -203,7 +203,7 @@ impl Layers for ResNetV2 {
         for block in &self.blocks {
             x = block.forward_t(&x, train);
         }
-        self.post_bn.forward_t(&x, train).relu()
+        self.post_bn.forward_act_t(&x, train, Activation::Relu)
     }
 
     fn inference(&self) -> Box<dyn InferenceLayers> {

@@ -97,7 +97,7 @@ pub struct Geometry {
 }
 
 /// Runs one shim call that makes one tensor, turning its status into a `Result`.
-fn call(f: impl FnOnce(*mut *mut C_tensor, *mut c_char, usize) -> c_int) -> Result<Tensor, String> {
+pub(crate) fn call(f: impl FnOnce(*mut *mut C_tensor, *mut c_char, usize) -> c_int) -> Result<Tensor, String> {
     let mut err = [0 as c_char; 1024];
     let mut out: *mut C_tensor = std::ptr::null_mut();
     if f(&mut out, err.as_mut_ptr(), err.len()) == 0 {

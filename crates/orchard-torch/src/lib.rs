@@ -9,6 +9,7 @@
 //! format; `Layout::Contiguous` asks for the classic NCHW order instead.
 
 pub mod autocast;
+pub mod bn_act;
 pub mod cuda_libs;
 pub mod distributed;
 pub mod failure;

@@ -1,0 +1,116 @@
+//! A training step through the fused batch norm + activation node (`orchard_torch::bn_act`) against the same
+//! step through libtorch's batch norm and activation, both measured against the step in f64: the fused step's
+//! logits, parameter gradients and moved running statistics are as close to f64's as libtorch's own f32 step
+//! is. One model per activation and batch-norm family: Keras' SiLU (biased running variance), torchvision's
+//! ReLU6 and ReLU (unbiased), ResNet v2's pre-activations and Inception-ResNet-v2's scale-less batch norms.
+//!
+//! A test binary of its own: building a model draws from libtorch's global generator, which no other test
+//! may draw from meanwhile, and the cases take turns ([`TURN`]).
+
+use std::sync::Mutex;
+
+use orchard_models::{build, Classifier};
+use tch::{nn, Device, Kind, Tensor};
+
+/// Held by each case for its whole run.
+static TURN: Mutex<()> = Mutex::new(());
+
+/// `name` with the same weights every time, in `kind` (f64: contiguous, f32: channels-last), without dropout
+/// or stochastic depth, so that a training step draws no random numbers.
+fn model(name: &str, kind: Kind) -> (nn::VarStore, Classifier) {
+    tch::manual_seed(5);
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let mut model = build(name, &vs.root().sub("m"), Some(4)).unwrap();
+    if model.set_regularization(Some(0.0), Some(0.0)).is_err() {
+        model.set_regularization(Some(0.0), None).unwrap();
+    }
+    if kind == Kind::Double {
+        vs.double();
+    } else {
+        let mut variables: Vec<Tensor> = vs.variables().into_values().collect();
+        orchard_torch::convolutions_to_channels_last(variables.iter_mut());
+    }
+    (vs, model)
+}
+
+/// The logits, then every parameter gradient and running statistic (by name) after one training step of
+/// `name` in `kind` on `xs`, in f64.
+fn step(name: &str, kind: Kind, xs: &Tensor) -> Vec<(String, Tensor)> {
+    let (vs, model) = model(name, kind);
+    let xs = match kind {
+        Kind::Double => xs.to_kind(Kind::Double).contiguous(),
+        _ => orchard_torch::channels_last(xs),
+    };
+    let logits = model.forward_t(&xs, true);
+    (&logits * Tensor::linspace(-1.0, 1.0, 4, (kind, Device::Cpu))).sum(kind).backward();
+    let mut state: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| match n.contains("running_") {
+            true => (n, t.detach()),
+            false => (format!("{n} gradient"), t.grad()),
+        })
+        .filter(|(_, t)| t.defined())
+        .map(|(n, t)| (n, t.to_kind(Kind::Double).contiguous()))
+        .collect();
+    state.sort_by(|a, b| a.0.cmp(&b.0));
+    state.insert(0, ("logits".into(), logits.detach().to_kind(Kind::Double)));
+    state
+}
+
+fn check(name: &str, side: i64) {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    if !orchard_torch::bn_act::available() {
+        eprintln!("{name}: skipped, this CPU lacks AVX2 or FMA");
+        return;
+    }
+    tch::manual_seed(4);
+    let xs = Tensor::randn([4, 3, side, side], (Kind::Float, Device::Cpu));
+    let exact = step(name, Kind::Double, &xs);
+    let fused = step(name, Kind::Float, &xs);
+    let plain = orchard_torch::bn_act::unfused(|| step(name, Kind::Float, &xs));
+    assert_eq!((fused.len(), plain.len()), (exact.len(), exact.len()), "{name}");
+    // The logits, then the gradients and running statistics as one vector each way: the norm of the error
+    // against f64 relative to f64's norm (the worst single tensor of a randomly initialised network with a
+    // few values per channel in its last stages is dominated by rounding noise, in both steps alike).
+    let errors = |got: &[(String, Tensor)], range: std::ops::Range<usize>| {
+        let (mut diff, mut norm) = (0.0, 0.0);
+        for i in range {
+            let e = &exact[i].1;
+            diff += (&got[i].1 - e).square().sum(Kind::Double).double_value(&[]);
+            norm += e.square().sum(Kind::Double).double_value(&[]);
+        }
+        (diff / norm).sqrt()
+    };
+    let parts = [("logits", 0..1), ("gradients and statistics", 1..exact.len())];
+    for (what, range) in parts {
+        let (f, p) = (errors(&fused, range.clone()), errors(&plain, range));
+        println!("{name}: {what}: fused {f:.2e} against f64, libtorch's f32 {p:.2e}");
+        assert!(f <= 2.0 * p + 1e-6, "{name}: {what}: fused {f:.2e} against f64, libtorch's f32 {p:.2e}");
+    }
+}
+
+#[test]
+fn efficientnet_b0_trains_alike_fused() {
+    check("efficientnet_b0", 64);
+}
+
+#[test]
+fn mobilenet_v2_trains_alike_fused() {
+    check("mobilenet_v2", 64);
+}
+
+#[test]
+fn resnet50_trains_alike_fused() {
+    check("resnet50", 64);
+}
+
+#[test]
+fn resnet50_v2_trains_alike_fused() {
+    check("resnet50_v2", 64);
+}
+
+#[test]
+fn inception_resnet_v2_trains_alike_fused() {
+    check("inception_resnet_v2", 75);
+}

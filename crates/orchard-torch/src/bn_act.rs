@@ -1,0 +1,243 @@
+//! Batch norm in training followed by its activation as one autograd node (`csrc/bn_act.cpp`), for
+//! channels-last f32 tensors on CPUs with AVX2 and FMA. libtorch runs the pair as separate kernels, each a
+//! pass over the activation, and keeps the normalised tensor for the activation's backward; the fused node
+//! makes three passes forward and two backward and keeps only its input (see the C++ file). Callers
+//! use [`applies`] to choose it and fall back to libtorch's batch norm and activation otherwise; both compute
+//! the same values within f32 rounding.
+
+use std::cell::Cell;
+use std::ffi::{c_char, c_int};
+use std::sync::OnceLock;
+
+use tch::{Device, Kind, Tensor};
+use torch_sys::C_tensor;
+
+use crate::fused_conv::{call, PostOp};
+
+extern "C" {
+    fn orchard_bn_act_available() -> c_int;
+    #[allow(clippy::too_many_arguments)]
+    fn orchard_bn_act_train(
+        out: *mut *mut C_tensor,
+        x: *const C_tensor,
+        weight: *const C_tensor,
+        bias: *const C_tensor,
+        running_mean: *const C_tensor,
+        running_var: *const C_tensor,
+        keep: f64,
+        unbiased: c_int,
+        eps: f64,
+        act: i64,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
+}
+
+/// Whether this CPU runs the fused kernels (asked once; `ORCHARD_FUSED_BN=0` turns them off, for comparisons).
+pub fn available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    // SAFETY: a plain C function without arguments that cannot throw.
+    *AVAILABLE.get_or_init(|| {
+        std::env::var("ORCHARD_FUSED_BN").map_or(true, |v| v != "0") && unsafe { orchard_bn_act_available() } == 1
+    })
+}
+
+thread_local! {
+    /// Set while [`unfused`] runs on this thread.
+    static UNFUSED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with the fused node off on this thread (libtorch's batch norm and activation instead), to compare
+/// the two.
+pub fn unfused<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            UNFUSED.with(|u| u.set(self.0));
+        }
+    }
+    let _restore = Restore(UNFUSED.with(|u| u.replace(true)));
+    f()
+}
+
+/// The activation's code in the C++ file, if it fuses it.
+fn code(act: PostOp) -> Option<i64> {
+    match act {
+        PostOp::None => Some(0),
+        PostOp::Relu => Some(1),
+        PostOp::Relu6 => Some(2),
+        PostOp::Swish => Some(3),
+        PostOp::Sigmoid => None,
+    }
+}
+
+/// Whether [`train`] takes `x` with `act`: a 4-D channels-last f32 CPU tensor on a CPU with the kernels.
+pub fn applies(x: &Tensor, act: PostOp) -> bool {
+    code(act).is_some()
+        && x.device() == Device::Cpu
+        && x.kind() == Kind::Float
+        && x.dim() == 4
+        && x.numel() > 0
+        && channels_last_dense(x)
+        && !UNFUSED.with(Cell::get)
+        && available()
+}
+
+/// Whether `x` (N×C×H×W) is laid out as a dense N×H×W×C array (strides of dimensions of size one aside).
+fn channels_last_dense(x: &Tensor) -> bool {
+    let (size, stride) = (x.size(), x.stride());
+    let (n, c, h, w) = (size[0], size[1], size[2], size[3]);
+    let want = [(0, h * w * c, n), (1, 1, c), (2, w * c, h), (3, c, w)];
+    want.iter().all(|&(d, s, len)| len == 1 || stride[d] == s)
+}
+
+/// The running statistics a training step moves, and how.
+pub struct Running<'a> {
+    pub mean: &'a Tensor,
+    pub var: &'a Tensor,
+    /// The weight of the old value (Keras' momentum): `running = keep · running + (1 - keep) · batch`.
+    pub keep: f64,
+    /// Whether the batch variance folded in is the unbiased one (PyTorch) rather than the biased (Keras).
+    pub unbiased: bool,
+}
+
+/// `act(batch_norm(x))` in training: normalised by the batch's mean and biased variance, scaled by `weight`
+/// (none: by one) and shifted by `bias`, the running statistics moved in place. Differentiable in `x`,
+/// `weight` and `bias`. `x` must pass [`applies`].
+pub fn train(
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: &Tensor,
+    running: Running,
+    eps: f64,
+    act: PostOp,
+) -> Result<Tensor, String> {
+    let act = code(act).ok_or_else(|| format!("fused batch norm: {act:?} is not fused"))?;
+    let weight = weight.map_or(std::ptr::null(), |w| w.as_ptr());
+    // SAFETY: every handle is live for the call; `weight` may be null, as the shim allows.
+    call(|out, err, len| unsafe {
+        orchard_bn_act_train(
+            out,
+            x.as_ptr(),
+            weight,
+            bias.as_ptr(),
+            running.mean.as_ptr(),
+            running.var.as_ptr(),
+            running.keep,
+            c_int::from(running.unbiased),
+            eps,
+            act,
+            err,
+            len,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// libtorch's batch norm in training and the activation, as the models run them without the fused node.
+    fn reference(
+        x: &Tensor,
+        weight: Option<&Tensor>,
+        bias: &Tensor,
+        running: &Running,
+        eps: f64,
+        act: PostOp,
+    ) -> Tensor {
+        let y = x.batch_norm(
+            weight,
+            Some(bias),
+            Some(running.mean),
+            Some(running.var),
+            true,
+            1.0 - running.keep,
+            eps,
+            false,
+        );
+        match act {
+            PostOp::None => y,
+            PostOp::Relu => y.relu(),
+            PostOp::Relu6 => y.clamp(0.0, 6.0),
+            PostOp::Swish => y.silu(),
+            PostOp::Sigmoid => y.sigmoid(),
+        }
+    }
+
+    fn close(a: &Tensor, b: &Tensor, what: &str) {
+        let scale = b.abs().max().double_value(&[]).max(1e-6);
+        let gap = (a - b).abs().max().double_value(&[]);
+        assert!(gap <= 2e-5 * scale, "{what}: largest gap {gap} (scale {scale})");
+    }
+
+    #[test]
+    fn the_fused_node_computes_libtorchs_values_gradients_and_running_statistics() {
+        if !available() {
+            eprintln!("skipped: this CPU lacks AVX2 or FMA");
+            return;
+        }
+        tch::manual_seed(3);
+        // 13 channels: one vector of eight and a scalar tail. 3×5×7 rows run as one task; 3×40×40 rows with
+        // 40 channels as several, on every thread.
+        let cases = [
+            (13, 5, PostOp::Swish, true),
+            (16, 5, PostOp::Relu, false),
+            (24, 5, PostOp::Relu6, true),
+            (8, 5, PostOp::None, true),
+            (40, 40, PostOp::Swish, true),
+            (40, 40, PostOp::Relu, false),
+            (2048, 1, PostOp::Relu, true),
+            (1536, 1, PostOp::Relu, false),
+            (320, 2, PostOp::Relu6, true),
+        ];
+        for (channels, side, act, scaled) in cases {
+            for unbiased in [false, true] {
+                let options = (Kind::Float, Device::Cpu);
+                let x = (Tensor::randn([3, side, side + 2, channels], options) * 2.5 + 1.5).permute([0, 3, 1, 2]);
+                let weight = scaled.then(|| (Tensor::randn([channels], options) + 1.0).set_requires_grad(true));
+                let bias = (Tensor::randn([channels], options) * 2.0).set_requires_grad(true);
+                let upstream = Tensor::randn([3, channels, side, side + 2], options);
+                let stats = |seed| {
+                    tch::manual_seed(seed);
+                    (Tensor::randn([channels], options), Tensor::rand([channels], options) + 0.5)
+                };
+                let run = |fused: bool| {
+                    let x = x.detach().set_requires_grad(true);
+                    let (mean, var) = stats(9);
+                    let running = Running { mean: &mean, var: &var, keep: 0.9, unbiased };
+                    for p in weight.iter().chain([&bias]) {
+                        let _ = p.grad().f_zero_();
+                    }
+                    let before = var.copy();
+                    let y = match fused {
+                        true => {
+                            assert!(applies(&x, act));
+                            train(&x, weight.as_ref(), &bias, running, 1e-3, act).unwrap()
+                        }
+                        false => reference(&x, weight.as_ref(), &bias, &running, 1e-3, act),
+                    };
+                    (&y * &upstream).sum(Kind::Float).backward();
+                    if !fused && !unbiased {
+                        // Keras' running variance folds in the biased batch variance: libtorch's, rescaled.
+                        let m = (x.numel() / channels as usize) as f64;
+                        let batch = (&var - &before * 0.9) / 0.1 * ((m - 1.0) / m);
+                        tch::no_grad(|| var.shallow_clone().copy_(&(&before * 0.9 + batch * 0.1)));
+                    }
+                    let grads = weight.iter().chain([&bias]).map(|p| p.grad().copy()).collect::<Vec<_>>();
+                    (y.detach(), x.grad(), grads, mean, var)
+                };
+                let (fused, reference) = (run(true), run(false));
+                let what = format!("{channels} channels, {act:?}, scaled {scaled}, unbiased {unbiased}");
+                close(&fused.0, &reference.0, &format!("{what}: output"));
+                close(&fused.1, &reference.1, &format!("{what}: input gradient"));
+                for (a, b) in fused.2.iter().zip(&reference.2) {
+                    close(a, b, &format!("{what}: parameter gradient"));
+                }
+                close(&fused.3, &reference.3, &format!("{what}: running mean"));
+                close(&fused.4, &reference.4, &format!("{what}: running variance"));
+                assert!(fused.0.size() == x.size() && fused.1.stride() == x.stride(), "{what}: channels-last out");
+            }
+        }
+    }
+}
