@@ -289,10 +289,15 @@ pub(crate) fn avg_pool_same(xs: &Tensor, kernel: i64) -> Tensor {
 
 /// Global average pooling of the spatial dimensions (Keras `GlobalAveragePooling2D`).
 ///
+/// A sum divided by H·W, the values of libtorch's mean (which sums, then divides): the mean's backward
+/// divides the broadcast gradient, writing a tensor of the input's size, while the sum's is a broadcast view,
+/// and the division happens on the pooled values.
+///
 /// # Shapes
 /// N×C×H×W → N×C (or N×C×1×1 with `keepdim`).
 pub(crate) fn global_avg_pool(xs: &Tensor, keepdim: bool) -> Tensor {
-    xs.mean_dim([-2i64, -1].as_slice(), keepdim, None::<Kind>)
+    let (h, w) = spatial(xs);
+    xs.sum_dim_intlist([-2i64, -1].as_slice(), keepdim, None::<Kind>) / (h * w) as f64
 }
 
 #[cfg(test)]
