@@ -17,6 +17,7 @@ fn main() {
         .files([
             "csrc/autocast.cpp",
             "csrc/bn_act.cpp",
+            "csrc/channel_scale.cpp",
             "csrc/foreach.cpp",
             "csrc/fused_conv.cpp",
             "csrc/distributed.cpp",

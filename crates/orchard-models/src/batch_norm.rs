@@ -13,8 +13,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use orchard_torch::bn_act::{self, Running};
 use orchard_torch::fused_conv::PostOp as Activation;
+use orchard_torch::fused_train::{self, Running};
 use tch::{nn, Kind, Tensor};
 
 /// The sum of a tensor over the replicas of a data-parallel job, differentiable: its gradient is the sum of
@@ -232,17 +232,17 @@ impl BatchNorm {
     }
 
     /// `act(self.forward_t(xs, train))`. In training on a channels-last f32 CPU tensor (without replicas to
-    /// pool over) one fused autograd node ([`bn_act`]): fewer passes over the activation and no normalised
+    /// pool over) one fused autograd node ([`fused_train::bn_act`]): fewer passes over the activation and no normalised
     /// tensor kept for the backward.
     pub fn forward_act_t(&self, xs: &Tensor, train: bool, act: Activation) -> Tensor {
-        if train && bn_act::applies(xs, act) && self.shared.sync().is_none() {
+        if train && fused_train::bn_act_applies(xs, act) && self.shared.sync().is_none() {
             let running = Running {
                 mean: &self.running_mean,
                 var: &self.running_var,
                 keep: self.momentum(),
                 unbiased: self.running_variance == RunningVariance::Unbiased,
             };
-            return bn_act::train(xs, self.weight.as_ref(), &self.bias, running, self.epsilon, act)
+            return fused_train::bn_act(xs, self.weight.as_ref(), &self.bias, running, self.epsilon, act)
                 .unwrap_or_else(|e| panic!("{e}"));
         }
         activate(&self.forward_t(xs, train), act)

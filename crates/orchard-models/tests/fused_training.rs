@@ -1,4 +1,4 @@
-//! A training step through the fused batch norm + activation node (`orchard_torch::bn_act`) against the same
+//! A training step through the fused batch norm + activation node (`orchard_torch::fused_train::bn_act`) against the same
 //! step through libtorch's batch norm and activation, both measured against the step in f64: the fused step's
 //! logits, parameter gradients and moved running statistics are as close to f64's as libtorch's own f32 step
 //! is. One model per activation and batch-norm family: Keras' SiLU (biased running variance), torchvision's
@@ -60,7 +60,7 @@ fn step(name: &str, kind: Kind, xs: &Tensor) -> Vec<(String, Tensor)> {
 
 fn check(name: &str, side: i64) {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-    if !orchard_torch::bn_act::available() {
+    if !orchard_torch::fused_train::available() {
         eprintln!("{name}: skipped, this CPU lacks AVX2 or FMA");
         return;
     }
@@ -68,7 +68,7 @@ fn check(name: &str, side: i64) {
     let xs = Tensor::randn([4, 3, side, side], (Kind::Float, Device::Cpu));
     let exact = step(name, Kind::Double, &xs);
     let fused = step(name, Kind::Float, &xs);
-    let plain = orchard_torch::bn_act::unfused(|| step(name, Kind::Float, &xs));
+    let plain = orchard_torch::fused_train::unfused(|| step(name, Kind::Float, &xs));
     assert_eq!((fused.len(), plain.len()), (exact.len(), exact.len()), "{name}");
     // The logits, then the gradients and running statistics as one vector each way: the norm of the error
     // against f64 relative to f64's norm (the worst single tensor of a randomly initialised network with a

@@ -9,12 +9,12 @@
 //! format; `Layout::Contiguous` asks for the classic NCHW order instead.
 
 pub mod autocast;
-pub mod bn_act;
 pub mod cuda_libs;
 pub mod distributed;
 pub mod failure;
 pub mod foreach;
 pub mod fused_conv;
+pub mod fused_train;
 pub mod memory;
 
 use orchard_data::loader::Batch;

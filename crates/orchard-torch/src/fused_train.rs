@@ -1,9 +1,13 @@
-//! Batch norm in training followed by its activation as one autograd node (`csrc/bn_act.cpp`), for
-//! channels-last f32 tensors on CPUs with AVX2 and FMA. libtorch runs the pair as separate kernels, each a
-//! pass over the activation, and keeps the normalised tensor for the activation's backward; the fused node
-//! makes three passes forward and two backward and keeps only its input (see the C++ file). Callers
-//! use [`applies`] to choose it and fall back to libtorch's batch norm and activation otherwise; both compute
-//! the same values within f32 rounding.
+//! Autograd nodes that fuse what libtorch runs as several passes over a training step's activations, for
+//! channels-last f32 tensors on CPUs with AVX2 and FMA:
+//! - [`bn_act`]: batch norm in training followed by its activation (`csrc/bn_act.cpp`). libtorch runs the
+//!   pair as separate kernels, each a pass over the activation, and keeps the normalised tensor for the
+//!   activation's backward; the fused node makes two passes forward and two backward and keeps only its input.
+//! - [`channel_scale`]: `x · s` with one gate per sample and channel (squeeze-excitation,
+//!   `csrc/channel_scale.cpp`), whose backward is one pass instead of three.
+//!
+//! Callers ask [`bn_act_applies`] / [`channel_scale_applies`] and fall back to libtorch's operations
+//! otherwise; both compute the same values within f32 rounding.
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_int};
@@ -17,6 +21,13 @@ use crate::fused_conv::{call, PostOp};
 extern "C" {
     fn orchard_bn_act_available() -> c_int;
     #[allow(clippy::too_many_arguments)]
+    fn orchard_channel_scale(
+        out: *mut *mut C_tensor,
+        x: *const C_tensor,
+        s: *const C_tensor,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
     fn orchard_bn_act_train(
         out: *mut *mut C_tensor,
         x: *const C_tensor,
@@ -47,8 +58,7 @@ thread_local! {
     static UNFUSED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Runs `f` with the fused node off on this thread (libtorch's batch norm and activation instead), to compare
-/// the two.
+/// Runs `f` with the fused nodes off on this thread (libtorch's operations instead), to compare the two.
 pub fn unfused<T>(f: impl FnOnce() -> T) -> T {
     struct Restore(bool);
     impl Drop for Restore {
@@ -71,16 +81,31 @@ fn code(act: PostOp) -> Option<i64> {
     }
 }
 
-/// Whether [`train`] takes `x` with `act`: a 4-D channels-last f32 CPU tensor on a CPU with the kernels.
-pub fn applies(x: &Tensor, act: PostOp) -> bool {
-    code(act).is_some()
-        && x.device() == Device::Cpu
+/// Whether the fused nodes take `x`: a non-empty 4-D channels-last f32 CPU tensor, on a CPU with the kernels.
+fn takes(x: &Tensor) -> bool {
+    x.device() == Device::Cpu
         && x.kind() == Kind::Float
         && x.dim() == 4
         && x.numel() > 0
         && channels_last_dense(x)
         && !UNFUSED.with(Cell::get)
         && available()
+}
+
+/// Whether [`bn_act`] takes `x` with `act`.
+pub fn bn_act_applies(x: &Tensor, act: PostOp) -> bool {
+    code(act).is_some() && takes(x)
+}
+
+/// Whether [`channel_scale`] takes `x` (N×C×H×W) and `s`: gates of shape N×C×1×1 in f32.
+pub fn channel_scale_applies(x: &Tensor, s: &Tensor) -> bool {
+    takes(x) && s.kind() == Kind::Float && s.size() == [x.size()[0], x.size()[1], 1, 1]
+}
+
+/// `x · s`, differentiable in both; `x` and `s` must pass [`channel_scale_applies`].
+pub fn channel_scale(x: &Tensor, s: &Tensor) -> Result<Tensor, String> {
+    // SAFETY: both handles are live for the call.
+    call(|out, err, len| unsafe { orchard_channel_scale(out, x.as_ptr(), s.as_ptr(), err, len) })
 }
 
 /// Whether `x` (N×C×H×W) is laid out as a dense N×H×W×C array (strides of dimensions of size one aside).
@@ -103,8 +128,8 @@ pub struct Running<'a> {
 
 /// `act(batch_norm(x))` in training: normalised by the batch's mean and biased variance, scaled by `weight`
 /// (none: by one) and shifted by `bias`, the running statistics moved in place. Differentiable in `x`,
-/// `weight` and `bias`. `x` must pass [`applies`].
-pub fn train(
+/// `weight` and `bias`. `x` must pass [`bn_act_applies`].
+pub fn bn_act(
     x: &Tensor,
     weight: Option<&Tensor>,
     bias: &Tensor,
@@ -136,6 +161,40 @@ pub fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_channel_scale_node_computes_libtorchs_product_and_gradients() {
+        if !available() {
+            eprintln!("skipped: this CPU lacks AVX2 or FMA");
+            return;
+        }
+        tch::manual_seed(8);
+        let options = (Kind::Float, Device::Cpu);
+        // 13 channels: a vector and a tail; 3 samples of 9×11 rows (several tasks cross sample boundaries).
+        for (channels, side) in [(13, 9), (96, 40)] {
+            let x = Tensor::randn([3, side, side + 2, channels], options).permute([0, 3, 1, 2]);
+            let s = Tensor::rand([3, channels, 1, 1], options);
+            let upstream = Tensor::randn([3, channels, side, side + 2], options);
+            let run = |fused: bool| {
+                let (x, s) = (x.detach().set_requires_grad(true), s.detach().set_requires_grad(true));
+                let y = match fused {
+                    true => {
+                        assert!(channel_scale_applies(&x, &s));
+                        channel_scale(&x, &s).unwrap()
+                    }
+                    false => &x * &s,
+                };
+                (&y * &upstream).sum(Kind::Float).backward();
+                (y.detach(), x.grad(), s.grad())
+            };
+            let (fused, reference) = (run(true), run(false));
+            close(&fused.0, &reference.0, "product");
+            close(&fused.1, &reference.1, "gradient of x");
+            close(&fused.2, &reference.2, "gradient of s");
+            assert_eq!(fused.1.stride(), x.stride(), "the gradient of x is channels-last");
+        }
+        assert!(!channel_scale_applies(&Tensor::zeros([2, 3, 4, 4], options), &Tensor::zeros([2, 3, 1, 1], options)));
+    }
 
     /// libtorch's batch norm in training and the activation, as the models run them without the fused node.
     fn reference(
@@ -212,8 +271,8 @@ mod tests {
                     let before = var.copy();
                     let y = match fused {
                         true => {
-                            assert!(applies(&x, act));
-                            train(&x, weight.as_ref(), &bias, running, 1e-3, act).unwrap()
+                            assert!(bn_act_applies(&x, act));
+                            bn_act(&x, weight.as_ref(), &bias, running, 1e-3, act).unwrap()
                         }
                         false => reference(&x, weight.as_ref(), &bias, &running, 1e-3, act),
                     };

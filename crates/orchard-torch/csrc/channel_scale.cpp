@@ -1,0 +1,109 @@
+// x · s with s one value per sample and channel (squeeze-excitation's gates), as one autograd node over a
+// channels-last f32 tensor on the CPU. libtorch's broadcasting product differentiates into g · s (a pass that
+// writes), g · x (another) and the sum of the latter over the spatial positions (a third that reads it); here
+// one pass reads g and x, writes g · s and sums g · x. The forward is libtorch's product.
+//
+// The kernel is compiled for AVX2 + FMA (`#pragma GCC target`) and used only where the CPU has both
+// (`orchard_bn_act_available`, bn_act.cpp).
+#include "shim.h"
+
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <algorithm>
+#include <vector>
+
+extern "C" int orchard_bn_act_available();
+
+namespace {
+
+// Rows summed in f32 before their sums join the f64 totals.
+constexpr int64_t kBlock = 64;
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+// For rows [r0, r1) of x and g (HW rows of C channels per sample): gx = g · s[n] and gs[n] += Σ g · x (f64),
+// n = r / HW.
+void __attribute__((noinline)) scale_grad_rows(const float* x, const float* g, const float* s, float* gx,
+                                                int64_t r0, int64_t r1, int64_t HW, int64_t C, double* gs,
+                                                float* block) {
+  int64_t v = C - C % 8;
+  int64_t r = r0;
+  while (r < r1) {
+    int64_t n = r / HW;
+    int64_t end = std::min({r1, (n + 1) * HW, r + kBlock});
+    const float* sn = s + n * C;
+    std::fill(block, block + C, 0.f);
+    for (; r < end; r++) {
+      const float* xr = x + r * C;
+      const float* gr = g + r * C;
+      float* out = gx + r * C;
+      for (int64_t c = 0; c < v; c += 8) {
+        __m256 gv = _mm256_loadu_ps(gr + c);
+        _mm256_storeu_ps(out + c, _mm256_mul_ps(gv, _mm256_loadu_ps(sn + c)));
+        _mm256_storeu_ps(block + c, _mm256_fmadd_ps(gv, _mm256_loadu_ps(xr + c), _mm256_loadu_ps(block + c)));
+      }
+      for (int64_t c = v; c < C; c++) {
+        out[c] = gr[c] * sn[c];
+        block[c] += gr[c] * xr[c];
+      }
+    }
+    for (int64_t c = 0; c < C; c++) gs[n * C + c] += block[c];
+  }
+}
+
+#pragma GCC pop_options
+
+struct ChannelScale : public torch::autograd::Function<ChannelScale> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& s) {
+    ctx->save_for_backward({x, s});
+    return at::mul(x, s);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], s = saved[1].contiguous();
+    at::Tensor g = grads[0].contiguous(at::MemoryFormat::ChannelsLast);
+    int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), M = N * HW;
+    at::Tensor gx = at::empty_like(x, at::MemoryFormat::ChannelsLast);
+    const float *xp = x.const_data_ptr<float>(), *gp = g.const_data_ptr<float>(), *sp = s.const_data_ptr<float>();
+    float* gxp = gx.data_ptr<float>();
+    int64_t threads = at::get_num_threads();
+    std::vector<double> partial(threads * N * C, 0.0);
+    at::parallel_for(0, M, std::max<int64_t>(1, 32768 / C), [&](int64_t r0, int64_t r1) {
+      std::vector<float> block(C);
+      double* gs = partial.data() + at::get_thread_num() * N * C;
+      scale_grad_rows(xp, gp, sp, gxp, r0, r1, HW, C, gs, block.data());
+    });
+    at::Tensor gs = at::empty({N, C, 1, 1}, x.options());
+    float* out = gs.data_ptr<float>();
+    for (int64_t i = 0; i < N * C; i++) {
+      double total = 0.0;
+      for (int64_t t = 0; t < threads; t++) total += partial[t * N * C + i];
+      out[i] = static_cast<float>(total);
+    }
+    return {gx, gs};
+  }
+};
+
+}  // namespace
+
+extern "C" {
+
+// x · s for x N×C×H×W (channels-last, f32, CPU) and s N×C×1×1, one autograd node.
+int orchard_channel_scale(at::Tensor** out, const at::Tensor* x, const at::Tensor* s, char* err, size_t len) {
+  return orchard::guarded(err, len, [&] {
+    TORCH_CHECK(orchard_bn_act_available(), "fused channel scale: this CPU lacks AVX2 or FMA");
+    TORCH_CHECK(x->dim() == 4 && x->scalar_type() == at::kFloat && x->device().is_cpu() &&
+                    x->is_contiguous(at::MemoryFormat::ChannelsLast),
+                "fused channel scale: a channels-last 4-D f32 CPU tensor expected");
+    TORCH_CHECK(s->scalar_type() == at::kFloat &&
+                    s->sizes() == at::IntArrayRef({x->size(0), x->size(1), 1, 1}),
+                "fused channel scale: gates of shape N×C×1×1 expected");
+    *out = new at::Tensor(ChannelScale::apply(*x, *s));
+  });
+}
+}
