@@ -39,7 +39,7 @@ CONFIGS = [
     ("orchard-matched", "orchard", MATCHED, "Orchard, every difference matched"),
     ("matched+glorot", "orchard", MATCHED.replace("torch", "glorot"), "matched but the head Glorot"),
     ("matched+keras-adam", "orchard", "--optimizer adam --head-init torch", "matched but Keras' Adam (ε 1e-7)"),
-    ("torch+glorot", "torch", "--head-init glorot", "PyTorch with Orchard's former head (Glorot)"),
+    ("torch+glorot", "torch", "--head-init glorot", "PyTorch with a Glorot head (Keras' Dense)"),
     ("torch+keras-adam", "torch", "--adam keras --eps 1e-7", "PyTorch with Keras' Adam (ε 1e-7)"),
     ("torch+orchard-pixels", "torch", "--orchard-pixels {cache}", "PyTorch on Orchard's resized pixels"),
     ("torch+batch-flips", "torch", "--flips batch", "PyTorch with flips drawn once per batch"),
@@ -120,11 +120,17 @@ def curves(work, configs):
     return "\n".join(lines)
 
 
+def base_of(name):
+    """The configuration a row differs from: PyTorch's recipe for the three main rows and `torch+…`, matched
+    Orchard for `matched+…`."""
+    return "orchard-matched" if name.startswith("matched+") else "torch"
+
+
 def table(work, configs):
     seeds = shown_seeds(work, configs)
     lines = ["| configuration | " + " | ".join(f"seed {s}" for s in seeds)
-             + " | mean (n) | s.d. | spread (max − min) | vs PyTorch |",
-             "|---|" + "---|" * len(seeds) + "---|---|---|---|"]
+             + " | mean (n) | s.d. | spread (max − min) | vs PyTorch's mean | vs its base, same seeds |",
+             "|---|" + "---|" * len(seeds) + "---|---|---|---|---|"]
     torch_mean = None
     for name, _, _, what in configs:
         values = [result(work, name, s) for s in seeds]
@@ -136,8 +142,14 @@ def table(work, configs):
         sd = f"{statistics.stdev(done):.4f}" if len(done) > 1 else "–"
         spread = f"{max(done) - min(done):.4f}" if len(done) > 1 else "–"
         delta = f"{mean - torch_mean:+.4f}" if mean is not None and torch_mean is not None else "–"
+        # Paired: the mean difference from the base configuration over the seeds both have.
+        base = base_of(name)
+        pairs = [(result(work, name, s), result(work, base, s)) for s in seeds]
+        pairs = [(v, b) for v, b in pairs if v is not None and b is not None]
+        paired = (f"{statistics.mean(v - b for v, b in pairs):+.4f} ({len(pairs)}, vs `{base}`)"
+                  if pairs and name != base else "–")
         m = f"{mean:.4f} ({len(done)})" if done else "–"
-        lines.append(f"| {what} (`{name}`) | {' | '.join(cells)} | {m} | {sd} | {spread} | {delta} |")
+        lines.append(f"| {what} (`{name}`) | {' | '.join(cells)} | {m} | {sd} | {spread} | {delta} | {paired} |")
     return "\n".join(lines)
 
 

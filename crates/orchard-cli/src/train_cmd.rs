@@ -107,7 +107,7 @@ pub struct TrainArgs {
     /// Dropout before the head (default: the architecture's, e.g. 0.2 for B0).
     #[arg(long, value_parser = number::fraction)]
     pub dropout: Option<f64>,
-    /// How the new head's dense layer starts.
+    /// How the new head's dense layer starts (default: torch).
     #[arg(long, value_enum)]
     pub head_init: Option<HeadInitArg>,
     /// Stochastic-depth rate of the last block, EfficientNet families (default: the architecture's, 0.2).

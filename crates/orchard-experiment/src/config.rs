@@ -107,7 +107,7 @@ lr = 0.001
 [defaults.data]
 cache = true
 [defaults.model]
-head_init = "torch"
+head_init = "glorot"
 
 [[member]]
 name = "b0"
@@ -141,7 +141,7 @@ lr = 0.01
             (Some((24, 40)), 2, 8, false)
         );
         assert_eq!(b.config.schedule.function, Schedule::Constant { lr: 0.01 });
-        let head_init = orchard_files::config::HeadInit::Torch;
+        let head_init = orchard_files::config::HeadInit::Glorot;
         assert_eq!((a.config.model.head_init, b.config.model.head_init), (head_init, head_init));
         assert_eq!((b.config.data.dir.as_path(), b.config.data.folds), (Path::new("d"), Some(3)));
         let defaults =

@@ -39,11 +39,11 @@ fn a_run_started_with_relative_paths_resumes_from_anywhere_with_out_alone() {
     let tmp = tempfile::tempdir().unwrap();
     synth(&tmp.path().join("data"), 8, 0, "32", 4);
     let words = "train --data data --arch mobilenet_v2 --size 32 --batch 4 --epochs 1 --seed 7 --workers 1 \
-                 --schedule constant --lr 0.002 --head-init torch --adam-eps 1e-8 --quiet --out run";
+                 --schedule constant --lr 0.002 --head-init glorot --adam-eps 1e-8 --quiet --out run";
     succeeds(orchard_in(tmp.path(), &words.split_whitespace().collect::<Vec<_>>()));
     let run = tmp.path().join("run");
     let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
-    for line in ["head_init = \"torch\"", "eps = 0.00000001"] {
+    for line in ["head_init = \"glorot\"", "eps = 0.00000001"] {
         assert!(config.lines().any(|l| l.trim() == line), "{line} missing from\n{config}");
     }
     assert!(config.contains(&format!("out = \"{}\"", s(&run))), "{config}");
@@ -85,7 +85,7 @@ fn flags_that_would_make_another_run_and_directories_without_a_run_are_refused_c
         &["differs in data.dir, schedule.function.max, schedule.per_replica;"],
     );
     refused(resume(&["--arch", "efficientnet_b0"]), &["differs in model.arch;"]);
-    refused(resume(&["--head-init", "torch", "--adam-eps", "1e-8"]), &["differs in model.head_init, optimizer.eps;"]);
+    refused(resume(&["--head-init", "glorot", "--adam-eps", "1e-8"]), &["differs in model.head_init, optimizer.eps;"]);
     let config = tmp.path().join("c.toml");
     std::fs::write(&config, "epochs = 3\n").unwrap();
     refused(resume(&["--config", s(&config)]), &["--config cannot be given too"]);

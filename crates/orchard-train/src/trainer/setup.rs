@@ -309,9 +309,9 @@ pub fn network(
     let model = &mut network.model;
     model.set_regularization(config.model.dropout, config.model.drop_path)?;
     model.set_batch_norm_momentum(config.batch_norm_momentum);
-    // The new head starts as a new dense layer of the chosen framework, Keras' `Dense` (the reference
-    // notebook's) or PyTorch's `nn.Linear`: an architecture's own top initialiser is scaled for 1000 classes,
-    // and for a handful gives logits an order of magnitude too large.
+    // The new head starts as a new dense layer of the chosen framework, PyTorch's `nn.Linear` (the default) or
+    // Keras' `Dense` (the reference notebook's): an architecture's own top initialiser is scaled for 1000
+    // classes, and for a handful gives logits an order of magnitude too large.
     model.reset_head(head_initializer(config.model.head_init));
     let head_group = model.layer_groups().pop().expect("a classifier with a head has a head group");
     if let Some(weights) = &config.model.weights {
