@@ -5,7 +5,7 @@
 //!
 //! Orchard's side is the trainer's own: the network a run configured for it builds
 //! ([`orchard_train::trainer::network`]: the backbone loaded from the weight file as `--weights` loads it, a
-//! fresh Glorot-uniform head, dropout and stochastic depth off, `--bn-momentum 0.9`), then per
+//! fresh head (`nn.Linear`'s draw, the default), dropout and stochastic depth off, `--bn-momentum 0.9`), then per
 //! step [`orchard_train::network::Network::training_loss`] with the backbone in training mode, the backward
 //! pass and the [`Optimizer`]'s step at a constant learning rate, as `trainer/epoch.rs` runs them. PyTorch's
 //! (`tests/fixtures/torch_steps.py`, run by `ORCHARD_PYTHON`) loads the same file into the reference model
@@ -16,7 +16,7 @@
 //!
 //! Settings that differ by default are set equal: Orchard's `adam_w` without weight decay is PyTorch's Adam
 //! formula (Orchard's `adam` is Keras', whose ε enters before the bias correction), with PyTorch's ε 1e-8;
-//! batch-norm momentum 0.9 in Keras' convention is PyTorch's 0.1; Orchard's Glorot head is carried over.
+//! batch-norm momentum 0.9 in Keras' convention is PyTorch's 0.1; Orchard's fresh head is carried over.
 //!
 //! Measures: per step `|loss - loss_torch| / |loss_torch|`; per tensor (every parameter and running statistic)
 //! `max |w - w_torch| / max(max |w_torch|, STEPS · lr)`. Both must stay within 1e-4 over all steps and tensors;
