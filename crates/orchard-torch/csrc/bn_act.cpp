@@ -2,16 +2,15 @@
 // the CPU. libtorch runs them as separate kernels: statistics, normalisation, activation forward; activation
 // backward, batch-norm reduction, batch-norm input gradient, each a full pass over the activation, and it
 // keeps the normalised tensor for the activation's backward. Here the forward makes one pass to gather the
-// statistics and one to write act((x - mean) · scale + bias); the backward recomputes the activation's input from x
-// in a pass that writes the activation's input gradient and sums it, and turns that into the input's
+// statistics and one to write act((x - mean) · scale + bias); the backward recomputes the activation's input
+// from x in a pass that writes the activation's input gradient and sums it, and turns that into the input's
 // gradient in place in a second. The normalised tensor is never stored.
 //
 // The kernels are compiled for AVX2 + FMA (`#pragma GCC target`, raw intrinsics) and used only where the CPU
-// has both (`orchard_bn_act_available`); everything else in this file is
-// generic code. Channel sums run in f32 over blocks of rows and in f64 across blocks and threads.
+// has both (`orchard_fused_train_available`); everything else in this file is generic code.
+#include "row_sums.h"
 #include "shim.h"
 
-#include <ATen/Parallel.h>
 #include <immintrin.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -21,11 +20,12 @@
 
 namespace {
 
+using orchard::kBlock;
+using orchard::parallel_sums;
+using orchard::row_grain;
+
 // The activations (orchard_torch::fused_conv::PostOp's order for the four it shares).
 enum Act : int64_t { kNone = 0, kRelu = 1, kRelu6 = 2, kSilu = 3 };
-
-// Rows summed in f32 before their sums join the f64 totals.
-constexpr int64_t kBlock = 64;
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
@@ -93,7 +93,8 @@ inline __m256 act_grad8(__m256 z, int64_t act) {
   switch (act) {
     case kRelu: return _mm256_and_ps(_mm256_cmp_ps(z, zero, _CMP_GT_OQ), one);
     case kRelu6: {
-      __m256 inside = _mm256_and_ps(_mm256_cmp_ps(z, zero, _CMP_GT_OQ), _mm256_cmp_ps(z, _mm256_set1_ps(6.f), _CMP_LT_OQ));
+      __m256 above = _mm256_cmp_ps(z, zero, _CMP_GT_OQ);
+      __m256 inside = _mm256_and_ps(above, _mm256_cmp_ps(z, _mm256_set1_ps(6.f), _CMP_LT_OQ));
       return _mm256_and_ps(inside, one);
     }
     case kSilu: {
@@ -209,25 +210,6 @@ void __attribute__((noinline)) input_grad_rows(const float* x, float* gz_gx, int
 
 #pragma GCC pop_options
 
-// Rows per task: at least about 32k values.
-int64_t grain(int64_t C) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(C, 1)); }
-
-// Runs `body(r0, r1, thread)` over the rows in parallel and returns the per-thread f64 partials (`width`
-// values per thread) summed.
-template <typename F>
-std::vector<double> parallel_sums(int64_t M, int64_t C, int64_t width, F body) {
-  int64_t threads = at::get_num_threads();
-  std::vector<double> partial(threads * width, 0.0);
-  at::parallel_for(0, M, grain(C), [&](int64_t r0, int64_t r1) {
-    int64_t t = at::get_thread_num();
-    body(r0, r1, partial.data() + t * width);
-  });
-  std::vector<double> total(width, 0.0);
-  for (int64_t t = 0; t < threads; t++)
-    for (int64_t i = 0; i < width; i++) total[i] += partial[t * width + i];
-  return total;
-}
-
 at::Tensor floats(const std::vector<double>& values) {
   auto t = at::empty({static_cast<int64_t>(values.size())}, at::kFloat);
   float* p = t.data_ptr<float>();
@@ -235,10 +217,14 @@ at::Tensor floats(const std::vector<double>& values) {
   return t;
 }
 
-void check_input(const at::Tensor& x) {
+// The kernels read C floats of each per-channel tensor: the shapes are checked, not assumed.
+void check_inputs(const at::Tensor& x, std::initializer_list<const at::Tensor*> per_channel) {
   TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4,
               "fused batch norm: a 4-D f32 CPU tensor expected");
   TORCH_CHECK(x.is_contiguous(at::MemoryFormat::ChannelsLast), "fused batch norm: a channels-last tensor expected");
+  for (const at::Tensor* t : per_channel)
+    TORCH_CHECK(t->scalar_type() == at::kFloat && t->dim() == 1 && t->size(0) == x.size(1),
+                "fused batch norm: per-channel f32 tensors of ", x.size(1), " values expected, got ", t->sizes());
 }
 
 // The per-channel scale of the normalisation: the activation's input is z = (x - mean) · scale + bias.
@@ -248,7 +234,7 @@ struct BnAct : public torch::autograd::Function<BnAct> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
                             const at::Tensor& bias, at::Tensor running_mean, at::Tensor running_var,
                             double keep, bool unbiased, double eps, int64_t act) {
-    check_input(x);
+    check_inputs(x, {&weight, &bias, &running_mean, &running_var});
     int64_t C = x.size(1), M = x.numel() / std::max<int64_t>(C, 1);
     TORCH_CHECK(M > 0, "fused batch norm: an empty batch");
     const float* xp = x.const_data_ptr<float>();
@@ -279,7 +265,7 @@ struct BnAct : public torch::autograd::Function<BnAct> {
     float* yp = y.data_ptr<float>();
     const float *sp = scale.const_data_ptr<float>(), *bp = beta.const_data_ptr<float>();
     const float* mp = mean_t.const_data_ptr<float>();
-    at::parallel_for(0, M, grain(C),
+    at::parallel_for(0, M, row_grain(C),
                      [&](int64_t r0, int64_t r1) { normalize_rows(xp, yp, r0, r1, C, sp, mp, bp, act); });
     ctx->save_for_backward({x, weight, bias});
     ctx->saved_data["mean"] = mean_t;
@@ -320,7 +306,7 @@ struct BnAct : public torch::autograd::Function<BnAct> {
       grad_weight[c] = s2 * i;
       grad_bias[c] = s1;
     }
-    at::parallel_for(0, M, grain(C), [&](int64_t r0, int64_t r1) {
+    at::parallel_for(0, M, row_grain(C), [&](int64_t r0, int64_t r1) {
       input_grad_rows(xp, gxp, r0, r1, C, mp, k1.data(), k2.data(), k3.data());
     });
     at::Tensor gw = floats(grad_weight).to(weight.scalar_type());
@@ -333,8 +319,8 @@ struct BnAct : public torch::autograd::Function<BnAct> {
 
 extern "C" {
 
-// 1 when this CPU runs the kernels (AVX2 and FMA).
-int orchard_bn_act_available() {
+// 1 when this CPU runs the fused training kernels (AVX2 and FMA), this file's and channel_scale.cpp's.
+int orchard_fused_train_available() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
 }
@@ -347,7 +333,7 @@ int orchard_bn_act_train(at::Tensor** out, const at::Tensor* x, const at::Tensor
                          double eps, int64_t act, char* err, size_t len) {
   return orchard::guarded(err, len, [&] {
     TORCH_CHECK(act >= kNone && act <= kSilu, "fused batch norm: unknown activation ", act);
-    TORCH_CHECK(orchard_bn_act_available(), "fused batch norm: this CPU lacks AVX2 or FMA");
+    TORCH_CHECK(orchard_fused_train_available(), "fused batch norm: this CPU lacks AVX2 or FMA");
     // No learnt scale: a scale of ones that nothing trains (an undefined input has no device for autograd).
     at::Tensor w = weight == nullptr ? at::ones({x->size(1)}, x->options()) : *weight;
     *out = new at::Tensor(BnAct::apply(*x, w, *bias, *running_mean, *running_var, keep, unbiased != 0, eps, act));

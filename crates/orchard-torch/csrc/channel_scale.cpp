@@ -4,22 +4,19 @@
 // one pass reads g and x, writes g · s and sums g · x. The forward is libtorch's product.
 //
 // The kernel is compiled for AVX2 + FMA (`#pragma GCC target`) and used only where the CPU has both
-// (`orchard_bn_act_available`, bn_act.cpp).
+// (`orchard_fused_train_available`, bn_act.cpp).
+#include "row_sums.h"
 #include "shim.h"
 
-#include <ATen/Parallel.h>
 #include <immintrin.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <vector>
 
-extern "C" int orchard_bn_act_available();
-
 namespace {
 
-// Rows summed in f32 before their sums join the f64 totals.
-constexpr int64_t kBlock = 64;
+using orchard::kBlock;
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
@@ -71,20 +68,12 @@ struct ChannelScale : public torch::autograd::Function<ChannelScale> {
     at::Tensor gx = at::empty_like(x, at::MemoryFormat::ChannelsLast);
     const float *xp = x.const_data_ptr<float>(), *gp = g.const_data_ptr<float>(), *sp = s.const_data_ptr<float>();
     float* gxp = gx.data_ptr<float>();
-    int64_t threads = at::get_num_threads();
-    std::vector<double> partial(threads * N * C, 0.0);
-    at::parallel_for(0, M, std::max<int64_t>(1, 32768 / C), [&](int64_t r0, int64_t r1) {
+    auto sums = orchard::parallel_sums(M, C, N * C, [&](int64_t r0, int64_t r1, double* gs) {
       std::vector<float> block(C);
-      double* gs = partial.data() + at::get_thread_num() * N * C;
       scale_grad_rows(xp, gp, sp, gxp, r0, r1, HW, C, gs, block.data());
     });
     at::Tensor gs = at::empty({N, C, 1, 1}, x.options());
-    float* out = gs.data_ptr<float>();
-    for (int64_t i = 0; i < N * C; i++) {
-      double total = 0.0;
-      for (int64_t t = 0; t < threads; t++) total += partial[t * N * C + i];
-      out[i] = static_cast<float>(total);
-    }
+    std::copy(sums.begin(), sums.end(), gs.data_ptr<float>());
     return {gx, gs};
   }
 };
@@ -96,7 +85,7 @@ extern "C" {
 // x · s for x N×C×H×W (channels-last, f32, CPU) and s N×C×1×1, one autograd node.
 int orchard_channel_scale(at::Tensor** out, const at::Tensor* x, const at::Tensor* s, char* err, size_t len) {
   return orchard::guarded(err, len, [&] {
-    TORCH_CHECK(orchard_bn_act_available(), "fused channel scale: this CPU lacks AVX2 or FMA");
+    TORCH_CHECK(orchard_fused_train_available(), "fused channel scale: this CPU lacks AVX2 or FMA");
     TORCH_CHECK(x->dim() == 4 && x->scalar_type() == at::kFloat && x->device().is_cpu() &&
                     x->is_contiguous(at::MemoryFormat::ChannelsLast),
                 "fused channel scale: a channels-last 4-D f32 CPU tensor expected");

@@ -19,8 +19,7 @@ use torch_sys::C_tensor;
 use crate::fused_conv::{call, PostOp};
 
 extern "C" {
-    fn orchard_bn_act_available() -> c_int;
-    #[allow(clippy::too_many_arguments)]
+    fn orchard_fused_train_available() -> c_int;
     fn orchard_channel_scale(
         out: *mut *mut C_tensor,
         x: *const C_tensor,
@@ -28,6 +27,7 @@ extern "C" {
         err: *mut c_char,
         len: usize,
     ) -> c_int;
+    #[allow(clippy::too_many_arguments)]
     fn orchard_bn_act_train(
         out: *mut *mut C_tensor,
         x: *const C_tensor,
@@ -49,7 +49,7 @@ pub fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     // SAFETY: a plain C function without arguments that cannot throw.
     *AVAILABLE.get_or_init(|| {
-        std::env::var("ORCHARD_FUSED_BN").map_or(true, |v| v != "0") && unsafe { orchard_bn_act_available() } == 1
+        std::env::var("ORCHARD_FUSED_BN").map_or(true, |v| v != "0") && unsafe { orchard_fused_train_available() } == 1
     })
 }
 
@@ -298,5 +298,22 @@ mod tests {
                 assert!(fused.0.size() == x.size() && fused.1.stride() == x.stride(), "{what}: channels-last out");
             }
         }
+    }
+    #[test]
+    fn per_channel_tensors_of_another_size_are_refused_not_read_past() {
+        if !available() {
+            return;
+        }
+        let options = (Kind::Float, Device::Cpu);
+        let x = Tensor::randn([2, 4, 3, 8], options).permute([0, 3, 1, 2]);
+        let (short, full) = (Tensor::zeros([7], options), Tensor::zeros([8], options));
+        fn running(t: &Tensor) -> Running<'_> {
+            Running { mean: t, var: t, keep: 0.9, unbiased: false }
+        }
+        for (bias, stats) in [(&short, &full), (&full, &short)] {
+            let e = bn_act(&x, None, bias, running(stats), 1e-3, PostOp::Relu).unwrap_err();
+            assert!(e.contains("per-channel f32 tensors of 8 values expected, got [7]"), "{e}");
+        }
+        assert!(bn_act(&x, None, &full, running(&full), 1e-3, PostOp::Relu).is_ok());
     }
 }
