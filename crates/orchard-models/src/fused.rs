@@ -6,6 +6,14 @@
 //! residual, in one kernel, over weights reordered once for the first input's shape): what inductor emits for
 //! a frozen model. Off the CPU, without oneDNN, or under autocast, it runs libtorch's convolution and applies
 //! the activation in place. Both compute what the eager layers compute, within f32 rounding.
+//!
+//! TF's "same" padding of a stride-2 layer on an even size pads one more row (column) after than before, and
+//! libtorch's convolutions pad symmetrically. The eager layers copy the input into a padded tensor first; the
+//! oneDNN path instead runs the kernel with one zero row (column) put before its taps, padded symmetrically by
+//! the larger side: the same windows, the same sums, and no copy of the input (for EfficientNet-B0 at 224,
+//! 130 MB a batch of 16; inference 106.5 → 118.3 images/s, peak memory 463 → 382 MiB). Training keeps the
+//! copy: there libtorch's depthwise backward over the larger kernel cost more than the copy saves (B0
+//! training 21.3 → 20.0 images/s).
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -55,8 +63,25 @@ pub(crate) struct FusedConv {
     groups: i64,
     act: Activation,
     /// The weight in oneDNN's blocked format for the first input's shape, made by the first forward pass on
-    /// the CPU; `None` inside when oneDNN cannot run this convolution.
-    packed: OnceLock<Option<Tensor>>,
+    /// the CPU; `None` inside when oneDNN cannot run this convolution. One per [`Shift`] (by its index): the
+    /// zero taps put before the kernel's rows and columns.
+    packed: [OnceLock<Option<Tensor>>; 4],
+}
+
+/// Zero rows and columns (0 or 1 each) put before a kernel's taps, which with symmetric padding by the larger
+/// side gives TF's asymmetric "same" windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Shift {
+    rows: i64,
+    columns: i64,
+}
+
+impl Shift {
+    const NONE: Shift = Shift { rows: 0, columns: 0 };
+
+    fn index(self) -> usize {
+        (self.rows * 2 + self.columns) as usize
+    }
 }
 
 impl FusedConv {
@@ -81,7 +106,8 @@ impl FusedConv {
             let weight = like(&weight, &conv.weight);
             let (kernel, stride, padding) = (conv.config.kernel, conv.config.stride, conv.config.padding);
             let bias = bias.to_kind(form_kind(conv.weight.kind()));
-            FusedConv { weight, bias, kernel, stride, padding, groups: conv.groups, act, packed: OnceLock::new() }
+            let packed = Default::default();
+            FusedConv { weight, bias, kernel, stride, padding, groups: conv.groups, act, packed }
         })
     }
 
@@ -103,24 +129,44 @@ impl FusedConv {
     /// The symmetric padding the convolution applies itself, and the explicit padding put before it when TF's
     /// "same" rule pads one side more than the other (stride-2 layers on even sizes).
     fn pads(&self, xs: &Tensor) -> ([i64; 2], Option<Pads>) {
-        match self.padding {
-            Padding::Valid => ([0, 0], None),
-            Padding::Symmetric(p) => ([p, p], None),
-            Padding::Same => {
-                let (h, w) = spatial(xs);
-                let (top, bottom) = same_pads(h, self.kernel[0], self.stride);
-                let (left, right) = same_pads(w, self.kernel[1], self.stride);
-                if top == bottom && left == right {
-                    ([top, left], None)
-                } else {
-                    ([0, 0], Some([top, bottom, left, right]))
-                }
+        match self.same_pads(xs) {
+            Some([top, bottom, left, right]) if top != bottom || left != right => {
+                ([0, 0], Some([top, bottom, left, right]))
             }
+            Some([top, _, left, _]) => ([top, left], None),
+            None => (self.symmetric(), None),
         }
     }
 
-    /// The oneDNN-packed weight, when oneDNN runs this convolution on `xs`.
-    fn packed(&self, xs: &Tensor, geometry: Geometry) -> Option<&Tensor> {
+    /// TF's "same" padding `[top, bottom, left, right]` of `xs` when this layer pads so.
+    fn same_pads(&self, xs: &Tensor) -> Option<Pads> {
+        (self.padding == Padding::Same).then(|| {
+            let (h, w) = spatial(xs);
+            let (top, bottom) = same_pads(h, self.kernel[0], self.stride);
+            let (left, right) = same_pads(w, self.kernel[1], self.stride);
+            [top, bottom, left, right]
+        })
+    }
+
+    /// The padding of a "valid" or symmetric layer.
+    fn symmetric(&self) -> [i64; 2] {
+        match self.padding {
+            Padding::Symmetric(p) => [p, p],
+            Padding::Valid | Padding::Same => [0, 0],
+        }
+    }
+
+    /// The symmetric padding and the kernel's [`Shift`] that give this layer's windows on `xs` without a copy
+    /// (see the module's doc). TF's "same" padding puts at most one more after than before.
+    fn shifted_pads(&self, xs: &Tensor) -> ([i64; 2], Shift) {
+        match self.same_pads(xs) {
+            Some([top, bottom, left, right]) => ([bottom, right], Shift { rows: bottom - top, columns: right - left }),
+            None => (self.symmetric(), Shift::NONE),
+        }
+    }
+
+    /// The oneDNN-packed weight with `shift`'s zero taps, when oneDNN runs this convolution on `xs`.
+    fn packed(&self, xs: &Tensor, geometry: Geometry, shift: Shift) -> Option<&Tensor> {
         let fusable = xs.device() == Device::Cpu
             && xs.kind() == self.weight.kind()
             && matches!(xs.kind(), Kind::Float | Kind::BFloat16)
@@ -130,8 +176,11 @@ impl FusedConv {
             return None;
         }
         let input_size: [i64; 4] = xs.size().try_into().ok()?;
-        self.packed
-            .get_or_init(|| fused_conv::reorder_weight(&self.weight.contiguous(), geometry, input_size).ok())
+        self.packed[shift.index()]
+            .get_or_init(|| {
+                let weight = tch::no_grad(|| self.weight.constant_pad_nd([shift.columns, 0, shift.rows, 0]));
+                fused_conv::reorder_weight(&weight.contiguous(), geometry, input_size).ok()
+            })
             .as_ref()
     }
 
@@ -153,6 +202,10 @@ impl FusedConv {
     }
 
     fn run(&self, xs: &Tensor, residual: Option<&Tensor>, act: Activation) -> Tensor {
+        let (padding, shift) = self.shifted_pads(xs);
+        if let Some(out) = self.onednn(xs, residual, act, padding, shift) {
+            return out;
+        }
         let (padding, explicit) = self.pads(xs);
         let padded;
         let xs = match explicit {
@@ -162,14 +215,6 @@ impl FusedConv {
             }
             None => xs,
         };
-        let geometry = Geometry { padding, stride: [self.stride, self.stride], groups: self.groups };
-        if let Some(packed) = self.packed(xs, geometry) {
-            let fused = match residual {
-                None => fused_conv::conv(xs, packed, Some(&self.bias), geometry, act),
-                Some(other) => fused_conv::conv_add(xs, other, packed, Some(&self.bias), geometry, act),
-            };
-            return fused.unwrap_or_else(|e| panic!("oneDNN's fused convolution failed: {e}"));
-        }
         let stride = [self.stride, self.stride];
         let mut x = xs.conv2d(&self.weight, Some(&self.bias), stride, padding, [1, 1], self.groups);
         if let Some(other) = residual {
@@ -177,6 +222,25 @@ impl FusedConv {
         }
         apply_(&mut x, act);
         x
+    }
+
+    /// oneDNN's fused convolution of `xs` padded symmetrically by `padding` with `shift`'s kernel, when oneDNN
+    /// runs this convolution.
+    fn onednn(
+        &self,
+        xs: &Tensor,
+        residual: Option<&Tensor>,
+        act: Activation,
+        padding: [i64; 2],
+        shift: Shift,
+    ) -> Option<Tensor> {
+        let geometry = Geometry { padding, stride: [self.stride, self.stride], groups: self.groups };
+        let packed = self.packed(xs, geometry, shift)?;
+        let fused = match residual {
+            None => fused_conv::conv(xs, packed, Some(&self.bias), geometry, act),
+            Some(other) => fused_conv::conv_add(xs, other, packed, Some(&self.bias), geometry, act),
+        };
+        Some(fused.unwrap_or_else(|e| panic!("oneDNN's fused convolution failed: {e}")))
     }
 }
 
@@ -235,5 +299,43 @@ impl FrozenBatchNorm {
         let mut x = xs.batch_norm(scale, shift, Some(&self.zeros), Some(&self.ones), false, 0.0, 0.0, true);
         apply_(&mut x, act);
         x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::nn;
+
+    use super::*;
+    use crate::layers::ConvConfig;
+
+    /// TF's "same" windows of a stride-2 layer through the shifted kernel (oneDNN) equal the eager layer's
+    /// explicit padding, for every parity of height and width, dense and depthwise, 3×3 and 5×5: one layer over
+    /// the four shapes packs one weight per shift.
+    #[test]
+    fn shifted_kernels_give_the_windows_of_explicit_same_padding() {
+        assert!(fused_conv::available(), "libtorch's oneDNN convolutions are missing");
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        for kernel in [3, 5] {
+            for depthwise in [false, true] {
+                let path = vs.root().sub(format!("k{kernel}d{depthwise}"));
+                let config = ConvConfig::new(kernel).stride(2).bias(true);
+                let conv =
+                    if depthwise { Conv2d::depthwise(&path, 8, config) } else { Conv2d::new(&path, 8, 16, config) };
+                let _ = tch::no_grad(|| conv.bias.as_ref().unwrap().shallow_clone().uniform_(-1.0, 1.0));
+                let fused = FusedConv::fold(&conv, None, Activation::None);
+                for (h, w) in [(10, 10), (11, 11), (10, 11), (11, 10)] {
+                    let xs = orchard_torch::channels_last(&Tensor::randn([2, 8, h, w], (Kind::Float, Device::Cpu)));
+                    let eager = tch::no_grad(|| conv.forward(&xs));
+                    let out = fused.forward(&xs);
+                    assert_eq!(out.size(), eager.size(), "{kernel}×{kernel}, {h}×{w}");
+                    let error = (&out - &eager).abs().max().double_value(&[]);
+                    assert!(error < 1e-5, "{kernel}×{kernel} depthwise {depthwise}, {h}×{w}: differs by {error:e}");
+                }
+                let packed = fused.packed.iter().filter(|p| p.get().is_some_and(Option::is_some)).count();
+                assert_eq!(packed, 4, "{kernel}×{kernel}: one oneDNN weight per shift");
+            }
+        }
     }
 }
