@@ -22,6 +22,7 @@ fn main() {
             "csrc/fused_conv.cpp",
             "csrc/distributed.cpp",
             "csrc/memory.cpp",
+            "csrc/parallel.cpp",
         ])
         // Declarations of the gloo types libtorch's ProcessGroupGloo.hpp names (csrc/gloo/README.md).
         .include("csrc")
@@ -29,8 +30,11 @@ fn main() {
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
+        // at::parallel_for is inline in libtorch's headers: without OpenMP here its loops run on one thread.
+        .flag("-fopenmp")
         .define("_GLIBCXX_USE_CXX11_ABI", "1")
         .warnings(false);
+    link_libtorchs_openmp(&lib);
     let site_packages = include.parent().and_then(Path::parent).expect("torch/include is in site-packages");
     let nccl = nccl_includes(site_packages).filter(|_| lib.join("libtorch_cuda.so").exists());
     match nccl {
@@ -38,6 +42,17 @@ fn main() {
         None => println!("cargo:warning=orchard-torch: no NCCL and CUDA headers beside libtorch; built without NCCL"),
     }
     build.compile("orchard_torch_shims");
+}
+
+/// Links the OpenMP runtime libtorch itself loads (the wheel's `torch/lib/libgomp.so.1`), through a
+/// `libgomp.so` link in OUT_DIR: one runtime, one thread pool, for libtorch's kernels and the shims'.
+fn link_libtorchs_openmp(lib: &Path) {
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let link = out.join("libgomp.so");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(lib.join("libgomp.so.1"), &link).expect("a link to libtorch's libgomp in OUT_DIR");
+    println!("cargo:rustc-link-search=native={}", out.display());
+    println!("cargo:rustc-link-lib=dylib=gomp");
 }
 
 /// Compiles `csrc/nccl.cpp` into `OUT_DIR/liborchard_nccl.so`, linked against libtorch_cuda (found through an
