@@ -10,9 +10,10 @@ torch="$("${ORCHARD_PYTHON:-python3}" -c 'import torch, os; print(os.path.dirnam
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 for store in _mm256_storeu_ps _mm256_stream_ps; do
+  # libtorch's headers warn by the hundred; the log is shown only when the compiler fails.
   g++ -O3 -std=c++17 -fopenmp -DSTORE="$store" "$here/depthwise.cpp" -I"$torch/include" \
     -I"$torch/include/torch/csrc/api/include" -L"$torch/lib" -ltorch_cpu -lc10 -Wl,-rpath,"$torch/lib" \
-    -o "$out/depthwise" 2>/dev/null
+    -o "$out/depthwise" 2>"$out/log" || { cat "$out/log" >&2; exit 1; }
   echo "stores: $store"
   "$out/depthwise" 1
   "$out/depthwise" 2

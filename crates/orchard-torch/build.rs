@@ -45,13 +45,17 @@ fn main() {
 }
 
 /// Links the OpenMP runtime libtorch itself loads (the wheel's `torch/lib/libgomp.so.1`), through a
-/// `libgomp.so` link in OUT_DIR: one runtime, one thread pool, for libtorch's kernels and the shims'.
+/// `libgomp.so` link in OUT_DIR: one runtime, one thread pool, for libtorch's kernels and the shims'. A
+/// libtorch without its own copy uses the system's, which is then the one it loads too (same soname).
 fn link_libtorchs_openmp(lib: &Path) {
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let link = out.join("libgomp.so");
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(lib.join("libgomp.so.1"), &link).expect("a link to libtorch's libgomp in OUT_DIR");
-    println!("cargo:rustc-link-search=native={}", out.display());
+    let bundled = lib.join("libgomp.so.1");
+    if bundled.exists() {
+        let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+        let link = out.join("libgomp.so");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&bundled, &link).expect("a link to libtorch's libgomp in OUT_DIR");
+        println!("cargo:rustc-link-search=native={}", out.display());
+    }
     println!("cargo:rustc-link-lib=dylib=gomp");
 }
 
