@@ -472,10 +472,10 @@ struct FusedMbConv {
 }
 
 impl FusedMbConv {
-    fn forward(&self, xs: &Tensor) -> Tensor {
+    fn forward(&self, xs: Tensor) -> Tensor {
         let mut x = match &self.expand {
-            Some(expand) => self.dwconv.forward(&expand.forward(xs)),
-            None => self.dwconv.forward(xs),
+            Some(expand) => self.dwconv.forward(&expand.forward(&xs)),
+            None => self.dwconv.forward(&xs),
         };
         if let Some((reduce, expand)) = &self.se {
             x *= expand.forward(&reduce.forward(&global_avg_pool(&x, true)));
@@ -500,7 +500,7 @@ struct FusedEfficientNet {
 impl InferenceLayers for FusedEfficientNet {
     fn forward(&self, xs: &Tensor) -> Tensor {
         let x = self.stem.forward(&self.input.forward(xs, Activation::None));
-        let x = self.blocks.iter().fold(x, |x, block| block.forward(&x));
+        let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
         self.top.forward(&x)
     }
 }

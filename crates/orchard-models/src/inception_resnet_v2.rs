@@ -30,7 +30,7 @@ use tch::{nn, Tensor};
 
 use crate::backbone::{Backbone, Built, HeadSpec, LayerGroup, Layers, ModelSpec, Variants};
 use crate::batch_norm::BatchNorm;
-use crate::fused::{Activation, FusedConv};
+use crate::fused::{Activation, FusedConv, ParallelChains};
 use crate::inference::InferenceLayers;
 use crate::init::Initializer;
 use crate::layers::{avg_pool_same, max_pool, Conv2d, ConvConfig, Padding};
@@ -212,9 +212,9 @@ fn fused_chain(layers: &[FusedConv], xs: &Tensor) -> Tensor {
     layers.iter().fold(xs.shallow_clone(), |x, layer| layer.forward(&x))
 }
 
-/// The inference forms of branches of `conv2d_bn`s.
-fn fused_branches(branches: &[Vec<ConvBn>]) -> Vec<Vec<FusedConv>> {
-    branches.iter().map(|b| b.iter().map(ConvBn::fused).collect()).collect()
+/// The inference forms of branches of `conv2d_bn`s, their opening 1×1 convolutions merged.
+fn fused_branches(branches: &[Vec<ConvBn>]) -> ParallelChains {
+    ParallelChains::new(branches.iter().map(|b| b.iter().map(ConvBn::fused).collect()).collect())
 }
 
 /// Builds layers under Keras' names: auto-numbered `conv2d_N` / `batch_normalization_N` pairs in creation
@@ -445,13 +445,13 @@ impl Layers for InceptionResNetV2 {
 /// A [`Module`]'s inference form; `pool` is the average pooling branch's convolution, `None` for max pooling.
 #[derive(Debug)]
 struct FusedModule {
-    branches: Vec<Vec<FusedConv>>,
+    branches: ParallelChains,
     pool: Option<FusedConv>,
 }
 
 impl FusedModule {
     fn forward(&self, xs: &Tensor) -> Tensor {
-        let mut outputs: Vec<Tensor> = self.branches.iter().map(|b| fused_chain(b, xs)).collect();
+        let mut outputs = self.branches.forward(xs);
         outputs.push(match &self.pool {
             Some(conv) => conv.forward(&avg_pool_same(xs, 3)),
             None => max_pool(xs, 3, 2),
@@ -463,7 +463,7 @@ impl FusedModule {
 /// A [`ResidualBlock`]'s inference form: the scale folded into `up`, which fuses the residual sum and ReLU.
 #[derive(Debug)]
 struct FusedResidualBlock {
-    branches: Vec<Vec<FusedConv>>,
+    branches: ParallelChains,
     up: FusedConv,
 }
 
@@ -484,8 +484,8 @@ impl InferenceLayers for FusedInceptionResNetV2 {
         for (module, stage) in self.modules.iter().zip(&self.stages) {
             x = module.forward(&x);
             for block in stage {
-                let mixed: Vec<Tensor> = block.branches.iter().map(|b| fused_chain(b, &x)).collect();
-                x = block.up.forward_add(&Tensor::cat(&mixed, 1), &x);
+                let mixed = Tensor::cat(&block.branches.forward(&x), 1);
+                x = block.up.forward_add(&mixed, x);
             }
         }
         self.conv_7b.forward(&x)

@@ -80,10 +80,10 @@ struct FusedInvertedResidual {
 }
 
 impl FusedInvertedResidual {
-    fn forward(&self, xs: &Tensor) -> Tensor {
+    fn forward(&self, xs: Tensor) -> Tensor {
         let x = match &self.expand {
-            Some(expand) => self.depthwise.forward(&expand.forward(xs)),
-            None => self.depthwise.forward(xs),
+            Some(expand) => self.depthwise.forward(&expand.forward(&xs)),
+            None => self.depthwise.forward(&xs),
         };
         if self.residual {
             self.project.forward_add(&x, xs)
@@ -103,7 +103,7 @@ struct FusedTrunk {
 
 impl InferenceLayers for FusedTrunk {
     fn forward(&self, xs: &Tensor) -> Tensor {
-        let x = self.blocks.iter().fold(self.stem.forward(xs), |x, block| block.forward(&x));
+        let x = self.blocks.iter().fold(self.stem.forward(xs), |x, block| block.forward(x));
         self.top.forward(&x)
     }
 }

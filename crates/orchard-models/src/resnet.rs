@@ -202,7 +202,7 @@ impl InferenceLayers for FusedResNet {
         self.blocks.iter().fold(x, |x, b| {
             let shortcut = b.downsample.as_ref().map(|d| d.forward(&x));
             let y = b.spatial.forward(&b.reduce.forward(&x));
-            b.expand.forward_add(&y, shortcut.as_ref().unwrap_or(&x))
+            b.expand.forward_add(&y, shortcut.unwrap_or(x))
         })
     }
 }

@@ -251,15 +251,15 @@ struct FusedBlock {
 }
 
 impl FusedBlock {
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        let preact = self.preact.forward(xs, Activation::Relu);
+    fn forward(&self, xs: Tensor) -> Tensor {
+        let preact = self.preact.forward(&xs, Activation::Relu);
         let shortcut = match &self.shortcut {
             FusedShortcut::Conv(conv) => conv.forward(&preact),
-            FusedShortcut::Identity => xs.shallow_clone(),
-            FusedShortcut::Subsample(stride) => max_pool(xs, 1, *stride),
+            FusedShortcut::Identity => xs,
+            FusedShortcut::Subsample(stride) => max_pool(&xs, 1, *stride),
         };
         let x = self.conv2.forward(&self.conv1.forward(&preact));
-        self.conv3.forward_add(&x, &shortcut)
+        self.conv3.forward_add(&x, shortcut)
     }
 }
 
@@ -274,7 +274,7 @@ struct FusedResNetV2 {
 impl InferenceLayers for FusedResNetV2 {
     fn forward(&self, xs: &Tensor) -> Tensor {
         let x = max_pool(&zero_pad(&self.conv1.forward(xs), [1, 1, 1, 1]), 3, 2);
-        let x = self.blocks.iter().fold(x, |x, block| block.forward(&x));
+        let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
         self.post_bn.forward(&x, Activation::Relu)
     }
 }

@@ -50,6 +50,7 @@ extern "C" {
         stride: *const i64,
         groups: i64,
         unary: *const c_char,
+        into: c_int,
         err: *mut c_char,
         len: usize,
     ) -> c_int;
@@ -173,6 +174,33 @@ pub fn conv_add(
     geometry: Geometry,
     post: PostOp,
 ) -> Result<Tensor, String> {
+    add(x, other, weight, bias, geometry, post, false)
+}
+
+/// [`conv_add`] written into `other`'s storage, which is returned: oneDNN's sum post-op, one tensor fewer
+/// streamed through the kernel. `other` must be channels-last and dense (else [`conv_add`] runs), and no one
+/// may read it afterwards through another handle.
+pub fn conv_add_into(
+    x: &Tensor,
+    other: Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    geometry: Geometry,
+    post: PostOp,
+) -> Result<Tensor, String> {
+    let into = crate::is_channels_last_dense(&other) && other.kind() == x.kind();
+    add(x, &other, weight, bias, geometry, post, into)
+}
+
+fn add(
+    x: &Tensor,
+    other: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    geometry: Geometry,
+    post: PostOp,
+    into: bool,
+) -> Result<Tensor, String> {
     let Geometry { padding, stride, groups } = geometry;
     let unary = match post {
         PostOp::None => None,
@@ -190,6 +218,7 @@ pub fn conv_add(
             stride.as_ptr(),
             groups,
             unary.as_ref().map_or(std::ptr::null(), |u| u.as_ptr()),
+            c_int::from(into),
             err,
             len,
         )
@@ -236,6 +265,19 @@ mod tests {
                 for (post, expected) in [(PostOp::None, &plain + &other), (PostOp::Relu, (&plain + &other).relu())] {
                     let fused = tch::no_grad(|| conv_add(&x, &other, &packed, Some(&bias), geometry, post)).unwrap();
                     assert!(close(&fused, &expected), "add then {post:?}, {shape:?}");
+                    // Into a channels-last residual: the result is written where the residual was.
+                    let residual = crate::channels_last(&other);
+                    let at = residual.data_ptr();
+                    let into = tch::no_grad(|| conv_add_into(&x, residual, &packed, Some(&bias), geometry, post));
+                    let into = into.unwrap();
+                    assert!(close(&into, &expected), "add into, then {post:?}, {shape:?}");
+                    assert_eq!(into.data_ptr(), at, "written into the residual's storage");
+                    // A residual in another layout is read, not written.
+                    let before = other.copy();
+                    let read =
+                        tch::no_grad(|| conv_add_into(&x, other.shallow_clone(), &packed, Some(&bias), geometry, post));
+                    assert!(close(&read.unwrap(), &expected), "add, contiguous residual, then {post:?}");
+                    assert!(other.equal(&before), "a contiguous residual is left as it was");
                 }
             }
         }

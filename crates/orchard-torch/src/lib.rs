@@ -38,6 +38,14 @@ pub fn channels_last(t: &Tensor) -> Tensor {
     t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
+/// Whether `t` is 4-D and dense in channels-last order (NHWC in memory): what [`channels_last`] makes.
+pub fn is_channels_last_dense(t: &Tensor) -> bool {
+    let Ok([_, c, h, w]) = <[i64; 4]>::try_from(t.size()) else { return false };
+    let expected = [h * w * c, 1, w * c, c];
+    // Strides of dimensions of size 1 do not matter to the layout.
+    t.stride().iter().zip(expected).zip(t.size()).all(|((&s, e), n)| n == 1 || s == e)
+}
+
 /// Puts every 4-D variable (convolution kernels) in channels-last memory order, in place, so that libtorch
 /// picks its NHWC convolution kernels; other variables are left as they are.
 pub fn convolutions_to_channels_last<'a>(variables: impl IntoIterator<Item = &'a mut Tensor>) {
