@@ -18,6 +18,7 @@ fn main() {
             "csrc/autocast.cpp",
             "csrc/bn_act.cpp",
             "csrc/channel_scale.cpp",
+            "csrc/depthwise.cpp",
             "csrc/foreach.cpp",
             "csrc/fused_conv.cpp",
             "csrc/distributed.cpp",

@@ -23,7 +23,7 @@ use tch::{nn, Kind, Tensor};
 
 use crate::backbone::{Backbone, Built, HeadSpec, LayerGroup, Layers, ModelSpec, Variants};
 use crate::batch_norm::BatchNorm;
-use crate::fused::{Activation, FrozenBatchNorm, FusedConv};
+use crate::fused::{Activation, FrozenBatchNorm, FusedConv, PooledDepthwise};
 use crate::import_rules::{ImportRules, KerasFixup};
 use crate::inference::InferenceLayers;
 use crate::init::{Distribution, FanMode, Initializer};
@@ -456,7 +456,8 @@ impl MbConv {
             )
         });
         let project = FusedConv::fold(&self.project_conv, Some(&self.project_bn), Activation::None);
-        FusedMbConv { expand, dwconv, se, project, residual: self.args.residual() }
+        let pooled = se.as_ref().and_then(|_| PooledDepthwise::new(&dwconv));
+        FusedMbConv { expand, dwconv, pooled, se, project, residual: self.args.residual() }
     }
 }
 
@@ -465,6 +466,9 @@ impl MbConv {
 struct FusedMbConv {
     expand: Option<FusedConv>,
     dwconv: FusedConv,
+    /// The depthwise layer, its swish, the expand convolution's swish and squeeze-excitation's pooling as one
+    /// pass, where the CPU runs it.
+    pooled: Option<PooledDepthwise>,
     /// Squeeze-excitation's reduce (swish) and expand (sigmoid) convolutions.
     se: Option<(FusedConv, FusedConv)>,
     project: FusedConv,
@@ -473,12 +477,22 @@ struct FusedMbConv {
 
 impl FusedMbConv {
     fn forward(&self, xs: Tensor) -> Tensor {
-        let mut x = match &self.expand {
-            Some(expand) => self.dwconv.forward(&expand.forward(&xs)),
-            None => self.dwconv.forward(&xs),
+        let (mut x, pooled) = match &self.pooled {
+            Some(pooled) if pooled.runs(&xs) => {
+                let (x, mean) = match &self.expand {
+                    Some(expand) => pooled.forward(&expand.forward_with(&xs, Activation::None), true),
+                    None => pooled.forward(&xs, false),
+                };
+                (x, Some(mean))
+            }
+            _ => match &self.expand {
+                Some(expand) => (self.dwconv.forward(&expand.forward(&xs)), None),
+                None => (self.dwconv.forward(&xs), None),
+            },
         };
         if let Some((reduce, expand)) = &self.se {
-            x *= expand.forward(&reduce.forward(&global_avg_pool(&x, true)));
+            let pooled = pooled.unwrap_or_else(|| global_avg_pool(&x, true));
+            x *= expand.forward(&reduce.forward(&pooled));
         }
         if self.residual {
             self.project.forward_add(&x, xs)

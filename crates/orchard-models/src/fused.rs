@@ -20,6 +20,7 @@ use std::sync::OnceLock;
 
 pub use orchard_torch::fused_conv::PostOp as Activation;
 use orchard_torch::fused_conv::{self, Geometry};
+use orchard_torch::pooled_depthwise::{pooled_depthwise, Window};
 use tch::{Device, Kind, Tensor};
 
 use crate::batch_norm::BatchNorm;
@@ -220,6 +221,11 @@ impl FusedConv {
         self.run(xs, Some(residual), self.act)
     }
 
+    /// `act(bn(conv(x)))` with `act` instead of the layer's own activation.
+    pub fn forward_with(&self, xs: &Tensor, act: Activation) -> Tensor {
+        self.run(xs, None, act)
+    }
+
     fn run(&self, xs: &Tensor, residual: Option<Tensor>, act: Activation) -> Tensor {
         let (padding, shift) = self.shifted_pads(xs);
         let residual = match self.onednn(xs, residual, act, padding, shift) {
@@ -316,6 +322,64 @@ impl ParallelChains {
         chains
             .map(|(i, chain)| chain.iter().fold(input(i).unwrap_or_else(|| xs.shallow_clone()), |x, l| l.forward(&x)))
             .collect()
+    }
+}
+
+/// A depthwise layer with swish and squeeze-excitation's pooling after it, run as one pass by
+/// [`pooled_depthwise`] where the CPU has AVX-512 (f32, no autocast); made from the layer's folded form.
+#[derive(Debug)]
+pub(crate) struct PooledDepthwise {
+    /// K×K×C.
+    weight: Tensor,
+    bias: Tensor,
+    kernel: i64,
+    stride: i64,
+    padding: Padding,
+}
+
+impl PooledDepthwise {
+    /// `None` where the kernel does not run `layer`: not a depthwise swish layer, not f32, or not 3×3 / 5×5
+    /// with stride 1 or 2.
+    pub fn new(layer: &FusedConv) -> Option<Self> {
+        let [c, per_group, kh, kw]: [i64; 4] = layer.weight.size().try_into().ok()?;
+        let fits = per_group == 1
+            && layer.groups == c
+            && kh == kw
+            && matches!(kh, 3 | 5)
+            && matches!(layer.stride, 1 | 2)
+            && layer.act == Activation::Swish
+            && layer.weight.kind() == Kind::Float
+            && orchard_torch::pooled_depthwise::available();
+        fits.then(|| {
+            let weight = tch::no_grad(|| layer.weight.squeeze_dim(1).permute([1, 2, 0]).contiguous());
+            let bias = layer.bias.contiguous();
+            PooledDepthwise { weight, bias, kernel: kh, stride: layer.stride, padding: layer.padding }
+        })
+    }
+
+    /// Whether the kernel runs on `xs`.
+    pub fn runs(&self, xs: &Tensor) -> bool {
+        xs.device() == Device::Cpu
+            && xs.kind() == Kind::Float
+            && !orchard_torch::autocast::Autocast::is_enabled(Device::Cpu)
+    }
+
+    /// `(swish(layer(in(xs))), its mean over positions N×C×1×1)`, `in` swish when `input_swish` (the expand
+    /// convolution's activation, left to this pass).
+    pub fn forward(&self, xs: &Tensor, input_swish: bool) -> (Tensor, Tensor) {
+        let (h, w) = spatial(xs);
+        let side = |n: i64| match self.padding {
+            Padding::Same => ((n + self.stride - 1) / self.stride, same_pads(n, self.kernel, self.stride).0),
+            Padding::Symmetric(p) => ((n + 2 * p - self.kernel) / self.stride + 1, p),
+            Padding::Valid => ((n - self.kernel) / self.stride + 1, 0),
+        };
+        let ((out_h, top), (out_w, left)) = (side(h), side(w));
+        let window = Window { stride: self.stride, before: [top, left], output: [out_h, out_w] };
+        let (y, sums) = pooled_depthwise(xs, &self.weight, &self.bias, window, input_swish)
+            .unwrap_or_else(|e| panic!("the pooled depthwise kernel failed: {e}"));
+        let n = sums.size()[0];
+        let mean = (sums / (out_h * out_w) as f64).view([n, -1, 1, 1]);
+        (y, mean)
     }
 }
 

@@ -16,6 +16,7 @@ pub mod foreach;
 pub mod fused_conv;
 pub mod fused_train;
 pub mod memory;
+pub mod pooled_depthwise;
 
 use orchard_data::loader::Batch;
 use tch::{Device, Kind, Tensor};
