@@ -69,6 +69,10 @@ pub(crate) struct FusedConv {
     packed: [OnceLock<Option<Tensor>>; 4],
 }
 
+/// The most input channels for which a layer with TF's asymmetric "same" padding copies its input padded
+/// instead of running a kernel with a zero row and column before its taps.
+const MAX_COPIED_CHANNELS: i64 = 4;
+
 /// Zero rows and columns (0 or 1 each) put before a kernel's taps, which with symmetric padding by the larger
 /// side gives TF's asymmetric "same" windows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,20 +231,26 @@ impl FusedConv {
     }
 
     fn run(&self, xs: &Tensor, residual: Option<Tensor>, act: Activation) -> Tensor {
-        let (padding, shift) = self.shifted_pads(xs);
-        let residual = match self.onednn(xs, residual, act, padding, shift) {
+        // `explicit`: TF's asymmetric padding, which oneDNN runs as a kernel with a zero row and column before
+        // its taps, except for an image's few channels (a stem): those are cheaper to copy padded than to run
+        // through the larger kernel (EfficientNet-B0's stem at 224, batch 16: 5.2 ms with the 4×4 kernel).
+        let (padding, explicit) = self.pads(xs);
+        let mut padded = explicit.filter(|_| xs.size()[1] <= MAX_COPIED_CHANNELS).map(|pads| zero_pad(xs, pads));
+        let residual = match &padded {
+            Some(input) => self.onednn(input, residual, act, padding, Shift::NONE),
+            None => {
+                let (padding, shift) = self.shifted_pads(xs);
+                self.onednn(xs, residual, act, padding, shift)
+            }
+        };
+        let residual = match residual {
             Ok(out) => return out,
             Err(residual) => residual,
         };
-        let (padding, explicit) = self.pads(xs);
-        let padded;
-        let xs = match explicit {
-            Some(pads) => {
-                padded = zero_pad(xs, pads);
-                &padded
-            }
-            None => xs,
-        };
+        if padded.is_none() {
+            padded = explicit.map(|pads| zero_pad(xs, pads));
+        }
+        let xs = padded.as_ref().unwrap_or(xs);
         let stride = [self.stride, self.stride];
         let mut x = xs.conv2d(&self.weight, Some(&self.bias), stride, padding, [1, 1], self.groups);
         if let Some(other) = residual {
@@ -511,5 +521,24 @@ mod tests {
                 assert_eq!(packed, 4, "{kernel}×{kernel}: one oneDNN weight per shift");
             }
         }
+    }
+
+    /// A stem's few channels are copied padded instead: the same windows, one kernel without zero taps.
+    #[test]
+    fn a_stem_copies_its_input_padded_and_runs_the_kernel_as_it_is() {
+        tch::manual_seed(4);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = Conv2d::new(&vs.root(), 3, 8, ConvConfig::new(3).stride(2).bias(true));
+        let fused = FusedConv::fold(&conv, None, Activation::Swish);
+        for (h, w) in [(10, 10), (11, 11), (10, 11)] {
+            let xs = orchard_torch::channels_last(&Tensor::randn([2, 3, h, w], (Kind::Float, Device::Cpu)));
+            let eager = tch::no_grad(|| conv.forward(&xs)).silu();
+            let out = fused.forward(&xs);
+            assert_eq!(out.size(), eager.size(), "{h}×{w}");
+            let error = (&out - &eager).abs().max().double_value(&[]);
+            assert!(error < 1e-5, "{h}×{w}: differs by {error:e}");
+        }
+        let packed: Vec<bool> = fused.packed.iter().map(|p| p.get().is_some_and(Option::is_some)).collect();
+        assert_eq!(packed, [true, false, false, false], "only the kernel as it is");
     }
 }
