@@ -162,10 +162,11 @@ int orchard_pooled_depthwise(at::Tensor** out, at::Tensor** sums, const at::Tens
                              int64_t out_w, int input_swish, char* err, size_t len) {
   return orchard::guarded(err, len, [&] {
     TORCH_CHECK(x->dim() == 4 && x->scalar_type() == at::kFloat && x->device().is_cpu(), "x must be 4-D f32 on the CPU");
-    const int64_t N = x->size(0), C = x->size(1), H = x->size(2), W = x->size(3), K = weight->size(0);
-    TORCH_CHECK(weight->dim() == 3 && weight->size(1) == K && weight->size(2) == C && weight->is_contiguous() &&
-                    weight->scalar_type() == at::kFloat,
+    const int64_t N = x->size(0), C = x->size(1), H = x->size(2), W = x->size(3);
+    TORCH_CHECK(weight->dim() == 3 && weight->size(0) == weight->size(1) && weight->size(2) == C &&
+                    weight->is_contiguous() && weight->scalar_type() == at::kFloat,
                 "weight must be K×K×C f32, contiguous");
+    const int64_t K = weight->size(0);
     TORCH_CHECK(bias->numel() == C && bias->is_contiguous() && bias->scalar_type() == at::kFloat, "bias must be C f32");
     TORCH_CHECK(top >= 0 && left >= 0 && top < K && left < K && out_h > 0 && out_w > 0, "bad padding or output size");
     TORCH_CHECK((out_h - 1) * stride - top < H && (out_w - 1) * stride - left < W, "output larger than the input allows");

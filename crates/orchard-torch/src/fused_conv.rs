@@ -115,7 +115,7 @@ fn bias_ptr(bias: Option<&Tensor>) -> *const C_tensor {
 }
 
 /// `weight` (OIHW, f32 or bf16) reordered into the blocked format oneDNN prefers for inputs of
-/// `input_size` (N, C, H, W); the result only feeds [`conv`] and [`conv_add`]. Any input size still works
+/// `input_size` (N, C, H, W); the result only feeds [`conv`] and [`conv_add_into`]. Any input size still works
 /// with it, those of `input_size` without a reorder per call.
 pub fn reorder_weight(weight: &Tensor, geometry: Geometry, input_size: [i64; 4]) -> Result<Tensor, String> {
     let Geometry { padding, stride, groups } = geometry;
@@ -165,21 +165,9 @@ pub fn conv(
 }
 
 /// `post(conv(x, weight) + bias + other)` in one oneDNN kernel, `other` of the output's shape (a residual);
-/// `post` is [`PostOp::None`] or [`PostOp::Relu`].
-pub fn conv_add(
-    x: &Tensor,
-    other: &Tensor,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
-    geometry: Geometry,
-    post: PostOp,
-) -> Result<Tensor, String> {
-    add(x, other, weight, bias, geometry, post, false)
-}
-
-/// [`conv_add`] written into `other`'s storage, which is returned: oneDNN's sum post-op, one tensor fewer
-/// streamed through the kernel. `other` must be channels-last and dense (else [`conv_add`] runs), and no one
-/// may read it afterwards through another handle.
+/// `post` is [`PostOp::None`] or [`PostOp::Relu`]. Where `other` is channels-last and dense the result is
+/// written into its storage and returned (oneDNN's sum post-op, one tensor fewer streamed through the
+/// kernel), so no one may read it afterwards through another handle; else it is read and a new tensor made.
 pub fn conv_add_into(
     x: &Tensor,
     other: Tensor,
@@ -189,22 +177,10 @@ pub fn conv_add_into(
     post: PostOp,
 ) -> Result<Tensor, String> {
     let into = crate::is_channels_last_dense(&other) && other.kind() == x.kind();
-    add(x, &other, weight, bias, geometry, post, into)
-}
-
-fn add(
-    x: &Tensor,
-    other: &Tensor,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
-    geometry: Geometry,
-    post: PostOp,
-    into: bool,
-) -> Result<Tensor, String> {
     let Geometry { padding, stride, groups } = geometry;
     let unary = match post {
         PostOp::None => None,
-        other => Some(CString::new(other.attr().0).expect("no NUL in an attribute name")),
+        act => Some(CString::new(act.attr().0).expect("no NUL in an attribute name")),
     };
     // SAFETY: every pointer is live for the call; `bias` and `unary` may be null, as the shim allows.
     call(|out, err, len| unsafe {
@@ -263,8 +239,6 @@ mod tests {
                 }
                 let other = Tensor::randn(plain.size(), cpu);
                 for (post, expected) in [(PostOp::None, &plain + &other), (PostOp::Relu, (&plain + &other).relu())] {
-                    let fused = tch::no_grad(|| conv_add(&x, &other, &packed, Some(&bias), geometry, post)).unwrap();
-                    assert!(close(&fused, &expected), "add then {post:?}, {shape:?}");
                     // Into a channels-last residual: the result is written where the residual was.
                     let residual = crate::channels_last(&other);
                     let at = residual.data_ptr();

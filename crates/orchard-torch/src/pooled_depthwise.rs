@@ -1,7 +1,7 @@
 //! EfficientNet's depthwise stage in one pass on CPUs with AVX-512 (`csrc/depthwise.cpp`):
 //! `y = swish(depthwise(in(x)) + bias)`, `in` swish or the identity, and the sums of `y` over its positions
 //! (squeeze-excitation's pooling). The expand convolution before it then runs without its activation: the
-//! swish is applied here as each input row is read, and oneDNN's swish post-op (a fifth of B0's inference
+//! swish is applied here as each input row is read, and oneDNN's swish post-op (a sixth of B0's inference
 //! time) is not run at all. TF's asymmetric "same" padding is applied as TF says, with no extra taps.
 
 use std::ffi::{c_char, c_int};
