@@ -24,6 +24,7 @@ fn main() {
             "csrc/distributed.cpp",
             "csrc/memory.cpp",
             "csrc/parallel.cpp",
+            "csrc/pointwise.cpp",
         ])
         // Declarations of the gloo types libtorch's ProcessGroupGloo.hpp names (csrc/gloo/README.md).
         .include("csrc")

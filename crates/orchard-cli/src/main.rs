@@ -68,10 +68,29 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[used]
 static malloc_conf: &u8 = &b"dirty_decay_ms:-1,muzzy_decay_ms:-1\0"[0];
 
+/// Returns every arena's freed pages to the kernel (jemalloc's `arena.<all>.purge`): the pages the decay
+/// settings above keep, once a model's construction has freed what its inference form no longer holds
+/// (InceptionResNetV2 at batch 16: 975 MiB at the peak of a steady step without it, 793 with it).
+fn purge_freed_pages() {
+    /// `MALLCTL_ARENAS_ALL` in jemalloc's headers: the index that names every arena.
+    const PURGE_ALL: &std::ffi::CStr = c"arena.4096.purge";
+    // SAFETY: a control name jemalloc defines, which reads and writes nothing.
+    let _ = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            PURGE_ALL.as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+}
+
 use clap::Parser;
 
 fn main() -> ExitCode {
     passive_openmp();
+    orchard_torch::memory::set_release_freed(purge_freed_pages);
     let args = cli::Cli::parse();
     let result = match args.command {
         cli::Command::Data(cmd) => data_cmd::run(cmd),

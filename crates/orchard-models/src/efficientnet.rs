@@ -23,7 +23,7 @@ use tch::{nn, Kind, Tensor};
 
 use crate::backbone::{Backbone, Built, HeadSpec, LayerGroup, Layers, ModelSpec, Variants};
 use crate::batch_norm::BatchNorm;
-use crate::fused::{Activation, FrozenBatchNorm, FusedConv, PooledDepthwise};
+use crate::fused::{Activation, FrozenBatchNorm, FusedConv, GatedProjection, PooledDepthwise};
 use crate::import_rules::{ImportRules, KerasFixup};
 use crate::inference::InferenceLayers;
 use crate::init::{Distribution, FanMode, Initializer};
@@ -457,7 +457,8 @@ impl MbConv {
         });
         let project = FusedConv::fold(&self.project_conv, Some(&self.project_bn), Activation::None);
         let pooled = se.as_ref().and_then(|_| PooledDepthwise::new(&dwconv));
-        FusedMbConv { expand, dwconv, pooled, se, project, residual: self.args.residual() }
+        let gated = pooled.as_ref().and_then(|_| GatedProjection::new(&project));
+        FusedMbConv { expand, dwconv, pooled, se, project, gated, residual: self.args.residual() }
     }
 }
 
@@ -472,6 +473,8 @@ struct FusedMbConv {
     /// Squeeze-excitation's reduce (swish) and expand (sigmoid) convolutions.
     se: Option<(FusedConv, FusedConv)>,
     project: FusedConv,
+    /// The projection with squeeze-excitation's gate applied in its pass, after the pooled depthwise pass.
+    gated: Option<GatedProjection>,
     residual: bool,
 }
 
@@ -491,8 +494,12 @@ impl FusedMbConv {
             },
         };
         if let Some((reduce, expand)) = &self.se {
-            let pooled = pooled.unwrap_or_else(|| global_avg_pool(&x, true));
-            x *= expand.forward(&reduce.forward(&pooled));
+            let from_pass = pooled.is_some();
+            let gate = expand.forward(&reduce.forward(&pooled.unwrap_or_else(|| global_avg_pool(&x, true))));
+            match &self.gated {
+                Some(gated) if from_pass => return gated.forward(&x, &gate, self.residual.then_some(xs)),
+                _ => x *= gate,
+            }
         }
         if self.residual {
             self.project.forward_add(&x, xs)

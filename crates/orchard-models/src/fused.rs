@@ -16,11 +16,12 @@
 //! training 21.3 → 20.0 images/s, measured before the fused training kernels ran on every thread).
 
 use std::cell::Cell;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 pub use orchard_torch::fused_conv::PostOp as Activation;
 use orchard_torch::fused_conv::{self, Geometry};
 use orchard_torch::pooled_depthwise::{pooled_depthwise, Window};
+use orchard_torch::scaled_pointwise::PackedPointwise;
 use tch::{Device, Kind, Tensor};
 
 use crate::batch_norm::BatchNorm;
@@ -54,8 +55,12 @@ fn form_kind(model: Kind) -> Kind {
 /// inference, in one kernel where oneDNN runs.
 #[derive(Debug)]
 pub(crate) struct FusedConv {
-    /// OIHW, the batch norm's scale folded in; in the original kernel's memory format.
-    weight: Tensor,
+    /// OIHW, the batch norm's scale folded in; in the original kernel's memory format. Dropped once oneDNN
+    /// holds a packed copy, and recovered from that copy where it is needed again ([`FusedConv::weight`]):
+    /// one copy of a large model's weights in memory, not two (InceptionResNetV2's are 214 MiB).
+    plain: Mutex<Option<Tensor>>,
+    /// Whether `plain` was channels-last.
+    channels_last: bool,
     /// The convolution's bias and the batch norm's shift, folded.
     bias: Tensor,
     kernel: [i64; 2],
@@ -111,8 +116,9 @@ impl FusedConv {
             let weight = like(&weight, &conv.weight);
             let (kernel, stride, padding) = (conv.config.kernel, conv.config.stride, conv.config.padding);
             let bias = bias.to_kind(form_kind(conv.weight.kind()));
+            let (plain, channels_last) = held(weight);
             let packed = Default::default();
-            FusedConv { weight, bias, kernel, stride, padding, groups: conv.groups, act, packed }
+            FusedConv { plain, channels_last, bias, kernel, stride, padding, groups: conv.groups, act, packed }
         })
     }
 
@@ -126,9 +132,39 @@ impl FusedConv {
     /// The same layer with its output multiplied by `factor` before the activation (Inception-ResNet's
     /// residual scale), folded into the weights and bias.
     pub fn scaled(self, factor: f64) -> Self {
-        let (weight, bias) = tch::no_grad(|| (&self.weight * factor, &self.bias * factor));
-        let weight = like(&weight, &self.weight);
-        FusedConv { weight, bias, ..self }
+        let plain = self.weight();
+        let (weight, bias) = tch::no_grad(|| (like(&(&plain * factor), &plain), &self.bias * factor));
+        self.with_weights(weight, bias)
+    }
+
+    /// This layer's geometry and activation with other weights.
+    fn with_weights(&self, weight: Tensor, bias: Tensor) -> Self {
+        let (plain, channels_last) = held(weight);
+        let (kernel, stride, padding, groups, act) = (self.kernel, self.stride, self.padding, self.groups, self.act);
+        FusedConv { plain, channels_last, bias, kernel, stride, padding, groups, act, packed: Default::default() }
+    }
+
+    /// The folded weight (OIHW): the one made, or once oneDNN has packed it, a copy back from oneDNN's format
+    /// (a fallback's, or another [`Shift`]'s packing, which a model sees at most once per shift).
+    pub fn weight(&self) -> Tensor {
+        let plain = self.plain.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(weight) = plain.as_ref() {
+            return weight.shallow_clone();
+        }
+        let (index, packed) = (self.packed.iter().enumerate())
+            .find_map(|(i, p)| p.get().and_then(Option::as_ref).map(|p| (i, p)))
+            .expect("the plain weight is dropped only once a packed copy exists");
+        let shift = Shift { rows: index as i64 / 2, columns: index as i64 % 2 };
+        tch::no_grad(|| {
+            let dense = packed.to_dense(None::<Kind>, false);
+            let [kh, kw] = self.kernel;
+            let weight = dense.narrow(2, shift.rows, kh).narrow(3, shift.columns, kw);
+            if self.channels_last {
+                orchard_torch::channels_last(&weight)
+            } else {
+                weight.contiguous()
+            }
+        })
     }
 
     /// A 1×1 convolution with stride 1 over all channels: no padding, so any input's pixels.
@@ -140,12 +176,10 @@ impl FusedConv {
     /// their output channels one after another.
     fn concat(convs: Vec<FusedConv>) -> Self {
         let first = &convs[0];
-        let weights: Vec<&Tensor> = convs.iter().map(|c| &c.weight).collect();
+        let weights: Vec<Tensor> = convs.iter().map(FusedConv::weight).collect();
         let biases: Vec<&Tensor> = convs.iter().map(|c| &c.bias).collect();
-        let (weight, bias) = tch::no_grad(|| (like(&Tensor::cat(&weights, 0), &first.weight), Tensor::cat(&biases, 0)));
-        let (kernel, stride, padding, groups, act) =
-            (first.kernel, first.stride, first.padding, first.groups, first.act);
-        FusedConv { weight, bias, kernel, stride, padding, groups, act, packed: Default::default() }
+        let (weight, bias) = tch::no_grad(|| (like(&Tensor::cat(&weights, 0), &weights[0]), Tensor::cat(&biases, 0)));
+        first.with_weights(weight, bias)
     }
 
     /// The symmetric padding the convolution applies itself, and the explicit padding put before it when TF's
@@ -190,7 +224,7 @@ impl FusedConv {
     /// The oneDNN-packed weight with `shift`'s zero taps, when oneDNN runs this convolution on `xs`.
     fn packed(&self, xs: &Tensor, geometry: Geometry, shift: Shift) -> Option<&Tensor> {
         let fusable = xs.device() == Device::Cpu
-            && xs.kind() == self.weight.kind()
+            && xs.kind() == self.bias.kind()
             && matches!(xs.kind(), Kind::Float | Kind::BFloat16)
             && !orchard_torch::autocast::Autocast::is_enabled(Device::Cpu)
             && fused_conv::available();
@@ -198,12 +232,16 @@ impl FusedConv {
             return None;
         }
         let input_size: [i64; 4] = xs.size().try_into().ok()?;
-        self.packed[shift.index()]
+        let packed = self.packed[shift.index()]
             .get_or_init(|| {
-                let weight = tch::no_grad(|| self.weight.constant_pad_nd([shift.columns, 0, shift.rows, 0]));
+                let weight = tch::no_grad(|| self.weight().constant_pad_nd([shift.columns, 0, shift.rows, 0]));
                 fused_conv::reorder_weight(&weight.contiguous(), geometry, input_size).ok()
             })
-            .as_ref()
+            .as_ref();
+        if packed.is_some() {
+            *self.plain.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        packed
     }
 
     /// `act(bn(conv(x)))`.
@@ -252,7 +290,7 @@ impl FusedConv {
         }
         let xs = padded.as_ref().unwrap_or(xs);
         let stride = [self.stride, self.stride];
-        let mut x = xs.conv2d(&self.weight, Some(&self.bias), stride, padding, [1, 1], self.groups);
+        let mut x = xs.conv2d(&self.weight(), Some(&self.bias), stride, padding, [1, 1], self.groups);
         if let Some(other) = residual {
             x += &other;
         }
@@ -312,7 +350,7 @@ impl ParallelChains {
         for chain in &mut chains {
             ranges.push(merges(chain).then(|| {
                 let first = chain.remove(0);
-                let width = first.weight.size()[0];
+                let width = first.bias.size()[0];
                 firsts.push(first);
                 start += width;
                 (start - width, width)
@@ -351,17 +389,18 @@ impl PooledDepthwise {
     /// `None` where the kernel does not run `layer`: not a depthwise swish layer, not f32, or not 3×3 / 5×5
     /// with stride 1 or 2.
     pub fn new(layer: &FusedConv) -> Option<Self> {
-        let [c, per_group, kh, kw]: [i64; 4] = layer.weight.size().try_into().ok()?;
+        let plain = layer.weight();
+        let [c, per_group, kh, kw]: [i64; 4] = plain.size().try_into().ok()?;
         let fits = per_group == 1
             && layer.groups == c
             && kh == kw
             && matches!(kh, 3 | 5)
             && matches!(layer.stride, 1 | 2)
             && layer.act == Activation::Swish
-            && layer.weight.kind() == Kind::Float
+            && plain.kind() == Kind::Float
             && orchard_torch::pooled_depthwise::available();
         fits.then(|| {
-            let weight = tch::no_grad(|| layer.weight.squeeze_dim(1).permute([1, 2, 0]).contiguous());
+            let weight = tch::no_grad(|| plain.squeeze_dim(1).permute([1, 2, 0]).contiguous());
             let bias = layer.bias.contiguous();
             PooledDepthwise { weight, bias, kernel: kh, stride: layer.stride, padding: layer.padding }
         })
@@ -393,11 +432,54 @@ impl PooledDepthwise {
     }
 }
 
+/// The most outputs a [`GatedProjection`] runs: wider projections are faster in oneDNN's kernels even with
+/// the pass that scales their input (B7's 2304→640 at 19², batch 2: 10.4 ms against 11.7; 1344→384 4.1
+/// against 4.1; every narrower one faster in the gated kernel, B7's 64→32 at 300² 30 against 7 ms).
+const MAX_GATED_OUTPUTS: i64 = 384;
+
+/// A 1×1 projection after squeeze-excitation, `conv(x · gate) + bias (+ residual)`, run as one pass by
+/// [`PackedPointwise`] where the CPU has AVX-512 (f32, no autocast): no pass scales `x` by the gate.
+#[derive(Debug)]
+pub(crate) struct GatedProjection {
+    packed: PackedPointwise,
+}
+
+impl GatedProjection {
+    /// `None` where the kernel does not run `layer`: not a 1×1 stride-1 convolution without activation, not
+    /// f32, or wider than [`MAX_GATED_OUTPUTS`].
+    pub fn new(layer: &FusedConv) -> Option<Self> {
+        let fits = layer.kernel == [1, 1]
+            && layer.bias.size()[0] <= MAX_GATED_OUTPUTS
+            && layer.stride == 1
+            && layer.groups == 1
+            && layer.act == Activation::None
+            && layer.bias.kind() == Kind::Float
+            && orchard_torch::scaled_pointwise::available();
+        fits.then(|| GatedProjection { packed: PackedPointwise::new(&layer.weight(), &layer.bias) })
+    }
+
+    /// `conv(x · gate) + bias (+ residual)`: x channels-last dense f32 on the CPU (what
+    /// [`PooledDepthwise`] gives), gate N×C×1×1; the sum is written into `residual`.
+    pub fn forward(&self, x: &Tensor, gate: &Tensor, residual: Option<Tensor>) -> Tensor {
+        self.packed.forward(x, gate, residual).unwrap_or_else(|e| panic!("the gated projection kernel failed: {e}"))
+    }
+}
+
+/// A weight as [`FusedConv`] holds it, and whether it is channels-last.
+fn held(weight: Tensor) -> (Mutex<Option<Tensor>>, bool) {
+    let channels_last = is_channels_last(&weight);
+    (Mutex::new(Some(weight)), channels_last)
+}
+
+/// Whether a 4-D kernel or activation is in channels-last order.
+fn is_channels_last(t: &Tensor) -> bool {
+    t.dim() == 4 && t.stride()[1] == 1 && t.size()[1] > 1
+}
+
 /// `t` in `model`'s memory order: channels-last when `model` is (a channels-last model's kernels), else
 /// contiguous.
 fn like(t: &Tensor, model: &Tensor) -> Tensor {
-    let channels_last = model.dim() == 4 && model.stride()[1] == 1 && model.size()[1] > 1;
-    if channels_last {
+    if is_channels_last(model) {
         orchard_torch::channels_last(t)
     } else {
         t.contiguous()
@@ -458,6 +540,42 @@ mod tests {
     use super::*;
     use crate::layers::ConvConfig;
 
+    /// Once oneDNN has packed a layer's weight the layer keeps only the packed copy: its weight read back is
+    /// the folded one, and inputs that need another packing (another parity of TF's padding) or no oneDNN
+    /// at all (under autocast) still get the layer's output.
+    #[test]
+    fn a_packed_layer_drops_its_plain_weight_and_recovers_it_where_needed() {
+        if !fused_conv::available() {
+            eprintln!("skipped: this libtorch has no oneDNN");
+            return;
+        }
+        tch::manual_seed(6);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = Conv2d::new(&vs.root(), 5, 7, ConvConfig::new(3).stride(2).bias(true));
+        let layer = FusedConv::fold(&conv, None, Activation::Relu).with_padding(Padding::Same);
+        let folded = layer.weight().copy();
+        let expected = |xs: &Tensor| {
+            let (h, w) = spatial(xs);
+            let ((top, bottom), (left, right)) = (same_pads(h, 3, 2), same_pads(w, 3, 2));
+            let padded = xs.constant_pad_nd([left, right, top, bottom]);
+            padded.conv2d(&conv.weight, conv.bias.as_ref(), [2, 2], [0, 0], [1, 1], 1).relu()
+        };
+        let cpu = (Kind::Float, Device::Cpu);
+        let even = orchard_torch::channels_last(&Tensor::randn([2, 5, 8, 8], cpu));
+        let odd = orchard_torch::channels_last(&Tensor::randn([2, 5, 9, 9], cpu));
+        for xs in [&even, &odd, &even] {
+            let out = tch::no_grad(|| layer.forward(xs));
+            assert!(out.allclose(&expected(xs), 1e-5, 1e-5, false), "{:?}: the output differs", xs.size());
+            assert!(layer.plain.lock().unwrap().is_none(), "the plain weight is kept beside the packed one");
+        }
+        assert!(layer.weight().allclose(&folded, 0.0, 0.0, false), "the weight read back differs");
+        let half = orchard_torch::autocast::HalfType::BFloat16;
+        let autocast = orchard_torch::autocast::Autocast::new(Device::Cpu, half).unwrap();
+        let out = tch::no_grad(|| layer.forward(&even)).to_kind(Kind::Float);
+        drop(autocast);
+        assert!(out.allclose(&expected(&even), 0.05, 0.05, false), "the fallback's output differs");
+    }
+
     /// Chains opening with a 1×1 convolution of one activation share one convolution; the others (a 3×3
     /// opening, another activation) run as they are; every chain's output is what it computes alone.
     #[test]
@@ -481,7 +599,7 @@ mod tests {
         let alone = make();
         let merged = ParallelChains::new(make());
         let opening = merged.opening.as_ref().expect("two chains open with a 1×1 ReLU convolution");
-        assert_eq!(opening.conv.weight.size()[0], 10);
+        assert_eq!(opening.conv.weight().size()[0], 10);
         assert_eq!(opening.channels, [Some((0, 4)), Some((4, 6)), None, None]);
         let xs = orchard_torch::channels_last(&Tensor::randn([2, 8, 9, 9], (Kind::Float, Device::Cpu)));
         let outputs = merged.forward(&xs);

@@ -9,6 +9,7 @@
 //! shared here.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tch::{Kind, Tensor};
 
@@ -32,6 +33,9 @@ pub struct InferenceModel {
     /// The kind of its tensors when not the model's (bf16 inference): inputs are cast to it, logits back
     /// to f32.
     kind: Option<Kind>,
+    /// Whether a forward pass has finished: the first one packs the weights for oneDNN, dropping their
+    /// plain copies, and then hands the freed memory back ([`orchard_torch::memory::release_freed`]).
+    warm: AtomicBool,
 }
 
 impl InferenceModel {
@@ -41,7 +45,7 @@ impl InferenceModel {
         head: Option<(Tensor, Tensor)>,
         kind: Option<Kind>,
     ) -> Self {
-        InferenceModel { spec, backbone, head, kind }
+        InferenceModel { spec, backbone, head, kind, warm: AtomicBool::new(false) }
     }
 
     /// The architecture's spec.
@@ -69,10 +73,47 @@ impl InferenceModel {
             let map = self.backbone.forward(xs);
             let map = if self.kind.is_some() { map.to_kind(Kind::Float) } else { map };
             let features = global_avg_pool(&map, false);
-            match &self.head {
+            let out = match &self.head {
                 None => features,
                 Some((weight, bias)) => features.linear(weight, Some(bias)),
+            };
+            if !self.warm.swap(true, Ordering::Relaxed) {
+                orchard_torch::memory::release_freed();
             }
+            out
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use tch::{nn, Device};
+
+    /// A process-wide count of [`orchard_torch::memory::release_freed`] calls (the only hook any test of this
+    /// crate sets).
+    static RELEASES: AtomicUsize = AtomicUsize::new(0);
+
+    fn count_release() {
+        RELEASES.fetch_add(1, Ordering::SeqCst);
+    }
+
+    use super::*;
+
+    /// The first pass of an inference form hands freed memory back through the process's hook, and marks the
+    /// form warm, so that later passes (a steady step, which reuses the pages it keeps) do not.
+    #[test]
+    fn the_first_pass_of_an_inference_form_releases_freed_memory() {
+        orchard_torch::memory::set_release_freed(count_release);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = crate::build("mobilenet_v2", &vs.root(), Some(3)).unwrap().inference();
+        let xs = Tensor::randn([1, 3, 32, 32], (Kind::Float, Device::Cpu));
+        assert!(!model.warm.load(Ordering::SeqCst));
+        let before = RELEASES.load(Ordering::SeqCst);
+        assert_eq!(model.forward(&xs).size(), [1, 3]);
+        assert!(model.warm.load(Ordering::SeqCst));
+        let after_first = RELEASES.load(Ordering::SeqCst);
+        assert!(after_first > before, "the first pass released nothing");
     }
 }

@@ -17,6 +17,7 @@ pub mod fused_conv;
 pub mod fused_train;
 pub mod memory;
 pub mod pooled_depthwise;
+pub mod scaled_pointwise;
 
 use orchard_data::loader::Batch;
 use tch::{Device, Kind, Tensor};

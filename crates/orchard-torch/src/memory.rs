@@ -7,8 +7,29 @@
 //! remainder; differences between two moments are exact to a few kilobytes. The CPU has no peak counter.
 
 use std::ffi::{c_char, c_int, CStr};
+use std::sync::OnceLock;
 
 use tch::Device;
+
+/// How this process hands memory it has freed back to the system: its allocator's purge, which the binary
+/// that chose the allocator sets ([`set_release_freed`]).
+static RELEASE_FREED: OnceLock<fn()> = OnceLock::new();
+
+/// Sets how [`release_freed`] returns freed memory (once per process; later calls are ignored). A binary
+/// whose allocator keeps freed pages for reuse (Orchard's jemalloc, which a steady step needs) sets its purge
+/// here.
+pub fn set_release_freed(release: fn()) {
+    let _ = RELEASE_FREED.set(release);
+}
+
+/// Returns the memory the allocator holds freed to the system, where the process said how; else nothing.
+/// Called where a large, one-time release has just happened: an inference form's first pass, after which
+/// the eager model it was made from and its weights' plain copies (oneDNN then holds packed ones) are gone.
+pub fn release_freed() {
+    if let Some(release) = RELEASE_FREED.get() {
+        release();
+    }
+}
 
 extern "C" {
     fn orchard_cuda_memory(
@@ -71,4 +92,29 @@ fn heap_in_use() -> u64 {
     // SAFETY: mallinfo2 only reads the allocator's statistics.
     let info = unsafe { libc::mallinfo2() };
     (info.uordblks + info.hblkhd) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+    fn count() {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn other() {
+        CALLS.fetch_add(100, Ordering::SeqCst);
+    }
+
+    /// The process's release runs each time it is asked for; the first one set stays.
+    #[test]
+    fn release_freed_runs_the_release_the_process_set_first() {
+        super::set_release_freed(count);
+        super::set_release_freed(other);
+        super::release_freed();
+        super::release_freed();
+        assert_eq!(CALLS.load(Ordering::SeqCst), 2);
+    }
 }
