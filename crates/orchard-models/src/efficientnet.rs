@@ -23,7 +23,7 @@ use tch::{nn, Kind, Tensor};
 
 use crate::backbone::{Backbone, Built, HeadSpec, LayerGroup, Layers, ModelSpec, Variants};
 use crate::batch_norm::BatchNorm;
-use crate::fused::{Activation, FrozenBatchNorm, FusedConv, GatedProjection, PooledDepthwise};
+use crate::fused::{Activation, ExpandInPass, FrozenBatchNorm, FusedConv, GatedProjection, PooledDepthwise};
 use crate::import_rules::{ImportRules, KerasFixup};
 use crate::inference::InferenceLayers;
 use crate::init::{Distribution, FanMode, Initializer};
@@ -458,7 +458,8 @@ impl MbConv {
         let project = FusedConv::fold(&self.project_conv, Some(&self.project_bn), Activation::None);
         let pooled = se.as_ref().and_then(|_| PooledDepthwise::new(&dwconv));
         let gated = pooled.as_ref().and_then(|_| GatedProjection::new(&project));
-        FusedMbConv { expand, dwconv, pooled, se, project, gated, residual: self.args.residual() }
+        let expand_in_pass = pooled.as_ref().and(expand.as_ref()).and_then(ExpandInPass::new);
+        FusedMbConv { expand, expand_in_pass, dwconv, pooled, se, project, gated, residual: self.args.residual() }
     }
 }
 
@@ -466,6 +467,8 @@ impl MbConv {
 #[derive(Debug)]
 struct FusedMbConv {
     expand: Option<FusedConv>,
+    /// The expand convolution as the pooled depthwise pass computes it, row by row.
+    expand_in_pass: Option<ExpandInPass>,
     dwconv: FusedConv,
     /// The depthwise layer, its swish, the expand convolution's swish and squeeze-excitation's pooling as one
     /// pass, where the CPU runs it.
@@ -482,9 +485,10 @@ impl FusedMbConv {
     fn forward(&self, xs: Tensor) -> Tensor {
         let (mut x, pooled) = match &self.pooled {
             Some(pooled) if pooled.runs(&xs) => {
-                let (x, mean) = match &self.expand {
-                    Some(expand) => pooled.forward(&expand.forward_with(&xs, Activation::None), true),
-                    None => pooled.forward(&xs, false),
+                let (x, mean) = match (&self.expand_in_pass, &self.expand) {
+                    (Some(in_pass), _) => pooled.forward_expanded(&xs, in_pass),
+                    (_, Some(expand)) => pooled.forward(&expand.forward_with(&xs, Activation::None), true),
+                    (_, None) => pooled.forward(&xs, false),
                 };
                 (x, Some(mean))
             }

@@ -5,6 +5,10 @@
 // and the kernel taps TF's asymmetric "same" padding costs oneDNN (padded here on each side as TF says).
 // oneDNN's swish post-op cost EfficientNet-B0 22 ms of a 130 ms batch; the swish here is ~17 instructions.
 //
+// With the block's expand convolution (a 1×1 convolution of at most 160K weights, which stay in L2), each
+// input row is computed here as it enters the ring (tiles.h's matrix-product tiles): the expanded activation,
+// six times as wide as the block's input, is never written to memory whole.
+//
 // Work is split over images, or bands of rows where the batch is too small to fill the cores; each task
 // reads and writes whole rows (contiguous in channels-last memory) through a ring of K input rows.
 #include "shim.h"
@@ -20,14 +24,24 @@ namespace {
 
 constexpr int64_t kLanes = 16;
 
+// The expand convolution computed into the ring as each input row enters it (x then holds the block's
+// input): weights inputs × padded_channels (outputs padded with zeros), bias padded_channels.
+struct Expand {
+  const float *weight, *bias;
+  int64_t inputs;
+  std::vector<int> chunks;  // the outputs' columns of tiles
+};
+
 struct Geometry {
   int64_t H, W, C, OH, OW, top, left, padded_width, padded_channels;
+  const Expand* expand;  // or null: x holds the depthwise layer's input
 };
 
 #pragma GCC push_options
 #pragma GCC target("avx512f")
 
 #include "cephes_exp.h"  // inside the target region: its template takes the ISA
+#include "tiles.h"
 
 // AVX-512's operations for cephes_exp.h.
 struct Avx512 {
@@ -50,6 +64,22 @@ inline __m512 swish(__m512 v) {
   __m512 inv = _mm512_rcp14_ps(d);
   inv = _mm512_mul_ps(inv, _mm512_fnmadd_ps(d, inv, _mm512_set1_ps(2.f)));
   return _mm512_mul_ps(v, inv);
+}
+
+// One input row of `width` pixels through the expand convolution into `dst` (pixels `Cp` floats apart, every
+// padded channel written: the zero-padded weights and bias give zeros there).
+void expand_row(const Expand& e, const float* src, int64_t width, float* dst, int64_t Cp) {
+  int64_t col = 0;
+  for (int V : e.chunks) {
+    const int R = rows_for(V);
+    for (int64_t p = 0; p < width; p += R) {
+      const int rows = static_cast<int>(std::min<int64_t>(R, width - p));
+      const Tile t{src + p * e.inputs, e.inputs, e.weight + col, Cp, e.inputs, dst + p * Cp + col, Cp, e.bias + col,
+                   false, static_cast<__mmask16>(0xFFFF)};
+      kRows[V - 1](rows, t);
+    }
+    col += V * kLanes;
+  }
 }
 
 // One output row of channels [c, c + 16) (`mask` the ones that exist): OWB outputs at a time over the K padded
@@ -109,13 +139,19 @@ void band(const float* x, const float* weight, const float* bias, float* y, floa
       }
       float* slot = ring + (ih % K) * g.padded_width * Cp;
       if (ih > loaded) {
-        const float* src = x + ih * g.W * g.C;
         float* dst = slot + g.left * Cp;
-        for (int64_t iw = 0; iw < g.W; iw++) {
-          for (int64_t b = 0; b < blocks; b++) {
-            __m512 v = _mm512_maskz_loadu_ps(b + 1 == blocks ? tail : 0xFFFF, src + iw * g.C + b * kLanes);
-            if (input_swish) v = swish(v);
-            _mm512_storeu_ps(dst + iw * Cp + b * kLanes, v);
+        if (g.expand) {
+          expand_row(*g.expand, x + ih * g.W * g.expand->inputs, g.W, dst, Cp);
+          if (input_swish)
+            for (int64_t i = 0; i < g.W * Cp; i += kLanes) _mm512_storeu_ps(dst + i, swish(_mm512_loadu_ps(dst + i)));
+        } else {
+          const float* src = x + ih * g.W * g.C;
+          for (int64_t iw = 0; iw < g.W; iw++) {
+            for (int64_t b = 0; b < blocks; b++) {
+              __m512 v = _mm512_maskz_loadu_ps(b + 1 == blocks ? tail : 0xFFFF, src + iw * g.C + b * kLanes);
+              if (input_swish) v = swish(v);
+              _mm512_storeu_ps(dst + iw * Cp + b * kLanes, v);
+            }
           }
         }
         loaded = ih;
@@ -156,16 +192,31 @@ int orchard_pooled_depthwise_available() { return __builtin_cpu_supports("avx512
 
 // x: N×C×H×W f32 on the CPU (channels-last, else made so); weight: K×K×C f32 contiguous; bias: C. Padding
 // `top`, `left` before the image and as needed after for an `out_h`×`out_w` output. `out` gets y (channels-
-// last), `sums` the N×C sums of y over its positions.
+// last), `sums` the N×C sums of y over its positions. With `expand_weight` (C_in×C', C padded to 16 with zero
+// columns) and `expand_bias` (C'), x is N×C_in×H×W and the depthwise layer's input is its 1×1 convolution.
 int orchard_pooled_depthwise(at::Tensor** out, at::Tensor** sums, const at::Tensor* x, const at::Tensor* weight,
-                             const at::Tensor* bias, int64_t stride, int64_t top, int64_t left, int64_t out_h,
-                             int64_t out_w, int input_swish, char* err, size_t len) {
+                             const at::Tensor* bias, const at::Tensor* expand_weight, const at::Tensor* expand_bias,
+                             int64_t stride, int64_t top, int64_t left, int64_t out_h, int64_t out_w, int input_swish,
+                             char* err, size_t len) {
   return orchard::guarded(err, len, [&] {
     TORCH_CHECK(x->dim() == 4 && x->scalar_type() == at::kFloat && x->device().is_cpu(), "x must be 4-D f32 on the CPU");
-    const int64_t N = x->size(0), C = x->size(1), H = x->size(2), W = x->size(3);
-    TORCH_CHECK(weight->dim() == 3 && weight->size(0) == weight->size(1) && weight->size(2) == C &&
-                    weight->is_contiguous() && weight->scalar_type() == at::kFloat,
+    TORCH_CHECK(weight->dim() == 3, "weight must be K×K×C");
+    const int64_t N = x->size(0), C = weight->size(2), H = x->size(2), W = x->size(3);
+    const int64_t Cp = (C + kLanes - 1) / kLanes * kLanes;
+    TORCH_CHECK(weight->size(0) == weight->size(1) && weight->is_contiguous() && weight->scalar_type() == at::kFloat,
                 "weight must be K×K×C f32, contiguous");
+    Expand expand{nullptr, nullptr, 0, {}};
+    if (expand_weight) {
+      TORCH_CHECK(expand_bias && expand_weight->dim() == 2 && expand_weight->size(0) == x->size(1) &&
+                      expand_weight->size(1) == Cp && expand_weight->is_contiguous() &&
+                      expand_weight->scalar_type() == at::kFloat && expand_bias->numel() == Cp &&
+                      expand_bias->is_contiguous() && expand_bias->scalar_type() == at::kFloat,
+                  "the expand weight must be C_in×C' and its bias C' f32, contiguous (C' the channels padded to 16)");
+      expand = Expand{expand_weight->data_ptr<float>(), expand_bias->data_ptr<float>(), x->size(1),
+                      column_chunks(Cp / kLanes)};
+    } else {
+      TORCH_CHECK(x->size(1) == C, "x must have the weight's channels");
+    }
     const int64_t K = weight->size(0);
     TORCH_CHECK(bias->numel() == C && bias->is_contiguous() && bias->scalar_type() == at::kFloat, "bias must be C f32");
     TORCH_CHECK(top >= 0 && left >= 0 && top < K && left < K && out_h > 0 && out_w > 0, "bad padding or output size");
@@ -174,8 +225,7 @@ int orchard_pooled_depthwise(at::Tensor** out, at::Tensor** sums, const at::Tens
     const at::Tensor xs = x->contiguous(at::MemoryFormat::ChannelsLast);
     at::Tensor y = at::empty({N, C, out_h, out_w}, xs.options().memory_format(at::MemoryFormat::ChannelsLast));
     const int64_t padded = std::max(left + W, (out_w - 1) * stride + K);
-    const int64_t Cp = (C + kLanes - 1) / kLanes * kLanes;
-    const Geometry g{H, W, C, out_h, out_w, top, left, padded, Cp};
+    const Geometry g{H, W, C, out_h, out_w, top, left, padded, Cp, expand_weight ? &expand : nullptr};
     // Whole images while there are enough of them for the threads, else bands of rows (the K - 1 rows above a
     // band are read again by it).
     const int64_t threads = at::get_num_threads();
@@ -189,7 +239,7 @@ int orchard_pooled_depthwise(at::Tensor** out, at::Tensor** sums, const at::Tens
       for (int64_t task = begin; task < end; task++) {
         const int64_t n = task / bands, oh0 = (task % bands) * rows_per_band;
         const int64_t oh1 = std::min(out_h, oh0 + rows_per_band);
-        fn(xp + n * H * W * C, wp, bp, yp + n * out_h * out_w * C, partial.data() + task * Cp, g, oh0, oh1,
+        fn(xp + n * H * W * xs.size(1), wp, bp, yp + n * out_h * out_w * C, partial.data() + task * Cp, g, oh0, oh1,
            input_swish != 0, ring.data(), zeros.data());
       }
     });

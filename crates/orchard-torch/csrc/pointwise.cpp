@@ -22,73 +22,12 @@ constexpr int64_t kLanes = 16;
 constexpr int64_t kDepth = 256;   // K per block: 256 × 64 outputs of weights is 64 KiB
 constexpr int64_t kPixels = 96;   // pixels per block: 96 × 256 of x is 96 KiB
 
-// Tiles: R pixel rows × V vectors of 16 outputs, R × V accumulators of the 32 registers.
-constexpr int rows_for(int V) { return V == 1 ? 12 : V == 2 ? 10 : V == 3 ? 7 : 6; }
-
-struct Tile {
-  const float* a;  // x at the tile's first pixel and the block's first k; pixels `lda` floats apart
-  int64_t lda;
-  const float* b;  // the scaled weights at the block's first k and the tile's first output, rows `ldb` apart
-  int64_t ldb;
-  int64_t depth;
-  float* c;        // the output at the tile's first pixel and output; pixels `ldc` floats apart
-  int64_t ldc;
-  const float* bias;  // null after the first K block
-  bool accumulate;    // start from c (a later K block, or the residual)
-  __mmask16 last;     // the outputs of the last vector that exist
-};
-
 #pragma GCC push_options
 #pragma GCC target("avx512f")
 
-template <int R, int V>
-inline void tile(const Tile& t) {
-  __m512 acc[R][V];
-  for (int v = 0; v < V; v++) {
-    const __mmask16 m = v + 1 == V ? t.last : 0xFFFF;
-    const __m512 bias = t.bias ? _mm512_loadu_ps(t.bias + v * kLanes) : _mm512_setzero_ps();
-    for (int i = 0; i < R; i++)
-      acc[i][v] = t.accumulate ? _mm512_add_ps(bias, _mm512_maskz_loadu_ps(m, t.c + i * t.ldc + v * kLanes)) : bias;
-  }
-  const float* a = t.a;
-  const float* b = t.b;
-  for (int64_t k = 0; k < t.depth; k++, a++, b += t.ldb) {
-    __m512 w[V];
-    for (int v = 0; v < V; v++) w[v] = _mm512_loadu_ps(b + v * kLanes);
-    for (int i = 0; i < R; i++) {
-      const __m512 x = _mm512_set1_ps(a[i * t.lda]);
-      for (int v = 0; v < V; v++) acc[i][v] = _mm512_fmadd_ps(x, w[v], acc[i][v]);
-    }
-  }
-  for (int v = 0; v < V; v++) {
-    const __mmask16 m = v + 1 == V ? t.last : 0xFFFF;
-    for (int i = 0; i < R; i++) _mm512_mask_storeu_ps(t.c + i * t.ldc + v * kLanes, m, acc[i][v]);
-  }
-}
-
-// `rows` (at most rows_for(V)) pixels of one tile.
-template <int V>
-void rows_tile(int rows, const Tile& t) {
-  switch (rows) {
-    case 12: return tile<12 <= rows_for(V) ? 12 : 1, V>(t);
-    case 11: return tile<11 <= rows_for(V) ? 11 : 1, V>(t);
-    case 10: return tile<10 <= rows_for(V) ? 10 : 1, V>(t);
-    case 9: return tile<9 <= rows_for(V) ? 9 : 1, V>(t);
-    case 8: return tile<8 <= rows_for(V) ? 8 : 1, V>(t);
-    case 7: return tile<7 <= rows_for(V) ? 7 : 1, V>(t);
-    case 6: return tile<6, V>(t);
-    case 5: return tile<5, V>(t);
-    case 4: return tile<4, V>(t);
-    case 3: return tile<3, V>(t);
-    case 2: return tile<2, V>(t);
-    default: return tile<1, V>(t);
-  }
-}
+#include "tiles.h"
 
 #pragma GCC pop_options
-
-using RowsFn = void (*)(int, const Tile&);
-constexpr RowsFn kRows[4] = {rows_tile<1>, rows_tile<2>, rows_tile<3>, rows_tile<4>};
 
 struct Problem {
   int64_t HW, K, N, Np;  // pixels per image, input channels, outputs, outputs padded to 16
@@ -96,14 +35,6 @@ struct Problem {
   float* out;
   bool residual;
 };
-
-// Columns of outputs in chunks of at most 4 vectors, as even as they split (80 outputs: 3 + 2 vectors).
-std::vector<int> column_chunks(int64_t vectors) {
-  const int64_t chunks = (vectors + 3) / 4;
-  std::vector<int> out;
-  for (int64_t i = 0; i < chunks; i++) out.push_back(static_cast<int>(vectors / chunks + (i < vectors % chunks)));
-  return out;
-}
 
 // One block: pixels [p0, p1) of the N·HW and K [k0, k0 + depth), x's rows at `a` (`lda` floats apart, the
 // block's first pixel and k) against the weights' rows at `b` (the block's first k), every output.

@@ -32,9 +32,9 @@ pub fn available() -> bool {
 #[derive(Debug)]
 pub struct PackedPointwise {
     /// K×N' (the N×K matrix transposed, outputs padded with zeros to a multiple of 16).
-    weight: Tensor,
+    pub(crate) weight: Tensor,
     /// N'.
-    bias: Tensor,
+    pub(crate) bias: Tensor,
     outputs: i64,
 }
 
