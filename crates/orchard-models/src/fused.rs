@@ -470,7 +470,8 @@ impl ExpandInPass {
 
 /// The most outputs a [`GatedProjection`] runs: wider projections are faster in oneDNN's kernels even with
 /// the pass that scales their input (B7's 2304→640 at 19², batch 2: 10.4 ms against 11.7; 1344→384 4.1
-/// against 4.1; every narrower one faster in the gated kernel, B7's 64→32 at 300² 30 against 7 ms).
+/// against 4.1). The narrower ones measured were faster in the gated kernel or level with oneDNN (B0's
+/// 1152→320 and 1152→192 at 7²), most at large sizes (B7's 64→32 at 300²: 30 against 7 ms).
 const MAX_GATED_OUTPUTS: i64 = 384;
 
 /// A 1×1 projection after squeeze-excitation, `conv(x · gate) + bias (+ residual)`, run as one pass by

@@ -68,7 +68,6 @@ void rows_tile(int rows, const Tile& t) {
 using RowsFn = void (*)(int, const Tile&);
 constexpr RowsFn kRows[4] = {rows_tile<1>, rows_tile<2>, rows_tile<3>, rows_tile<4>};
 
-
 // Columns of outputs in chunks of at most 4 vectors, as even as they split (80 outputs: 3 + 2 vectors).
 std::vector<int> column_chunks(int64_t vectors) {
   const int64_t chunks = (vectors + 3) / 4;
