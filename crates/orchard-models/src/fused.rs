@@ -16,16 +16,18 @@
 //! training 21.3 → 20.0 images/s, measured before the fused training kernels ran on every thread).
 
 use std::cell::Cell;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 pub use orchard_torch::fused_conv::PostOp as Activation;
 use orchard_torch::fused_conv::{self, Geometry};
-use orchard_torch::pooled_depthwise::{pooled_depthwise, Window};
 use orchard_torch::scaled_pointwise::PackedPointwise;
 use tch::{Device, Kind, Tensor};
 
 use crate::batch_norm::BatchNorm;
 use crate::layers::{same_pads, spatial, zero_pad, Conv2d, Padding, Pads};
+
+mod mbconv;
+pub(crate) use mbconv::{ExpandInPass, GatedProjection, PooledDepthwise};
 
 thread_local! {
     /// The kind the inference form being made keeps its tensors in, when not the model's own; set by
@@ -55,11 +57,11 @@ fn form_kind(model: Kind) -> Kind {
 /// inference, in one kernel where oneDNN runs.
 #[derive(Debug)]
 pub(crate) struct FusedConv {
-    /// OIHW, the batch norm's scale folded in; in the original kernel's memory format. Dropped once oneDNN
-    /// holds a packed copy, and recovered from that copy where it is needed again ([`FusedConv::weight`]):
-    /// one copy of a large model's weights in memory, not two (InceptionResNetV2's are 214 MiB).
-    plain: Mutex<Option<Tensor>>,
-    /// Whether `plain` was channels-last.
+    /// The weight (OIHW, the batch norm's scale folded in), held in one place only: one copy of a large
+    /// model's weights in memory, not two (InceptionResNetV2's are 214 MiB). [`FusedConv::weight`] reads it
+    /// back from wherever it is.
+    held: Mutex<Held>,
+    /// Whether the weight was made channels-last, the order [`FusedConv::weight`] gives it back in.
     channels_last: bool,
     /// The convolution's bias and the batch norm's shift, folded.
     bias: Tensor,
@@ -72,6 +74,18 @@ pub(crate) struct FusedConv {
     /// the CPU; `None` inside when oneDNN cannot run this convolution. One per [`Shift`] (by its index): the
     /// zero taps put before the kernel's rows and columns.
     packed: [OnceLock<Option<Tensor>>; 4],
+}
+
+/// Where a [`FusedConv`]'s folded weight is.
+#[derive(Debug)]
+enum Held {
+    /// Here, in the original kernel's memory format: until oneDNN or a pointwise kernel holds a copy.
+    Plain(Tensor),
+    /// In oneDNN's packed copies only (`FusedConv::packed`).
+    OneDnn,
+    /// In a pointwise kernel's copy only, which the pass that replaces this layer holds too
+    /// ([`FusedConv::pointwise_kernel`]).
+    Pointwise(Arc<PackedPointwise>),
 }
 
 /// The most input channels for which a layer with TF's asymmetric "same" padding copies its input padded
@@ -116,9 +130,9 @@ impl FusedConv {
             let weight = like(&weight, &conv.weight);
             let (kernel, stride, padding) = (conv.config.kernel, conv.config.stride, conv.config.padding);
             let bias = bias.to_kind(form_kind(conv.weight.kind()));
-            let (plain, channels_last) = held(weight);
+            let (held, channels_last) = hold(weight);
             let packed = Default::default();
-            FusedConv { plain, channels_last, bias, kernel, stride, padding, groups: conv.groups, act, packed }
+            FusedConv { held, channels_last, bias, kernel, stride, padding, groups: conv.groups, act, packed }
         })
     }
 
@@ -139,32 +153,46 @@ impl FusedConv {
 
     /// This layer's geometry and activation with other weights.
     fn with_weights(&self, weight: Tensor, bias: Tensor) -> Self {
-        let (plain, channels_last) = held(weight);
+        let (held, channels_last) = hold(weight);
         let (kernel, stride, padding, groups, act) = (self.kernel, self.stride, self.padding, self.groups, self.act);
-        FusedConv { plain, channels_last, bias, kernel, stride, padding, groups, act, packed: Default::default() }
+        FusedConv { held, channels_last, bias, kernel, stride, padding, groups, act, packed: Default::default() }
     }
 
-    /// The folded weight (OIHW): the one made, or once oneDNN has packed it, a copy back from oneDNN's format
-    /// (a fallback's, or another [`Shift`]'s packing, which a model sees at most once per shift).
+    /// The folded weight (OIHW): the one made, or a copy back from where it went (a fallback's, or another
+    /// [`Shift`]'s packing, which a model sees at most once per shift).
     pub fn weight(&self) -> Tensor {
-        let plain = self.plain.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(weight) = plain.as_ref() {
-            return weight.shallow_clone();
-        }
-        let (index, packed) = (self.packed.iter().enumerate())
-            .find_map(|(i, p)| p.get().and_then(Option::as_ref).map(|p| (i, p)))
-            .expect("the plain weight is dropped only once a packed copy exists");
-        let shift = Shift { rows: index as i64 / 2, columns: index as i64 % 2 };
-        tch::no_grad(|| {
-            let dense = packed.to_dense(None::<Kind>, false);
-            let [kh, kw] = self.kernel;
-            let weight = dense.narrow(2, shift.rows, kh).narrow(3, shift.columns, kw);
-            if self.channels_last {
-                orchard_torch::channels_last(&weight)
-            } else {
-                weight.contiguous()
+        let weight = match &*self.held() {
+            Held::Plain(weight) => return weight.shallow_clone(),
+            Held::Pointwise(kernel) => kernel.weight(),
+            Held::OneDnn => {
+                let (index, packed) = (self.packed.iter().enumerate())
+                    .find_map(|(i, p)| p.get().and_then(Option::as_ref).map(|p| (i, p)))
+                    .expect("the weight goes to oneDNN only once a packed copy exists");
+                let shift = Shift { rows: index as i64 / 2, columns: index as i64 % 2 };
+                let [kh, kw] = self.kernel;
+                tch::no_grad(|| {
+                    packed.to_dense(None::<Kind>, false).narrow(2, shift.rows, kh).narrow(3, shift.columns, kw)
+                })
             }
-        })
+        };
+        if self.channels_last {
+            orchard_torch::channels_last(&weight)
+        } else {
+            tch::no_grad(|| weight.contiguous())
+        }
+    }
+
+    /// The weight and bias as the pointwise kernel reads them, which from now on holds the only copy of the
+    /// weight: the pass made with it replaces this layer, which keeps only its fallback (read back from the
+    /// kernel's copy). For a 1×1 layer ([`FusedConv::pointwise`]).
+    fn pointwise_kernel(&self) -> Arc<PackedPointwise> {
+        let kernel = Arc::new(PackedPointwise::new(&self.weight(), &self.bias));
+        *self.held() = Held::Pointwise(Arc::clone(&kernel));
+        kernel
+    }
+
+    fn held(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A 1×1 convolution with stride 1 over all channels: no padding, so any input's pixels.
@@ -239,7 +267,7 @@ impl FusedConv {
             })
             .as_ref();
         if packed.is_some() {
-            *self.plain.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            *self.held() = Held::OneDnn;
         }
         packed
     }
@@ -373,139 +401,10 @@ impl ParallelChains {
     }
 }
 
-/// A depthwise layer with swish and squeeze-excitation's pooling after it, run as one pass by
-/// [`pooled_depthwise`] where the CPU has AVX-512 (f32, no autocast); made from the layer's folded form.
-#[derive(Debug)]
-pub(crate) struct PooledDepthwise {
-    /// K×K×C.
-    weight: Tensor,
-    bias: Tensor,
-    kernel: i64,
-    stride: i64,
-    padding: Padding,
-}
-
-impl PooledDepthwise {
-    /// `None` where the kernel does not run `layer`: not a depthwise swish layer, not f32, or not 3×3 / 5×5
-    /// with stride 1 or 2.
-    pub fn new(layer: &FusedConv) -> Option<Self> {
-        let plain = layer.weight();
-        let [c, per_group, kh, kw]: [i64; 4] = plain.size().try_into().ok()?;
-        let fits = per_group == 1
-            && layer.groups == c
-            && kh == kw
-            && matches!(kh, 3 | 5)
-            && matches!(layer.stride, 1 | 2)
-            && layer.act == Activation::Swish
-            && plain.kind() == Kind::Float
-            && orchard_torch::pooled_depthwise::available();
-        fits.then(|| {
-            let weight = tch::no_grad(|| plain.squeeze_dim(1).permute([1, 2, 0]).contiguous());
-            let bias = layer.bias.contiguous();
-            PooledDepthwise { weight, bias, kernel: kh, stride: layer.stride, padding: layer.padding }
-        })
-    }
-
-    /// Whether the kernel runs on `xs`.
-    pub fn runs(&self, xs: &Tensor) -> bool {
-        xs.device() == Device::Cpu
-            && xs.kind() == Kind::Float
-            && !orchard_torch::autocast::Autocast::is_enabled(Device::Cpu)
-    }
-
-    /// `(swish(layer(in(xs))), its mean over positions N×C×1×1)`, `in` swish when `input_swish` (the expand
-    /// convolution's activation, left to this pass).
-    pub fn forward(&self, xs: &Tensor, input_swish: bool) -> (Tensor, Tensor) {
-        self.run(xs, input_swish, None)
-    }
-
-    /// [`PooledDepthwise::forward`] of `swish(expand(xs))`, the expand convolution computed inside the pass row
-    /// by row: its output, six times as wide as `xs`, is never written whole.
-    pub fn forward_expanded(&self, xs: &Tensor, expand: &ExpandInPass) -> (Tensor, Tensor) {
-        self.run(xs, true, Some(&expand.packed))
-    }
-
-    fn run(&self, xs: &Tensor, input_swish: bool, expand: Option<&PackedPointwise>) -> (Tensor, Tensor) {
-        let (h, w) = spatial(xs);
-        let side = |n: i64| match self.padding {
-            Padding::Same => ((n + self.stride - 1) / self.stride, same_pads(n, self.kernel, self.stride).0),
-            Padding::Symmetric(p) => ((n + 2 * p - self.kernel) / self.stride + 1, p),
-            Padding::Valid => ((n - self.kernel) / self.stride + 1, 0),
-        };
-        let ((out_h, top), (out_w, left)) = (side(h), side(w));
-        let window = Window { stride: self.stride, before: [top, left], output: [out_h, out_w] };
-        let (y, sums) = pooled_depthwise(xs, &self.weight, &self.bias, window, input_swish, expand)
-            .unwrap_or_else(|e| panic!("the pooled depthwise kernel failed: {e}"));
-        let n = sums.size()[0];
-        let mean = (sums / (out_h * out_w) as f64).view([n, -1, 1, 1]);
-        (y, mean)
-    }
-}
-
-/// The most weights an [`ExpandInPass`] has: each input row passes through all of them, which must then stay
-/// in the core's L2 cache (640 KiB of f32; 1 MiB here). Alternated 3 rounds against none in the pass: B0
-/// (224, batch 16) 104–108 → 113–117 images/s, B7 (600, batch 2) 1.72–1.74 → 1.84–1.99; without the
-/// bound, B7's wide late expansions (640→3840: 9.8 MB of weights read for each row) made it 3% slower.
-const MAX_EXPAND_IN_PASS_WEIGHTS: usize = 160 * 1024;
-
-/// A 1×1 expand convolution (batch norm folded, its swish left to the pass) computed inside
-/// [`PooledDepthwise::forward_expanded`]; made where the CPU has AVX-512 and the layer is f32.
-#[derive(Debug)]
-pub(crate) struct ExpandInPass {
-    packed: PackedPointwise,
-}
-
-impl ExpandInPass {
-    /// `None` where the pass does not run `layer`: not a 1×1 stride-1 swish convolution, not f32, or with
-    /// more than [`MAX_EXPAND_IN_PASS_WEIGHTS`].
-    pub fn new(layer: &FusedConv) -> Option<Self> {
-        let fits = layer.pointwise()
-            && layer.weight().numel() <= MAX_EXPAND_IN_PASS_WEIGHTS
-            && layer.act == Activation::Swish
-            && layer.bias.kind() == Kind::Float
-            && orchard_torch::pooled_depthwise::available();
-        fits.then(|| ExpandInPass { packed: PackedPointwise::new(&layer.weight(), &layer.bias) })
-    }
-}
-
-/// The most outputs a [`GatedProjection`] runs: wider projections are faster in oneDNN's kernels even with
-/// the pass that scales their input (B7's 2304→640 at 19², batch 2: 10.4 ms against 11.7; 1344→384 4.1
-/// against 4.1). The narrower ones measured were faster in the gated kernel or level with oneDNN (B0's
-/// 1152→320 and 1152→192 at 7²), most at large sizes (B7's 64→32 at 300²: 30 against 7 ms).
-const MAX_GATED_OUTPUTS: i64 = 384;
-
-/// A 1×1 projection after squeeze-excitation, `conv(x · gate) + bias (+ residual)`, run as one pass by
-/// [`PackedPointwise`] where the CPU has AVX-512 (f32, no autocast): no pass scales `x` by the gate.
-#[derive(Debug)]
-pub(crate) struct GatedProjection {
-    packed: PackedPointwise,
-}
-
-impl GatedProjection {
-    /// `None` where the kernel does not run `layer`: not a 1×1 stride-1 convolution without activation, not
-    /// f32, or wider than [`MAX_GATED_OUTPUTS`].
-    pub fn new(layer: &FusedConv) -> Option<Self> {
-        let fits = layer.kernel == [1, 1]
-            && layer.bias.size()[0] <= MAX_GATED_OUTPUTS
-            && layer.stride == 1
-            && layer.groups == 1
-            && layer.act == Activation::None
-            && layer.bias.kind() == Kind::Float
-            && orchard_torch::scaled_pointwise::available();
-        fits.then(|| GatedProjection { packed: PackedPointwise::new(&layer.weight(), &layer.bias) })
-    }
-
-    /// `conv(x · gate) + bias (+ residual)`: x channels-last dense f32 on the CPU (what
-    /// [`PooledDepthwise`] gives), gate N×C×1×1; the sum is written into `residual`.
-    pub fn forward(&self, x: &Tensor, gate: &Tensor, residual: Option<Tensor>) -> Tensor {
-        self.packed.forward(x, gate, residual).unwrap_or_else(|e| panic!("the gated projection kernel failed: {e}"))
-    }
-}
-
 /// A weight as [`FusedConv`] holds it, and whether it is channels-last.
-fn held(weight: Tensor) -> (Mutex<Option<Tensor>>, bool) {
+fn hold(weight: Tensor) -> (Mutex<Held>, bool) {
     let channels_last = is_channels_last(&weight);
-    (Mutex::new(Some(weight)), channels_last)
+    (Mutex::new(Held::Plain(weight)), channels_last)
 }
 
 /// Whether a 4-D kernel or activation is in channels-last order.
@@ -603,7 +502,7 @@ mod tests {
         for xs in [&even, &odd, &even] {
             let out = tch::no_grad(|| layer.forward(xs));
             assert!(out.allclose(&expected(xs), 1e-5, 1e-5, false), "{:?}: the output differs", xs.size());
-            assert!(layer.plain.lock().unwrap().is_none(), "the plain weight is kept beside the packed one");
+            assert!(matches!(*layer.held(), Held::OneDnn), "the plain weight is kept beside the packed one");
         }
         assert!(layer.weight().allclose(&folded, 0.0, 0.0, false), "the weight read back differs");
         let half = orchard_torch::autocast::HalfType::BFloat16;

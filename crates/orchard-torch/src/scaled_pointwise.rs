@@ -38,6 +38,11 @@ pub struct PackedPointwise {
     outputs: i64,
 }
 
+// SAFETY: the tensors are never changed after `new`: every method only reads them (as the kernel's inputs, or
+// as the source of a new view), which libtorch allows from many threads at once. Shared by a layer and the
+// pass that replaces it (one copy of the weights, `Arc`).
+unsafe impl Sync for PackedPointwise {}
+
 impl PackedPointwise {
     /// From a 1×1 convolution's N×K×1×1 f32 weight and N bias.
     pub fn new(weight: &Tensor, bias: &Tensor) -> PackedPointwise {
@@ -48,6 +53,13 @@ impl PackedPointwise {
             let bias = bias.to_kind(Kind::Float).constant_pad_nd([0, padded - outputs]).contiguous();
             PackedPointwise { weight, bias, outputs }
         })
+    }
+
+    /// The N×K×1×1 weight it was made from, read back (a layer's fallback where the kernel holds its only
+    /// copy).
+    pub fn weight(&self) -> Tensor {
+        let inputs = self.weight.size()[0];
+        tch::no_grad(|| self.weight.narrow(1, 0, self.outputs).tr().contiguous().view([self.outputs, inputs, 1, 1]))
     }
 
     /// `conv1x1(x · gate) + bias (+ residual)`: x N×K×H×W f32 channels-last dense on the CPU, gate N×K (or
