@@ -2,7 +2,8 @@
 runs once, in turn, in its own process, so that a noisy machine slows all of them alike. Per configuration: the
 median over rounds of images/s (each round times --steps steps after --warmup untimed ones), the peak resident
 memory of its process (the kernel's maxrss, the same measure for every peer), and the achieved FLOP/s as a
-fraction of the machine's f32 and bf16 ceilings (bench/peers/ceiling.py, measured at the start and the end of the run, the better kept).
+fraction of the machine's f32 and bf16 ceilings (bench/peers/ceiling.py, measured at the start and the end of the run,
+the better kept): a large matrix product through libtorch, and on the CPU the FMA units' peak (no kernel beats it).
 
 Run through `bench/compare`, which sets up the environments. Writes a Markdown table and the raw numbers (JSON).
 Usage: compare.py [--jobs JOB...] [--rounds R] [--steps N] [--warmup N] [--out DIR] [--timeout S]
@@ -170,7 +171,8 @@ def main():
 
     measure_ceiling = lambda: result(run([PY, f"{PEERS}/ceiling.py", a.device], a.timeout)[0])  # noqa: E731
     ceiling = measure_ceiling()
-    print(f"ceilings: f32 {ceiling['f32'] / 1e9:.1f} GFLOP/s, bf16 {ceiling['bf16'] / 1e9:.1f} GFLOP/s", flush=True)
+    print(f"ceilings: f32 {ceiling['f32'] / 1e9:.1f} GFLOP/s, bf16 {ceiling['bf16'] / 1e9:.1f} GFLOP/s;"
+          f"{fma_line(ceiling)}", flush=True)
     rows = []
     for job in a.jobs:
         if job == "input":
@@ -219,7 +221,7 @@ def main():
 
     # Measured again at the end, the better of the two kept: a ceiling measured while a neighbour ran is low.
     end = measure_ceiling()
-    ceiling = {k: max(v, end[k]) for k, v in ceiling.items()}
+    ceiling = better_ceiling(ceiling, end)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M")
     table = render(rows, ceiling, a)
     print(table)
@@ -231,6 +233,20 @@ def main():
     print(f"written: {a.out}/compare-{stamp}.md and .json")
 
 
+def better_ceiling(first, second):
+    """Each figure's larger measurement; the FMA peak's figures alike where both runs have one."""
+    better = {k: max(first[k], second[k]) for k in ("f32", "bf16")}
+    fma = [c["fma"] for c in (first, second) if c.get("fma")]
+    if fma:
+        better["fma"] = {"isa": fma[0]["isa"]}
+        for k in ("f32", "bf16"):
+            values = [f[k] for f in fma if f.get(k)]
+            better["fma"][k] = max(values) if values else None
+    else:
+        better["fma"] = None
+    return better
+
+
 def render(rows, ceiling, a):
     key = "f32" if a.precision == "f32" else "bf16"  # f16 runs on the same half-precision units
     lines = [
@@ -239,10 +255,11 @@ def render(rows, ceiling, a):
         "",
         f"Medians of {a.rounds} rounds, each {a.steps} timed steps after {a.warmup} warm-up; images/s. "
         f"Ceilings (4096² matmul through libtorch): f32 {ceiling['f32'] / 1e9:.1f} GFLOP/s, "
-        f"bf16 {ceiling['bf16'] / 1e9:.1f} GFLOP/s.",
+        f"bf16 {ceiling['bf16'] / 1e9:.1f} GFLOP/s.{fma_line(ceiling)}",
         "",
-        f"| job | configuration | images/s | rounds | peak MiB | GFLOP/s | of {key} ceiling | Orchard / this |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| job | configuration | images/s | rounds | peak MiB | GFLOP/s | of {key} ceiling | of FMA peak | "
+        "Orchard / this |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         res = row["results"]
@@ -252,18 +269,30 @@ def render(rows, ceiling, a):
         for name, r in res.items():
             gflops = row["flops_per_image"] * r["median"] / 1e9 if row["flops_per_image"] else None
             of_ceiling = f"{gflops * 1e9 / ceiling[key] * 100:.1f}%" if gflops else ""
+            peak = (ceiling.get("fma") or {}).get(key)
+            of_peak = f"{gflops * 1e9 / peak * 100:.1f}%" if gflops and peak else ""
             ratio = f"{mine / r['median']:.2f}" if mine and name != "orchard" else ""
             label = name + (" (best peer)" if name == best else "")
             lines.append(
                 f"| {row['job']} | {label} | {r['median']:.2f} | {' '.join(f'{x:.1f}' for x in r['rates'])} | "
-                f"{r['peak_mib'] or 0:.0f} | {f'{gflops:.1f}' if gflops else ''} | {of_ceiling} | {ratio} |"
+                f"{r['peak_mib'] or 0:.0f} | {f'{gflops:.1f}' if gflops else ''} | {of_ceiling} | {of_peak} | {ratio} |"
             )
         for name, e in row["errors"].items():
-            lines.append(f"| {row['job']} | {name} | failed: {e[:80]} | | | | | |")
+            lines.append(f"| {row['job']} | {name} | failed: {e[:80]} | | | | | | |")
         if mine and best:
             lines.append(f"| {row['job']} | **Orchard / best peer** | **{mine / peers[best]['median']:.2f}** | | "
-                         f"| | | |")
+                         f"| | | | |")
     return "\n".join(lines) + "\n"
+
+
+def fma_line(ceiling):
+    """The table header's sentence on the FMA peak, empty without one."""
+    fma = ceiling.get("fma")
+    if not fma:
+        return ""
+    bf16 = f", bf16 {fma['bf16'] / 1e9:.1f}" if fma.get("bf16") else ""
+    return (f" FMA peak ({fma['isa']} fused multiply-adds on registers, bench/peers/fma_peak.c): "
+            f"f32 {fma['f32'] / 1e9:.1f}{bf16} GFLOP/s.")
 
 
 if __name__ == "__main__":
