@@ -23,7 +23,9 @@ use tch::{nn, Kind, Tensor};
 
 use crate::backbone::{Backbone, Built, HeadSpec, LayerGroup, Layers, ModelSpec, Variants};
 use crate::batch_norm::BatchNorm;
-use crate::fused::{Activation, ExpandInPass, FrozenBatchNorm, FusedConv, GatedProjection, PooledDepthwise};
+use crate::fused::{
+    Activation, DenseExcitation, ExpandInPass, FrozenBatchNorm, FusedConv, GatedProjection, PooledDepthwise,
+};
 use crate::import_rules::{ImportRules, KerasFixup};
 use crate::inference::InferenceLayers;
 use crate::init::{Distribution, FanMode, Initializer};
@@ -450,9 +452,9 @@ impl MbConv {
         let expand = self.expand.as_ref().map(|(conv, bn)| FusedConv::fold(conv, Some(bn), Activation::Swish));
         let dwconv = FusedConv::fold(&self.dwconv, Some(&self.bn), Activation::Swish).with_padding(Padding::Same);
         let se = self.se.as_ref().map(|se| {
-            (
-                FusedConv::fold(&se.reduce, None, Activation::Swish),
-                FusedConv::fold(&se.expand, None, Activation::Sigmoid),
+            DenseExcitation::new(
+                &FusedConv::fold(&se.reduce, None, Activation::Swish),
+                &FusedConv::fold(&se.expand, None, Activation::Sigmoid),
             )
         });
         let project = FusedConv::fold(&self.project_conv, Some(&self.project_bn), Activation::None);
@@ -473,8 +475,8 @@ struct FusedMbConv {
     /// The depthwise layer, its swish, the expand convolution's swish and squeeze-excitation's pooling as one
     /// pass, where the CPU runs it.
     pooled: Option<PooledDepthwise>,
-    /// Squeeze-excitation's reduce (swish) and expand (sigmoid) convolutions.
-    se: Option<(FusedConv, FusedConv)>,
+    /// Squeeze-excitation's reduce (swish) and expand (sigmoid) convolutions, as matrix products.
+    se: Option<DenseExcitation>,
     project: FusedConv,
     /// The projection with squeeze-excitation's gate applied in its pass, after the pooled depthwise pass.
     gated: Option<GatedProjection>,
@@ -497,9 +499,9 @@ impl FusedMbConv {
                 None => (self.dwconv.forward(&xs), None),
             },
         };
-        if let Some((reduce, expand)) = &self.se {
+        if let Some(se) = &self.se {
             let from_pass = pooled.is_some();
-            let gate = expand.forward(&reduce.forward(&pooled.unwrap_or_else(|| global_avg_pool(&x, true))));
+            let gate = se.forward(&pooled.unwrap_or_else(|| global_avg_pool(&x, true)));
             match &self.gated {
                 Some(gated) if from_pass => return gated.forward(&x, &gate, self.residual.then_some(xs)),
                 _ => x *= gate,
