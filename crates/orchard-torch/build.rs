@@ -25,6 +25,7 @@ fn main() {
             "csrc/memory.cpp",
             "csrc/parallel.cpp",
             "csrc/pointwise.cpp",
+            "csrc/stem.cpp",
         ])
         // Declarations of the gloo types libtorch's ProcessGroupGloo.hpp names (csrc/gloo/README.md).
         .include("csrc")

@@ -23,9 +23,7 @@ use tch::{nn, Kind, Tensor};
 
 use crate::backbone::{Backbone, Built, HeadSpec, LayerGroup, Layers, ModelSpec, Variants};
 use crate::batch_norm::BatchNorm;
-use crate::fused::{
-    Activation, DenseExcitation, ExpandInPass, FrozenBatchNorm, FusedConv, GatedProjection, PooledDepthwise,
-};
+use crate::fused::{Activation, DenseExcitation, ExpandInPass, FusedConv, GatedProjection, InputStem, PooledDepthwise};
 use crate::import_rules::{ImportRules, KerasFixup};
 use crate::inference::InferenceLayers;
 use crate::init::{Distribution, FanMode, Initializer};
@@ -328,15 +326,15 @@ impl InputNormalization {
 }
 
 impl InputNormalization {
-    /// The same scaling as one per-channel `x · scale + shift`.
-    fn frozen(&self) -> FrozenBatchNorm {
+    /// The same scaling as one per-channel `x · scale + shift`: `(scale, shift)`, 3 values each in f64.
+    fn affine(&self) -> (Tensor, Tensor) {
         tch::no_grad(|| {
             let std = self.variance.to_kind(Kind::Double).sqrt().clamp_min(KERAS_EPSILON);
             let correction = self.imagenet_correction.map_or([1.0; 3], |c| c.map(f64::from));
             let correction = Tensor::from_slice(&correction).to_device(std.device());
             let scale = &correction / &std * RESCALE;
             let shift = -(self.mean.to_kind(Kind::Double) / &std) * correction;
-            FrozenBatchNorm::affine(&scale, &shift, self.mean.kind())
+            (scale, shift)
         })
     }
 }
@@ -518,15 +516,15 @@ impl FusedMbConv {
 /// An [`EfficientNet`]'s inference form.
 #[derive(Debug)]
 struct FusedEfficientNet {
-    input: FrozenBatchNorm,
-    stem: FusedConv,
+    /// The input normalization and the stem convolution.
+    stem: InputStem,
     blocks: Vec<FusedMbConv>,
     top: FusedConv,
 }
 
 impl InferenceLayers for FusedEfficientNet {
     fn forward(&self, xs: &Tensor) -> Tensor {
-        let x = self.stem.forward(&self.input.forward(xs, Activation::None));
+        let x = self.stem.forward(xs);
         let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
         self.top.forward(&x)
     }
@@ -599,8 +597,11 @@ impl Layers for EfficientNet {
 
     fn inference(&self) -> Box<dyn InferenceLayers> {
         Box::new(FusedEfficientNet {
-            input: self.input.frozen(),
-            stem: FusedConv::fold(&self.stem_conv, Some(&self.stem_bn), Activation::Swish).with_padding(Padding::Same),
+            stem: {
+                let (scale, shift) = self.input.affine();
+                let stem = FusedConv::fold(&self.stem_conv, Some(&self.stem_bn), Activation::Swish);
+                InputStem::new(&scale, &shift, stem.with_padding(Padding::Same))
+            },
             blocks: self.blocks.iter().map(MbConv::fused).collect(),
             top: FusedConv::fold(&self.top_conv, Some(&self.top_bn), Activation::Swish),
         })

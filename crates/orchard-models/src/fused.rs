@@ -27,7 +27,9 @@ use crate::batch_norm::BatchNorm;
 use crate::layers::{same_pads, spatial, zero_pad, Conv2d, Padding, Pads};
 
 mod mbconv;
+mod stem;
 pub(crate) use mbconv::{DenseExcitation, ExpandInPass, GatedProjection, PooledDepthwise};
+pub(crate) use stem::InputStem;
 
 thread_local! {
     /// The kind the inference form being made keeps its tensors in, when not the model's own; set by

@@ -18,6 +18,7 @@ pub mod fused_train;
 pub mod memory;
 pub mod pooled_depthwise;
 pub mod scaled_pointwise;
+pub mod stem_conv;
 
 use orchard_data::loader::Batch;
 use tch::{Device, Kind, Tensor};

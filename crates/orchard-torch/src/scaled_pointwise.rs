@@ -67,31 +67,22 @@ impl PackedPointwise {
     /// no one reads afterwards); else a new channels-last tensor.
     pub fn forward(&self, x: &Tensor, gate: &Tensor, residual: Option<Tensor>) -> Result<Tensor, String> {
         let gate = gate.contiguous();
-        let mut err = [0 as c_char; 1024];
-        let mut out: *mut C_tensor = std::ptr::null_mut();
         let residual_ptr = residual.as_ref().map_or(std::ptr::null(), |r| r.as_ptr());
-        // SAFETY: every pointer is live for the call (the residual, if any, is held by `residual`); on
-        // success the shim hands over a new tensor handle.
-        let status = unsafe {
+        // SAFETY: every pointer is live for the call (the residual, if any, is held by `residual`); `call`
+        // takes over the tensor the shim makes.
+        crate::fused_conv::call(|out, err, len| unsafe {
             orchard_scaled_pointwise(
-                &mut out,
+                out,
                 x.as_ptr(),
                 gate.as_ptr(),
                 self.weight.as_ptr(),
                 self.bias.as_ptr(),
                 residual_ptr,
                 self.outputs,
-                err.as_mut_ptr(),
-                err.len(),
+                err,
+                len,
             )
-        };
-        if status == 0 {
-            // SAFETY: the handle is new and owned by the returned tensor.
-            Ok(unsafe { Tensor::from_ptr(out) })
-        } else {
-            // SAFETY: the shim writes a NUL-terminated message that fits the buffer.
-            Err(unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned())
-        }
+        })
     }
 }
 
