@@ -464,6 +464,10 @@ impl FrozenBatchNorm {
     /// # Shapes
     /// N×C×H×W → N×C×H×W.
     pub fn forward(&self, xs: &Tensor, act: Activation) -> Tensor {
+        if orchard_torch::fused_train::affine_act_applies(xs, &self.scale, act) {
+            return orchard_torch::fused_train::affine_act(xs, &self.scale, &self.shift, act)
+                .unwrap_or_else(|e| panic!("the affine activation kernel failed: {e}"));
+        }
         let (scale, shift) = (Some(&self.scale), Some(&self.shift));
         let mut x = xs.batch_norm(scale, shift, Some(&self.zeros), Some(&self.ones), false, 0.0, 0.0, true);
         apply_(&mut x, act);

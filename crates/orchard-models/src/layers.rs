@@ -276,6 +276,22 @@ pub(crate) fn max_pool(xs: &Tensor, kernel: i64, stride: i64) -> Tensor {
     xs.max_pool2d([kernel, kernel], [stride, stride], [0, 0], [1, 1], false)
 }
 
+/// [`max_pool`] of `xs` zero-padded by `pad` on every side (Keras' `ZeroPadding2D` then `MaxPooling2D`)
+/// without the padded copy: libtorch's padded pooling leaves the padding out, and a window that covers some
+/// of it then takes max(its values, 0), what the zeros would have given: the same values, bit for bit.
+/// `pad` at most half the kernel (libtorch's bound).
+pub(crate) fn max_pool_zero_padded(xs: &Tensor, kernel: i64, stride: i64, pad: i64) -> Tensor {
+    let out = xs.max_pool2d([kernel, kernel], [stride, stride], [pad, pad], [1, 1], false);
+    for dim in [2i64, 3] {
+        let (size, positions) = (xs.size()[dim as usize], out.size()[dim as usize]);
+        let touches_padding = |o: i64| o * stride < pad || o * stride - pad + kernel > size;
+        for o in (0..positions).filter(|&o| touches_padding(o)) {
+            let _ = out.narrow(dim, o, 1).clamp_min_(0.0);
+        }
+    }
+    out
+}
+
 /// Average pooling with a square odd window, stride 1 and "same" padding (Keras `AveragePooling2D(kernel,
 /// strides=1, padding="same")`): each output averages only the input positions its window covers, as
 /// TensorFlow does (PyTorch's `count_include_pad=False`).
@@ -304,6 +320,24 @@ pub(crate) fn global_avg_pool(xs: &Tensor, keepdim: bool) -> Tensor {
 mod tests {
     use super::*;
     use tch::Device;
+
+    /// Pooling without the padded copy gives what pooling the zero-padded input gives, bit for bit: windows
+    /// over the padding at the start only (even sizes at stride 2) and at both ends (odd sizes, stride 1),
+    /// where every value is negative and the padding's zero wins.
+    #[test]
+    fn max_pooling_leaves_the_zero_padding_out_and_gets_the_same_values() {
+        tch::manual_seed(4);
+        let cpu = (Kind::Float, Device::Cpu);
+        for (size, kernel, stride) in [(12, 3, 2), (11, 3, 2), (9, 3, 1)] {
+            let xs = Tensor::randn([2, 5, size, size + 1], cpu) - 0.5;
+            let _ = xs.narrow(1, 0, 1).fill_(-1.0);
+            let expected = max_pool(&zero_pad(&xs, [1, 1, 1, 1]), kernel, stride);
+            let out = max_pool_zero_padded(&xs, kernel, stride, 1);
+            assert!(out.equal(&expected), "{size}², {kernel}×{kernel} stride {stride}: the pooled values differ");
+            let zeros = out.narrow(1, 0, 1).eq(0.0).sum(Kind::Int64).int64_value(&[]);
+            assert!(zeros > 0, "{size}²: no window took the padding's zero");
+        }
+    }
 
     #[test]
     fn keras_correct_pad_is_tf_same_padding_for_stride_two() {

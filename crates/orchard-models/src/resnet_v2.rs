@@ -27,7 +27,7 @@ use crate::batch_norm::BatchNorm;
 use crate::fused::{Activation, FrozenBatchNorm, FusedConv};
 use crate::inference::InferenceLayers;
 use crate::init::Initializer;
-use crate::layers::{max_pool, zero_pad, Conv2d, ConvConfig, Padding};
+use crate::layers::{max_pool, max_pool_zero_padded, zero_pad, Conv2d, ConvConfig, Padding};
 use crate::{resnet, Normalization};
 
 // ---------------------------------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ struct FusedResNetV2 {
 
 impl InferenceLayers for FusedResNetV2 {
     fn forward(&self, xs: &Tensor) -> Tensor {
-        let x = max_pool(&zero_pad(&self.conv1.forward(xs), [1, 1, 1, 1]), 3, 2);
+        let x = max_pool_zero_padded(&self.conv1.forward(xs), 3, 2, 1);
         let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
         self.post_bn.forward(&x, Activation::Relu)
     }

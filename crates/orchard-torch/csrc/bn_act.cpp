@@ -328,6 +328,27 @@ int orchard_fused_train_available() {
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
 }
 
+// act(x · scale + shift) per channel over channels-last f32 x, in one pass and without autograd: a batch norm
+// frozen at its running statistics and its activation, in inference (libtorch runs the two as two passes).
+// `act` as below.
+int orchard_affine_act(at::Tensor** out, const at::Tensor* x, const at::Tensor* scale, const at::Tensor* shift,
+                       int64_t act, char* err, size_t len) {
+  return orchard::guarded(err, len, [&] {
+    TORCH_CHECK(act >= kNone && act <= kSilu, "affine activation: unknown activation ", act);
+    TORCH_CHECK(orchard_fused_train_available(), "affine activation: this CPU lacks AVX2 or FMA");
+    check_inputs(*x, {scale, shift});
+    const int64_t C = x->size(1), M = x->numel() / std::max<int64_t>(C, 1);
+    const at::Tensor s = scale->contiguous(), t = shift->contiguous(), zeros = at::zeros({C}, s.options());
+    at::Tensor y = at::empty_like(*x, at::MemoryFormat::ChannelsLast);
+    const float *xp = x->const_data_ptr<float>(), *sp = s.const_data_ptr<float>(), *tp = t.const_data_ptr<float>();
+    const float* zp = zeros.const_data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    at::parallel_for(0, M, row_grain(C),
+                     [&](int64_t r0, int64_t r1) { normalize_rows(xp, yp, r0, r1, C, sp, zp, tp, act); });
+    *out = new at::Tensor(y);
+  });
+}
+
 // act(batch_norm(x)) in training, one autograd node; `weight` may be null (no learnt scale); the running
 // statistics move as keep · running + (1 - keep) · batch, the variance unbiased when `unbiased`. `act` is
 // 0 none, 1 relu, 2 relu6, 3 silu.

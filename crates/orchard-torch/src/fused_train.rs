@@ -20,6 +20,15 @@ use crate::fused_conv::{call, PostOp};
 
 extern "C" {
     fn orchard_fused_train_available() -> c_int;
+    fn orchard_affine_act(
+        out: *mut *mut C_tensor,
+        x: *const C_tensor,
+        scale: *const C_tensor,
+        shift: *const C_tensor,
+        act: i64,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
     fn orchard_channel_scale(
         out: *mut *mut C_tensor,
         x: *const C_tensor,
@@ -97,6 +106,20 @@ pub fn bn_act_applies(x: &Tensor, act: PostOp) -> bool {
     code(act).is_some() && takes(x)
 }
 
+/// Whether [`affine_act`] takes `x` with `act` (and per-channel f32 `scale`): as [`bn_act`], and `x` outside
+/// autograd (the kernel records no backward).
+pub fn affine_act_applies(x: &Tensor, scale: &Tensor, act: PostOp) -> bool {
+    bn_act_applies(x, act) && !x.requires_grad() && scale.kind() == Kind::Float
+}
+
+/// `act(x · scale + shift)` per channel in one pass (a batch norm frozen at its running statistics, in
+/// inference); `x` must pass [`affine_act_applies`], `scale` and `shift` hold C f32 values.
+pub fn affine_act(x: &Tensor, scale: &Tensor, shift: &Tensor, act: PostOp) -> Result<Tensor, String> {
+    let act = code(act).ok_or("affine activation: an activation the kernel does not apply")?;
+    // SAFETY: every handle is live for the call.
+    call(|out, err, len| unsafe { orchard_affine_act(out, x.as_ptr(), scale.as_ptr(), shift.as_ptr(), act, err, len) })
+}
+
 /// Whether [`channel_scale`] takes `x` (N×C×H×W) and `s`: gates of shape N×C×1×1 in f32.
 pub fn channel_scale_applies(x: &Tensor, s: &Tensor) -> bool {
     takes(x) && s.kind() == Kind::Float && s.size() == [x.size()[0], x.size()[1], 1, 1]
@@ -164,6 +187,33 @@ mod tests {
 
     extern "C" {
         fn orchard_parallel_threads(n: i64) -> c_int;
+    }
+
+    /// The one-pass frozen batch norm computes `act(x · scale + shift)` per channel, for channel counts with
+    /// and without a tail of the kernel's eight lanes, and refuses a tensor that autograd follows.
+    #[test]
+    fn the_affine_activation_is_the_frozen_batch_norm_and_its_activation() {
+        tch::manual_seed(8);
+        let cpu = (Kind::Float, Device::Cpu);
+        for (c, act) in [(16, PostOp::Relu), (13, PostOp::None), (5, PostOp::Swish), (24, PostOp::Relu6)] {
+            let x = crate::channels_last(&Tensor::randn([2, c, 5, 7], cpu));
+            let (scale, shift) = (Tensor::randn([c], cpu), Tensor::randn([c], cpu));
+            if !affine_act_applies(&x, &scale, act) {
+                eprintln!("skipped: this CPU has no AVX2 with FMA");
+                return;
+            }
+            let z = &x * scale.view([1, c, 1, 1]) + shift.view([1, c, 1, 1]);
+            let expected = match act {
+                PostOp::Relu => z.relu(),
+                PostOp::Swish => z.silu(),
+                PostOp::Relu6 => z.clamp(0.0, 6.0),
+                _ => z,
+            };
+            let out = affine_act(&x, &scale, &shift, act).unwrap();
+            assert!(out.allclose(&expected, 1e-5, 1e-5, false), "{c} channels, {act:?}: the output differs");
+        }
+        let tracked = crate::channels_last(&Tensor::randn([1, 4, 3, 3], cpu)).set_requires_grad(true);
+        assert!(!affine_act_applies(&tracked, &Tensor::ones([4], cpu), PostOp::Relu), "autograd would be lost");
     }
 
     /// The kernels' `at::parallel_for` loops run on libtorch's threads (`csrc/parallel.cpp`): compiled without
