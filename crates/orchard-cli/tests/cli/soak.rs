@@ -31,6 +31,9 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 /// whole. Temporaries (`.orchard-*.tmp`, cleared when their directory is next written) and the lock file are
 /// passed over. Returns the number of files read.
 fn check_every_file(dir: &Path, when: &str) -> usize {
+    if !dir.exists() {
+        return 0; // killed before it made its directory (a slow start on a loaded machine)
+    }
     let mut read = 0;
     for path in files(dir) {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
