@@ -403,6 +403,14 @@ impl ParallelChains {
     }
 }
 
+/// Whether Orchard's own CPU passes (the MBConv passes, the stem) take `xs`: f32 on the CPU, not under
+/// autocast (whose lower precision the caller asked for).
+fn cpu_f32_outside_autocast(xs: &Tensor) -> bool {
+    xs.device() == Device::Cpu
+        && xs.kind() == Kind::Float
+        && !orchard_torch::autocast::Autocast::is_enabled(Device::Cpu)
+}
+
 /// A weight as [`FusedConv`] holds it, and whether it is channels-last.
 fn hold(weight: Tensor) -> (Mutex<Held>, bool) {
     let channels_last = is_channels_last(&weight);

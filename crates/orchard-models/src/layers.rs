@@ -62,6 +62,18 @@ pub(crate) enum Padding {
     Symmetric(i64),
 }
 
+impl Padding {
+    /// `(before, after)`: the zeros this padding puts on each side of a dimension of `size` for a `kernel` at
+    /// `stride`.
+    pub(crate) fn sides(self, size: i64, kernel: i64, stride: i64) -> (i64, i64) {
+        match self {
+            Padding::Same => same_pads(size, kernel, stride),
+            Padding::Symmetric(p) => (p, p),
+            Padding::Valid => (0, 0),
+        }
+    }
+}
+
 /// A 2-D convolution's hyper-parameters.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConvConfig {

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use orchard_torch::pooled_depthwise::{pooled_depthwise, Window};
 use orchard_torch::scaled_pointwise::PackedPointwise;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use super::{Activation, FusedConv};
-use crate::layers::{same_pads, spatial, Padding};
+use crate::layers::{spatial, Padding};
 
 /// A depthwise layer with swish and squeeze-excitation's pooling after it, run as one pass by
 /// [`pooled_depthwise`] where the CPU has AVX-512 (f32, no autocast); made from the layer's folded form.
@@ -49,9 +49,7 @@ impl PooledDepthwise {
 
     /// Whether the kernel runs on `xs`.
     pub fn runs(&self, xs: &Tensor) -> bool {
-        xs.device() == Device::Cpu
-            && xs.kind() == Kind::Float
-            && !orchard_torch::autocast::Autocast::is_enabled(Device::Cpu)
+        super::cpu_f32_outside_autocast(xs)
     }
 
     /// `(swish(layer(in(xs))), its mean over positions N×C×1×1)`, `in` swish when `input_swish` (the expand
@@ -68,10 +66,9 @@ impl PooledDepthwise {
 
     fn run(&self, xs: &Tensor, input_swish: bool, expand: Option<&PackedPointwise>) -> (Tensor, Tensor) {
         let (h, w) = spatial(xs);
-        let side = |n: i64| match self.padding {
-            Padding::Same => ((n + self.stride - 1) / self.stride, same_pads(n, self.kernel, self.stride).0),
-            Padding::Symmetric(p) => ((n + 2 * p - self.kernel) / self.stride + 1, p),
-            Padding::Valid => ((n - self.kernel) / self.stride + 1, 0),
+        let side = |n: i64| {
+            let (before, after) = self.padding.sides(n, self.kernel, self.stride);
+            ((n + before + after - self.kernel) / self.stride + 1, before)
         };
         let ((out_h, top), (out_w, left)) = (side(h), side(w));
         let window = Window { stride: self.stride, before: [top, left], output: [out_h, out_w] };
@@ -182,7 +179,7 @@ impl DenseExcitation {
 
 #[cfg(test)]
 mod tests {
-    use tch::nn;
+    use tch::{nn, Device};
 
     use super::super::Held;
     use super::*;

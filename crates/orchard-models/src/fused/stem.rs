@@ -5,10 +5,10 @@
 //! (`orchard_torch::stem_conv`); elsewhere the padded image goes through the folded [`FusedConv`].
 
 use orchard_torch::stem_conv::{self, PackedStem};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use super::{FrozenBatchNorm, FusedConv};
-use crate::layers::{same_pads, spatial, Padding, Pads};
+use crate::layers::{spatial, Padding, Pads};
 
 /// The most input channels the stem kernel gathers per tap (an image's).
 const MAX_STEM_CHANNELS: i64 = 4;
@@ -68,23 +68,13 @@ impl InputStem {
         };
         let (h, w) = spatial(xs);
         let [k, _] = conv.kernel;
-        let pads @ [top, bottom, left, right] = match padding {
-            Padding::Same => {
-                let ((top, bottom), (left, right)) = (same_pads(h, k, conv.stride), same_pads(w, k, conv.stride));
-                [top, bottom, left, right]
-            }
-            Padding::Symmetric(p) => [p; 4],
-            Padding::Valid => [0; 4],
-        };
-        let runs = xs.device() == Device::Cpu
-            && xs.kind() == Kind::Float
-            && !orchard_torch::autocast::Autocast::is_enabled(Device::Cpu);
-        if let Some(kernel) = kernel.as_ref().filter(|_| runs) {
+        let ((top, bottom), (left, right)) = (padding.sides(h, k, conv.stride), padding.sides(w, k, conv.stride));
+        if let Some(kernel) = kernel.as_ref().filter(|_| super::cpu_f32_outside_autocast(xs)) {
             let output = [(h + top + bottom - k) / conv.stride + 1, (w + left + right - k) / conv.stride + 1];
             let xs = orchard_torch::channels_last(xs);
             return kernel.forward(&xs, [top, left], output).unwrap_or_else(|e| panic!("the stem kernel failed: {e}"));
         }
-        conv.forward(&pad_with(xs, pads, pad_value))
+        conv.forward(&pad_with(xs, [top, bottom, left, right], pad_value))
     }
 }
 
@@ -99,11 +89,11 @@ fn pad_with(xs: &Tensor, [top, bottom, left, right]: Pads, value: &Tensor) -> Te
 
 #[cfg(test)]
 mod tests {
-    use tch::nn;
+    use tch::{nn, Device};
 
     use super::super::Activation;
     use super::*;
-    use crate::layers::{zero_pad, Conv2d, ConvConfig};
+    use crate::layers::{same_pads, zero_pad, Conv2d, ConvConfig};
 
     /// The folded stem computes the convolution of the normalized image, zero-padded as TF's "same" rule
     /// says, on even sizes (padding after only) and odd ones (both sides), through the kernel and through
