@@ -26,6 +26,7 @@ fn main() {
             "csrc/parallel.cpp",
             "csrc/pointwise.cpp",
             "csrc/stem.cpp",
+            "csrc/winograd.cpp",
         ])
         // Declarations of the gloo types libtorch's ProcessGroupGloo.hpp names (csrc/gloo/README.md).
         .include("csrc")

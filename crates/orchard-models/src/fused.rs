@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 pub use orchard_torch::fused_conv::PostOp as Activation;
 use orchard_torch::fused_conv::{self, Geometry};
 use orchard_torch::scaled_pointwise::PackedPointwise;
+use orchard_torch::winograd::PackedWinograd;
 use tch::{Device, Kind, Tensor};
 
 use crate::batch_norm::BatchNorm;
@@ -28,6 +29,7 @@ use crate::layers::{same_pads, spatial, zero_pad, Conv2d, Padding, Pads};
 
 mod mbconv;
 mod stem;
+mod winograd;
 pub(crate) use mbconv::{DenseExcitation, ExpandInPass, GatedProjection, PooledDepthwise};
 pub(crate) use stem::InputStem;
 
@@ -76,6 +78,9 @@ pub(crate) struct FusedConv {
     /// the CPU; `None` inside when oneDNN cannot run this convolution. One per [`Shift`] (by its index): the
     /// zero taps put before the kernel's rows and columns.
     packed: [OnceLock<Option<Tensor>>; 4],
+    /// The weight's Winograd transform, made by the first forward pass it runs (a 3×3 stride-1 layer on the
+    /// CPU; see `fused/winograd.rs`); `None` inside for a layer it cannot run.
+    winograd: OnceLock<Option<Box<PackedWinograd>>>,
 }
 
 /// Where a [`FusedConv`]'s folded weight is.
@@ -88,6 +93,8 @@ enum Held {
     /// In a pointwise kernel's copy only, which the pass that replaces this layer holds too
     /// ([`FusedConv::pointwise_kernel`]).
     Pointwise(Arc<PackedPointwise>),
+    /// In its Winograd transform only (`FusedConv::winograd`).
+    Winograd,
 }
 
 /// The most input channels for which a layer with TF's asymmetric "same" padding copies its input padded
@@ -133,8 +140,9 @@ impl FusedConv {
             let (kernel, stride, padding) = (conv.config.kernel, conv.config.stride, conv.config.padding);
             let bias = bias.to_kind(form_kind(conv.weight.kind()));
             let (held, channels_last) = hold(weight);
-            let packed = Default::default();
-            FusedConv { held, channels_last, bias, kernel, stride, padding, groups: conv.groups, act, packed }
+            let (packed, winograd) = Default::default();
+            let groups = conv.groups;
+            FusedConv { held, channels_last, bias, kernel, stride, padding, groups, act, packed, winograd }
         })
     }
 
@@ -157,7 +165,8 @@ impl FusedConv {
     fn with_weights(&self, weight: Tensor, bias: Tensor) -> Self {
         let (held, channels_last) = hold(weight);
         let (kernel, stride, padding, groups, act) = (self.kernel, self.stride, self.padding, self.groups, self.act);
-        FusedConv { held, channels_last, bias, kernel, stride, padding, groups, act, packed: Default::default() }
+        let (packed, winograd) = Default::default();
+        FusedConv { held, channels_last, bias, kernel, stride, padding, groups, act, packed, winograd }
     }
 
     /// The folded weight (OIHW): the one made, or a copy back from where it went (a fallback's, or another
@@ -166,6 +175,10 @@ impl FusedConv {
         let weight = match &*self.held() {
             Held::Plain(weight) => return weight.shallow_clone(),
             Held::Pointwise(kernel) => kernel.weight(),
+            Held::Winograd => {
+                let kernel = self.winograd.get().and_then(Option::as_ref);
+                kernel.expect("the weight goes to its transform only once that exists").weight()
+            }
             Held::OneDnn => {
                 let (index, packed) = (self.packed.iter().enumerate())
                     .find_map(|(i, p)| p.get().and_then(Option::as_ref).map(|p| (i, p)))
@@ -303,6 +316,11 @@ impl FusedConv {
         // its taps, except for an image's few channels (a stem): those are cheaper to copy padded than to run
         // through the larger kernel (EfficientNet-B0's stem at 224, batch 16: 5.2 ms with the 4×4 kernel).
         let (padding, explicit) = self.pads(xs);
+        if residual.is_none() && explicit.is_none() {
+            if let Some(out) = self.winograd(xs, padding, act) {
+                return out;
+            }
+        }
         let mut padded = explicit.filter(|_| xs.size()[1] <= MAX_COPIED_CHANNELS).map(|pads| zero_pad(xs, pads));
         let residual = match &padded {
             Some(input) => self.onednn(input, residual, act, padding, Shift::NONE),

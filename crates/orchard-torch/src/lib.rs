@@ -19,6 +19,7 @@ pub mod memory;
 pub mod pooled_depthwise;
 pub mod scaled_pointwise;
 pub mod stem_conv;
+pub mod winograd;
 
 use orchard_data::loader::Batch;
 use tch::{Device, Kind, Tensor};
