@@ -78,8 +78,8 @@ pub(crate) struct FusedConv {
     /// the CPU; `None` inside when oneDNN cannot run this convolution. One per [`Shift`] (by its index): the
     /// zero taps put before the kernel's rows and columns.
     packed: [OnceLock<Option<Tensor>>; 4],
-    /// The weight's Winograd transform, made by the first forward pass it runs (a 3×3 stride-1 layer on the
-    /// CPU; see `fused/winograd.rs`); `None` inside for a layer it cannot run.
+    /// The weight's Winograd transform, made by the first forward pass it runs (a stride-1 3×3, 1×r or r×1
+    /// layer on the CPU; see `fused/winograd.rs`); `None` inside for a layer it cannot run.
     winograd: OnceLock<Option<Box<PackedWinograd>>>,
 }
 

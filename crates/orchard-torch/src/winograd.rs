@@ -184,6 +184,17 @@ impl PackedWinograd {
         })
     }
 
+    /// Whether a scheme runs a kh×kw `kernel` padded symmetrically by `padding` = [rows, columns]: 3×3 padded
+    /// by at most 2, or 1×r and r×1 for r of 3 and 7 padded by less than r along their axis and not across.
+    pub fn runs(kernel: [i64; 2], padding: [i64; 2]) -> bool {
+        match kernel {
+            [3, 3] => padding.iter().all(|&p| (0..=2).contains(&p)),
+            [1, r] => line_scheme(r).is_some() && padding[0] == 0 && (0..r).contains(&padding[1]),
+            [r, 1] => line_scheme(r).is_some() && padding[1] == 0 && (0..r).contains(&padding[0]),
+            _ => false,
+        }
+    }
+
     /// Whether the kernels apply `act` (none and ReLU).
     pub fn applies(act: PostOp) -> bool {
         matches!(act, PostOp::None | PostOp::Relu)
@@ -357,6 +368,10 @@ mod tests {
             assert!(error < 1e-6, "case {i}: the weight read back differs by {error:e}");
         }
         assert!(!reads(&Tensor::randn([1, 4, 5, 5], cpu)), "NCHW is not read");
+        let runs = [([3, 3], [2, 0]), ([1, 7], [0, 3]), ([7, 1], [6, 0]), ([3, 1], [0, 0])];
+        let refused = [([3, 3], [3, 1]), ([1, 7], [1, 3]), ([7, 1], [7, 0]), ([5, 5], [2, 2]), ([1, 5], [0, 2])];
+        assert!(runs.iter().all(|&(k, p)| PackedWinograd::runs(k, p)), "a scheme refused a kernel it runs");
+        assert!(!refused.iter().any(|&(k, p)| PackedWinograd::runs(k, p)), "a scheme took a kernel it cannot run");
         let line = PackedWinograd::new(&Tensor::randn([4, 4, 1, 7], cpu), &Tensor::zeros([4], cpu)).unwrap();
         let x = crate::channels_last(&Tensor::randn([1, 4, 5, 9], cpu));
         assert!(line.forward(&x, [1, 3], [7, 9], PostOp::None).is_err(), "a 1×7 kernel padded across its axis");

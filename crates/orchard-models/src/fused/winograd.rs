@@ -20,6 +20,10 @@ const MIN_PIXELS: i64 = 512;
 thread_local! {
     /// [`MIN_PIXELS`] unless a test runs every layer it can by Winograd (the small images tests use).
     static FLOOR: Cell<i64> = const { Cell::new(MIN_PIXELS) };
+}
+
+#[cfg(test)]
+thread_local! {
     /// How many layers ran by Winograd on this thread (what the tests count).
     static RUNS: Cell<usize> = const { Cell::new(0) };
 }
@@ -28,16 +32,7 @@ impl FusedConv {
     /// `act(conv(xs) + bias)` by Winograd when it runs this layer on `xs` with symmetric `padding`.
     pub(super) fn winograd(&self, xs: &Tensor, padding: [i64; 2], act: Activation) -> Option<Tensor> {
         let [kh, kw] = self.kernel;
-        let padded_within = |p: i64, k: i64| p < k;
-        let shape = match [kh, kw] {
-            [3, 3] => true,
-            [1, 3] | [1, 7] => padding[0] == 0,
-            [3, 1] | [7, 1] => padding[1] == 0,
-            _ => false,
-        };
-        let fits = shape
-            && padded_within(padding[0], kh)
-            && padded_within(padding[1], kw)
+        let fits = PackedWinograd::runs(self.kernel, padding)
             && self.stride == 1
             && self.groups == 1
             && PackedWinograd::applies(act)
@@ -61,6 +56,7 @@ impl FusedConv {
             kernel
         });
         let out = kernel.as_ref()?.forward(xs, padding, output, act);
+        #[cfg(test)]
         RUNS.with(|r| r.set(r.get() + 1));
         Some(out.unwrap_or_else(|e| panic!("the Winograd convolution failed: {e}")))
     }
