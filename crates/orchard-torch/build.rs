@@ -25,6 +25,7 @@ fn main() {
             "csrc/memory.cpp",
             "csrc/parallel.cpp",
             "csrc/pointwise.cpp",
+            "csrc/recomputed_conv.cpp",
             "csrc/stem.cpp",
             "csrc/winograd.cpp",
         ])

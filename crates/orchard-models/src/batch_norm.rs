@@ -15,7 +15,10 @@ use std::sync::{Arc, RwLock};
 
 use orchard_torch::fused_conv::PostOp as Activation;
 use orchard_torch::fused_train::{self, Running};
+use orchard_torch::recomputed_conv;
 use tch::{nn, Kind, Tensor};
+
+use crate::layers::{Conv2d, Pads};
 
 /// The sum of a tensor over the replicas of a data-parallel job, differentiable: its gradient is the sum of
 /// the replicas' gradients. Every replica calls it in the same order.
@@ -235,17 +238,45 @@ impl BatchNorm {
     /// pool over) one fused autograd node ([`fused_train::bn_act`]): fewer passes over the activation and no normalised
     /// tensor kept for the backward.
     pub fn forward_act_t(&self, xs: &Tensor, train: bool, act: Activation) -> Tensor {
-        if train && fused_train::bn_act_applies(xs, act) && self.shared.sync().is_none() {
-            let running = Running {
-                mean: &self.running_mean,
-                var: &self.running_var,
-                keep: self.momentum(),
-                unbiased: self.running_variance == RunningVariance::Unbiased,
-            };
+        if let Some(running) = self.fused_running(xs, train, act) {
             return fused_train::bn_act(xs, self.weight.as_ref(), &self.bias, running, self.epsilon, act)
                 .unwrap_or_else(|e| panic!("{e}"));
         }
         activate(&self.forward_t(xs, train), act)
+    }
+
+    /// `conv` of `act(self.forward_t(xs, train))` padded by `pads` (top, bottom, left, right). In training, where
+    /// the fused node runs and `conv` has no bias, one node that keeps `xs` and makes the convolution's
+    /// input again in the backward ([`recomputed_conv::bn_act_conv`]): one tensor fewer kept for the step.
+    pub(crate) fn act_conv_t(&self, xs: &Tensor, train: bool, act: Activation, conv: &Conv2d, pads: Pads) -> Tensor {
+        let running = self.fused_running(xs, train, act);
+        match (running, conv.geometry(pads)) {
+            (Some(running), Some(geometry)) if recomputed_conv::applies(xs, &conv.weight) => {
+                recomputed_conv::bn_act_conv(
+                    xs,
+                    self.weight.as_ref(),
+                    &self.bias,
+                    running,
+                    self.epsilon,
+                    act,
+                    &conv.weight,
+                    geometry,
+                )
+                .unwrap_or_else(|e| panic!("{e}"))
+            }
+            _ => conv.forward_padded(&self.forward_act_t(xs, train, act), pads),
+        }
+    }
+
+    /// The running statistics for the fused training node, where it runs: training on a tensor it takes
+    /// (channels-last f32 on a CPU with its kernels), without replicas to pool over.
+    fn fused_running(&self, xs: &Tensor, train: bool, act: Activation) -> Option<Running<'_>> {
+        (train && fused_train::bn_act_applies(xs, act) && self.shared.sync().is_none()).then(|| Running {
+            mean: &self.running_mean,
+            var: &self.running_var,
+            keep: self.momentum(),
+            unbiased: self.running_variance == RunningVariance::Unbiased,
+        })
     }
 
     /// Training on the statistics of the global batch: the mean and then the biased variance summed over the

@@ -29,7 +29,7 @@ use crate::inference::InferenceLayers;
 use crate::init::{Distribution, FanMode, Initializer};
 use crate::layers::{correct_pad, drop_path, global_avg_pool, spatial, zero_pad, Conv2d, ConvConfig, Padding};
 use crate::Normalization;
-use orchard_torch::fused_train;
+use orchard_torch::{fused_train, recomputed_conv};
 
 // ---------------------------------------------------------------------------------------------------------
 // Constants and initialisers
@@ -369,13 +369,17 @@ struct SqueezeExcite {
 
 impl SqueezeExcite {
     /// # Shapes
-    /// N×C×H×W → N×C×H×W.
-    fn forward(&self, xs: &Tensor) -> Tensor {
+    /// N×C×H×W → N×C×1×1.
+    fn gates(&self, xs: &Tensor) -> Tensor {
         let gates = global_avg_pool(xs, true);
-        let gates = self.expand.forward(&self.reduce.forward(&gates).silu()).sigmoid();
-        match fused_train::channel_scale_applies(xs, &gates) {
+        self.expand.forward(&self.reduce.forward(&gates).silu()).sigmoid()
+    }
+
+    /// `xs` gated by [`Self::gates`].
+    fn scale(xs: &Tensor, gates: &Tensor) -> Tensor {
+        match fused_train::channel_scale_applies(xs, gates) {
             // One backward pass instead of libtorch's three over the block's widest tensor.
-            true => fused_train::channel_scale(xs, &gates).unwrap_or_else(|e| panic!("{e}")),
+            true => fused_train::channel_scale(xs, gates).unwrap_or_else(|e| panic!("{e}")),
             false => xs * gates,
         }
     }
@@ -422,20 +426,42 @@ impl MbConv {
 
     /// # Shapes
     /// N×filters_in×H×W → N×filters_out×⌈H/stride⌉×⌈W/stride⌉.
+    ///
+    /// In training the two convolutions whose inputs only their weight gradients need (the depthwise one
+    /// after the expand layer, the projection after squeeze-excitation) run as nodes that make their input
+    /// again in the backward instead of keeping it, where those nodes run.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut x = match &self.expand {
-            Some((conv, bn)) => bn.forward_act_t(&conv.forward(xs), train, Activation::Swish),
-            None => xs.shallow_clone(),
+        let pads = |x: &Tensor| {
+            let (h, w) = spatial(x);
+            match self.args.stride {
+                2 => correct_pad(h, w, self.args.kernel),
+                _ => self.dwconv.pads(h, w),
+            }
         };
-        if self.args.stride == 2 {
-            let (h, w) = spatial(&x);
-            x = zero_pad(&x, correct_pad(h, w, self.args.kernel));
-        }
-        x = self.bn.forward_act_t(&self.dwconv.forward(&x), train, Activation::Swish);
-        if let Some(se) = &self.se {
-            x = se.forward(&x);
-        }
-        x = self.project_bn.forward_t(&self.project_conv.forward(&x), train);
+        let depthwise = match &self.expand {
+            Some((conv, bn)) => {
+                let expanded = conv.forward(xs);
+                bn.act_conv_t(&expanded, train, Activation::Swish, &self.dwconv, pads(&expanded))
+            }
+            None => self.dwconv.forward_padded(xs, pads(xs)),
+        };
+        let x = self.bn.forward_act_t(&depthwise, train, Activation::Swish);
+        let projected = match &self.se {
+            Some(se) => {
+                let gates = se.gates(&x);
+                let recomputable = train
+                    && self.project_conv.bias.is_none()
+                    && fused_train::channel_scale_applies(&x, &gates)
+                    && recomputed_conv::applies(&x, &self.project_conv.weight);
+                match recomputable {
+                    true => recomputed_conv::scaled_conv(&x, &gates, &self.project_conv.weight)
+                        .unwrap_or_else(|e| panic!("{e}")),
+                    false => self.project_conv.forward(&SqueezeExcite::scale(&x, &gates)),
+                }
+            }
+            None => self.project_conv.forward(&x),
+        };
+        let mut x = self.project_bn.forward_t(&projected, train);
         if self.args.residual() {
             x = drop_path(&x, self.args.drop_rate, train) + xs;
         }

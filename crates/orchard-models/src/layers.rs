@@ -5,6 +5,7 @@
 //! Each layer's variables are created under the layer's own [`nn::Path`] with PyTorch's names and layouts:
 //! `weight` (OIHW for convolutions, out×in for dense), `bias`, `running_mean`, `running_var`.
 
+use orchard_torch::recomputed_conv::ConvGeometry;
 use tch::{nn, Kind, Tensor};
 
 use crate::batch_norm::BatchNorm;
@@ -160,6 +161,36 @@ impl Conv2d {
         let weight = path.add("weight", weight, true);
         let bias = config.bias.then(|| path.add("bias", Tensor::zeros([c_out], (Kind::Float, path.device())), true));
         Conv2d { weight, bias, config, groups }
+    }
+
+    /// Its geometry for a node that convolves an input it makes itself ([`orchard_torch::recomputed_conv`]),
+    /// the input padded by `pads` (top, bottom, left, right); `None` for a convolution with a bias, which
+    /// those nodes do not run.
+    pub(crate) fn geometry(&self, pads: Pads) -> Option<ConvGeometry> {
+        let ConvConfig { stride, .. } = self.config;
+        self.bias.is_none().then_some(ConvGeometry { stride, pads, groups: self.groups })
+    }
+
+    /// The zeros [`Self::forward`] pads an input of `height`×`width` with: top, bottom, left, right.
+    pub(crate) fn pads(&self, height: i64, width: i64) -> Pads {
+        let ConvConfig { kernel: [kh, kw], stride, padding, .. } = self.config;
+        let (top, bottom) = padding.sides(height, kh, stride);
+        let (left, right) = padding.sides(width, kw, stride);
+        [top, bottom, left, right]
+    }
+
+    /// The convolution of `xs` padded by `pads` (top, bottom, left, right) whatever [`ConvConfig::padding`]
+    /// says; a symmetric padding without a padded copy.
+    pub(crate) fn forward_padded(&self, xs: &Tensor, pads: Pads) -> Tensor {
+        let [top, bottom, left, right] = pads;
+        let conv = |xs: &Tensor, pad: [i64; 2]| {
+            let stride = self.config.stride;
+            xs.conv2d(&self.weight, self.bias.as_ref(), [stride, stride], pad, [1, 1], self.groups)
+        };
+        match top == bottom && left == right {
+            true => conv(xs, [top, left]),
+            false => conv(&zero_pad(xs, pads), [0, 0]),
+        }
     }
 
     /// # Shapes

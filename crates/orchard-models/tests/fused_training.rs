@@ -1,4 +1,5 @@
-//! A training step through the fused batch norm + activation node (`orchard_torch::fused_train::bn_act`) against the same
+//! A training step through the fused batch norm + activation node (`orchard_torch::fused_train::bn_act`), and
+//! the convolutions that make their input again in the backward (`orchard_torch::recomputed_conv`), against the same
 //! step through libtorch's batch norm and activation, both measured against the step in f64: the fused step's
 //! logits, parameter gradients and moved running statistics are as close to f64's as libtorch's own f32 step
 //! is. One model per activation and batch-norm family: Keras' SiLU (biased running variance), torchvision's

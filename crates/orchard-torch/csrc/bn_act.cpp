@@ -8,6 +8,7 @@
 //
 // The kernels are compiled for AVX2 + FMA (`#pragma GCC target`, raw intrinsics) and used only where the CPU
 // has both (`orchard_fused_train_available`); everything else in this file is generic code.
+#include "bn_act.h"
 #include "row_sums.h"
 #include "shim.h"
 
@@ -233,88 +234,110 @@ void check_inputs(const at::Tensor& x, std::initializer_list<const at::Tensor*> 
 // The per-channel scale of the normalisation: the activation's input is z = (x - mean) · scale + bias.
 at::Tensor scale_of(const at::Tensor& weight, const at::Tensor& invstd) { return (weight * invstd).contiguous(); }
 
+}  // namespace
+
+namespace orchard {
+
+BnActOut bn_act_forward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                        at::Tensor running_mean, at::Tensor running_var, double keep, bool unbiased, double eps,
+                        int64_t act) {
+  check_inputs(x, {&weight, &bias, &running_mean, &running_var});
+  int64_t C = x.size(1), M = x.numel() / std::max<int64_t>(C, 1);
+  TORCH_CHECK(M > 0, "fused batch norm: an empty batch");
+  const float* xp = x.const_data_ptr<float>();
+  std::vector<float> shift(xp, xp + C);
+  auto sums = parallel_sums(M, C, 2 * C, [&](int64_t r0, int64_t r1, double* out) {
+    std::vector<float> block(2 * C);
+    sum_rows(xp, r0, r1, C, shift.data(), out, out + C, block.data());
+  });
+  std::vector<double> mean(C), var(C), inv(C);
+  for (int64_t c = 0; c < C; c++) {
+    double m = sums[c] / M;
+    mean[c] = shift[c] + m;
+    var[c] = std::max(0.0, sums[C + c] / M - m * m);
+    inv[c] = 1.0 / std::sqrt(var[c] + eps);
+  }
+  at::Tensor mean_t = floats(mean), invstd_t = floats(inv);
+  {
+    // Running statistics: keep · running + (1 - keep) · batch, the variance unbiased as PyTorch's.
+    std::vector<double> moved_var(var);
+    if (unbiased && M > 1)
+      for (auto& v : moved_var) v *= static_cast<double>(M) / (M - 1);
+    at::NoGradGuard no_grad;
+    running_mean.mul_(keep).add_(mean_t.to(running_mean.scalar_type()), 1.0 - keep);
+    running_var.mul_(keep).add_(floats(moved_var).to(running_var.scalar_type()), 1.0 - keep);
+  }
+  return {bn_act_apply(x, weight, bias, mean_t, invstd_t, act), mean_t, invstd_t};
+}
+
+at::Tensor bn_act_apply(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                        const at::Tensor& mean, const at::Tensor& invstd, int64_t act) {
+  int64_t C = x.size(1), M = x.numel() / std::max<int64_t>(C, 1);
+  at::Tensor scale = scale_of(weight, invstd), beta = bias.contiguous();
+  at::Tensor y = at::empty_like(x, at::MemoryFormat::ChannelsLast);
+  const float *xp = x.const_data_ptr<float>(), *sp = scale.const_data_ptr<float>();
+  const float *bp = beta.const_data_ptr<float>(), *mp = mean.const_data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, M, row_grain(C), [&](int64_t r0, int64_t r1) { normalize_rows(xp, yp, r0, r1, C, sp, mp, bp, act); });
+  return y;
+}
+
+BnActGrads bn_act_backward(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& weight,
+                           const at::Tensor& bias, const at::Tensor& mean, const at::Tensor& invstd, int64_t act) {
+  at::Tensor g = grad.contiguous(at::MemoryFormat::ChannelsLast);
+  int64_t C = x.size(1), M = x.numel() / C;
+  at::Tensor scale = scale_of(weight, invstd), beta = bias.contiguous();
+  const float *xp = x.const_data_ptr<float>(), *gp = g.const_data_ptr<float>();
+  const float *sp = scale.const_data_ptr<float>(), *bp = beta.const_data_ptr<float>();
+  const float* mp = mean.const_data_ptr<float>();
+  // gz goes into gx's memory; the second pass turns it into gx in place.
+  at::Tensor gx = at::empty_like(x, at::MemoryFormat::ChannelsLast);
+  float* gxp = gx.data_ptr<float>();
+  auto sums = parallel_sums(M, C, 2 * C, [&](int64_t r0, int64_t r1, double* out) {
+    std::vector<float> block(2 * C);
+    reduce_grad_rows(xp, gp, gxp, r0, r1, C, sp, mp, bp, act, out, out + C, block.data());
+  });
+  // gx = scale · (gz - S1 / M - (x - mean) · invstd² · S2 / M) with S1 = Σ gz, S2 = Σ gz · (x - mean).
+  std::vector<float> k1(C), k2(C), k3(C);
+  std::vector<double> grad_weight(C), grad_bias(C);
+  const float* ip = invstd.const_data_ptr<float>();
+  for (int64_t c = 0; c < C; c++) {
+    double s1 = sums[c], s2 = sums[C + c], a = sp[c], i = ip[c];
+    double b = -a * i * i * s2 / M;
+    k1[c] = static_cast<float>(a);
+    k2[c] = static_cast<float>(b);
+    k3[c] = static_cast<float>(-a * s1 / M);
+    grad_weight[c] = s2 * i;
+    grad_bias[c] = s1;
+  }
+  at::parallel_for(0, M, row_grain(C), [&](int64_t r0, int64_t r1) {
+    input_grad_rows(xp, gxp, r0, r1, C, mp, k1.data(), k2.data(), k3.data());
+  });
+  return {gx, floats(grad_weight).to(weight.scalar_type()), floats(grad_bias).to(bias.scalar_type())};
+}
+
+}  // namespace orchard
+
+namespace {
+
 struct BnAct : public torch::autograd::Function<BnAct> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
                             const at::Tensor& bias, at::Tensor running_mean, at::Tensor running_var,
                             double keep, bool unbiased, double eps, int64_t act) {
-    check_inputs(x, {&weight, &bias, &running_mean, &running_var});
-    int64_t C = x.size(1), M = x.numel() / std::max<int64_t>(C, 1);
-    TORCH_CHECK(M > 0, "fused batch norm: an empty batch");
-    const float* xp = x.const_data_ptr<float>();
-    std::vector<float> shift(xp, xp + C);
-    auto sums = parallel_sums(M, C, 2 * C, [&](int64_t r0, int64_t r1, double* out) {
-      std::vector<float> block(2 * C);
-      sum_rows(xp, r0, r1, C, shift.data(), out, out + C, block.data());
-    });
-    std::vector<double> mean(C), var(C), inv(C);
-    for (int64_t c = 0; c < C; c++) {
-      double m = sums[c] / M;
-      mean[c] = shift[c] + m;
-      var[c] = std::max(0.0, sums[C + c] / M - m * m);
-      inv[c] = 1.0 / std::sqrt(var[c] + eps);
-    }
-    at::Tensor mean_t = floats(mean), invstd_t = floats(inv);
-    {
-      // Running statistics: keep · running + (1 - keep) · batch, the variance unbiased as PyTorch's.
-      std::vector<double> moved_var(var);
-      if (unbiased && M > 1)
-        for (auto& v : moved_var) v *= static_cast<double>(M) / (M - 1);
-      at::NoGradGuard no_grad;
-      running_mean.mul_(keep).add_(mean_t.to(running_mean.scalar_type()), 1.0 - keep);
-      running_var.mul_(keep).add_(floats(moved_var).to(running_var.scalar_type()), 1.0 - keep);
-    }
-    at::Tensor scale = scale_of(weight, invstd_t), beta = bias.contiguous();
-    at::Tensor y = at::empty_like(x, at::MemoryFormat::ChannelsLast);
-    float* yp = y.data_ptr<float>();
-    const float *sp = scale.const_data_ptr<float>(), *bp = beta.const_data_ptr<float>();
-    const float* mp = mean_t.const_data_ptr<float>();
-    at::parallel_for(0, M, row_grain(C),
-                     [&](int64_t r0, int64_t r1) { normalize_rows(xp, yp, r0, r1, C, sp, mp, bp, act); });
+    auto out = orchard::bn_act_forward(x, weight, bias, running_mean, running_var, keep, unbiased, eps, act);
     ctx->save_for_backward({x, weight, bias});
-    ctx->saved_data["mean"] = mean_t;
-    ctx->saved_data["invstd"] = invstd_t;
+    ctx->saved_data["mean"] = out.mean;
+    ctx->saved_data["invstd"] = out.invstd;
     ctx->saved_data["act"] = act;
-    return y;
+    return out.y;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     auto saved = ctx->get_saved_variables();
-    const at::Tensor &x = saved[0], &weight = saved[1], &bias = saved[2];
-    at::Tensor mean = ctx->saved_data["mean"].toTensor(), invstd = ctx->saved_data["invstd"].toTensor();
-    int64_t act = ctx->saved_data["act"].toInt();
-    at::Tensor g = grads[0].contiguous(at::MemoryFormat::ChannelsLast);
-    int64_t C = x.size(1), M = x.numel() / C;
-    at::Tensor scale = scale_of(weight, invstd), beta = bias.contiguous();
-    const float *xp = x.const_data_ptr<float>(), *gp = g.const_data_ptr<float>();
-    const float *sp = scale.const_data_ptr<float>(), *bp = beta.const_data_ptr<float>();
-    const float* mp = mean.const_data_ptr<float>();
-    // gz goes into gx's memory; the second pass turns it into gx in place.
-    at::Tensor gx = at::empty_like(x, at::MemoryFormat::ChannelsLast);
-    float* gxp = gx.data_ptr<float>();
-    auto sums = parallel_sums(M, C, 2 * C, [&](int64_t r0, int64_t r1, double* out) {
-      std::vector<float> block(2 * C);
-      reduce_grad_rows(xp, gp, gxp, r0, r1, C, sp, mp, bp, act, out, out + C, block.data());
-    });
-    // gx = scale · (gz - S1 / M - (x - mean) · invstd² · S2 / M) with S1 = Σ gz, S2 = Σ gz · (x - mean).
-    std::vector<float> k1(C), k2(C), k3(C);
-    std::vector<double> grad_weight(C), grad_bias(C);
-    const float* ip = invstd.const_data_ptr<float>();
-    for (int64_t c = 0; c < C; c++) {
-      double s1 = sums[c], s2 = sums[C + c], a = sp[c], i = ip[c];
-      double b = -a * i * i * s2 / M;
-      k1[c] = static_cast<float>(a);
-      k2[c] = static_cast<float>(b);
-      k3[c] = static_cast<float>(-a * s1 / M);
-      grad_weight[c] = s2 * i;
-      grad_bias[c] = s1;
-    }
-    at::parallel_for(0, M, row_grain(C), [&](int64_t r0, int64_t r1) {
-      input_grad_rows(xp, gxp, r0, r1, C, mp, k1.data(), k2.data(), k3.data());
-    });
-    at::Tensor gw = floats(grad_weight).to(weight.scalar_type());
-    at::Tensor gb = floats(grad_bias).to(bias.scalar_type());
-    return {gx, gw, gb, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    auto g = orchard::bn_act_backward(saved[0], grads[0], saved[1], saved[2], ctx->saved_data["mean"].toTensor(),
+                                      ctx->saved_data["invstd"].toTensor(), ctx->saved_data["act"].toInt());
+    return {g.x, g.weight, g.bias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -343,8 +366,7 @@ int orchard_affine_act(at::Tensor** out, const at::Tensor* x, const at::Tensor* 
     const float *xp = x->const_data_ptr<float>(), *sp = s.const_data_ptr<float>(), *tp = t.const_data_ptr<float>();
     const float* zp = zeros.const_data_ptr<float>();
     float* yp = y.data_ptr<float>();
-    at::parallel_for(0, M, row_grain(C),
-                     [&](int64_t r0, int64_t r1) { normalize_rows(xp, yp, r0, r1, C, sp, zp, tp, act); });
+    at::parallel_for(0, M, row_grain(C), [&](int64_t r0, int64_t r1) { normalize_rows(xp, yp, r0, r1, C, sp, zp, tp, act); });
     *out = new at::Tensor(y);
   });
 }

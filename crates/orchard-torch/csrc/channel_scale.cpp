@@ -5,6 +5,7 @@
 //
 // The kernel is compiled for AVX2 + FMA (`#pragma GCC target`) and used only where the CPU has both
 // (`orchard_fused_train_available`, bn_act.cpp).
+#include "channel_scale.h"
 #include "row_sums.h"
 #include "shim.h"
 
@@ -53,6 +54,27 @@ void __attribute__((noinline)) scale_grad_rows(const float* x, const float* g, c
 
 #pragma GCC pop_options
 
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> orchard::channel_scale_backward(const at::Tensor& x, const at::Tensor& s,
+                                                                  const at::Tensor& grad) {
+  at::Tensor g = grad.contiguous(at::MemoryFormat::ChannelsLast), gates = s.contiguous();
+  int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), M = N * HW;
+  at::Tensor gx = at::empty_like(x, at::MemoryFormat::ChannelsLast);
+  const float *xp = x.const_data_ptr<float>(), *gp = g.const_data_ptr<float>();
+  const float* sp = gates.const_data_ptr<float>();
+  float* gxp = gx.data_ptr<float>();
+  auto sums = orchard::parallel_sums(M, C, N * C, [&](int64_t r0, int64_t r1, double* gs) {
+    std::vector<float> block(C);
+    scale_grad_rows(xp, gp, sp, gxp, r0, r1, HW, C, gs, block.data());
+  });
+  at::Tensor gs = at::empty({N, C, 1, 1}, x.options());
+  std::copy(sums.begin(), sums.end(), gs.data_ptr<float>());
+  return {gx, gs};
+}
+
+namespace {
+
 struct ChannelScale : public torch::autograd::Function<ChannelScale> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& s) {
     ctx->save_for_backward({x, s});
@@ -62,18 +84,7 @@ struct ChannelScale : public torch::autograd::Function<ChannelScale> {
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     auto saved = ctx->get_saved_variables();
-    const at::Tensor &x = saved[0], s = saved[1].contiguous();
-    at::Tensor g = grads[0].contiguous(at::MemoryFormat::ChannelsLast);
-    int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), M = N * HW;
-    at::Tensor gx = at::empty_like(x, at::MemoryFormat::ChannelsLast);
-    const float *xp = x.const_data_ptr<float>(), *gp = g.const_data_ptr<float>(), *sp = s.const_data_ptr<float>();
-    float* gxp = gx.data_ptr<float>();
-    auto sums = orchard::parallel_sums(M, C, N * C, [&](int64_t r0, int64_t r1, double* gs) {
-      std::vector<float> block(C);
-      scale_grad_rows(xp, gp, sp, gxp, r0, r1, HW, C, gs, block.data());
-    });
-    at::Tensor gs = at::empty({N, C, 1, 1}, x.options());
-    std::copy(sums.begin(), sums.end(), gs.data_ptr<float>());
+    auto [gx, gs] = orchard::channel_scale_backward(saved[0], saved[1], grads[0]);
     return {gx, gs};
   }
 };

@@ -80,7 +80,7 @@ pub fn unfused<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// The activation's code in the C++ file, if it fuses it.
-fn code(act: PostOp) -> Option<i64> {
+pub(crate) fn code(act: PostOp) -> Option<i64> {
     match act {
         PostOp::None => Some(0),
         PostOp::Relu => Some(1),
@@ -91,7 +91,7 @@ fn code(act: PostOp) -> Option<i64> {
 }
 
 /// Whether the fused nodes take `x`: a non-empty 4-D channels-last f32 CPU tensor, on a CPU with the kernels.
-fn takes(x: &Tensor) -> bool {
+pub(crate) fn takes(x: &Tensor) -> bool {
     x.device() == Device::Cpu
         && x.kind() == Kind::Float
         && x.dim() == 4

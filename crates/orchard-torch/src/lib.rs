@@ -17,6 +17,7 @@ pub mod fused_conv;
 pub mod fused_train;
 pub mod memory;
 pub mod pooled_depthwise;
+pub mod recomputed_conv;
 pub mod scaled_pointwise;
 pub mod stem_conv;
 pub mod winograd;
