@@ -198,24 +198,8 @@ impl Conv2d {
     /// `H' = (H - k) / stride + 1` for [`Padding::Valid`] and `H' = (H + 2p - k) / stride + 1` for
     /// [`Padding::Symmetric`]`(p)`.
     pub fn forward(&self, xs: &Tensor) -> Tensor {
-        let ConvConfig { kernel: [kh, kw], stride, padding, .. } = self.config;
-        let conv = |xs: &Tensor, pad: [i64; 2]| {
-            xs.conv2d(&self.weight, self.bias.as_ref(), [stride, stride], pad, [1, 1], self.groups)
-        };
-        match padding {
-            Padding::Valid => conv(xs, [0, 0]),
-            Padding::Symmetric(pad) => conv(xs, [pad, pad]),
-            Padding::Same => {
-                let (h, w) = spatial(xs);
-                let (top, bottom) = same_pads(h, kh, stride);
-                let (left, right) = same_pads(w, kw, stride);
-                if top == bottom && left == right {
-                    conv(xs, [top, left])
-                } else {
-                    conv(&zero_pad(xs, [top, bottom, left, right]), [0, 0])
-                }
-            }
-        }
+        let (h, w) = spatial(xs);
+        self.forward_padded(xs, self.pads(h, w))
     }
 }
 
