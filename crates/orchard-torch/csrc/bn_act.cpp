@@ -278,7 +278,8 @@ at::Tensor bn_act_apply(const at::Tensor& x, const at::Tensor& weight, const at:
   const float *xp = x.const_data_ptr<float>(), *sp = scale.const_data_ptr<float>();
   const float *bp = beta.const_data_ptr<float>(), *mp = mean.const_data_ptr<float>();
   float* yp = y.data_ptr<float>();
-  at::parallel_for(0, M, row_grain(C), [&](int64_t r0, int64_t r1) { normalize_rows(xp, yp, r0, r1, C, sp, mp, bp, act); });
+  at::parallel_for(0, M, row_grain(C),
+                   [&](int64_t r0, int64_t r1) { normalize_rows(xp, yp, r0, r1, C, sp, mp, bp, act); });
   return y;
 }
 
@@ -366,7 +367,8 @@ int orchard_affine_act(at::Tensor** out, const at::Tensor* x, const at::Tensor* 
     const float *xp = x->const_data_ptr<float>(), *sp = s.const_data_ptr<float>(), *tp = t.const_data_ptr<float>();
     const float* zp = zeros.const_data_ptr<float>();
     float* yp = y.data_ptr<float>();
-    at::parallel_for(0, M, row_grain(C), [&](int64_t r0, int64_t r1) { normalize_rows(xp, yp, r0, r1, C, sp, zp, tp, act); });
+    at::parallel_for(0, M, row_grain(C),
+                     [&](int64_t r0, int64_t r1) { normalize_rows(xp, yp, r0, r1, C, sp, zp, tp, act); });
     *out = new at::Tensor(y);
   });
 }

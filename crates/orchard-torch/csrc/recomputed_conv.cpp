@@ -42,7 +42,6 @@ struct Geometry {
     return at::constant_pad_nd(x, {pads[2], pads[3], pads[0], pads[1]}).contiguous(at::MemoryFormat::ChannelsLast);
   }
 
-  std::vector<int64_t> saved() const { return {stride, pads[0], pads[1], pads[2], pads[3], groups}; }
   static Geometry from(const std::vector<int64_t>& v) { return {v[0], {v[1], v[2], v[3], v[4]}, v[5]}; }
 };
 
@@ -120,7 +119,7 @@ struct ScaledConv : public torch::autograd::Function<ScaledConv> {
   }
 };
 
-void check(const at::Tensor& x, const at::Tensor& conv_weight, const int64_t* geometry) {
+void check(const at::Tensor& x, const at::Tensor& conv_weight) {
   TORCH_CHECK(orchard_fused_train_available(), "recomputed convolution: this CPU lacks AVX2 or FMA");
   TORCH_CHECK(!at::autocast::is_autocast_enabled(at::kCPU), "recomputed convolution: not under CPU autocast");
   TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat && x.device().is_cpu() &&
@@ -128,8 +127,6 @@ void check(const at::Tensor& x, const at::Tensor& conv_weight, const int64_t* ge
               "recomputed convolution: a channels-last 4-D f32 CPU tensor expected");
   TORCH_CHECK(conv_weight.dim() == 4 && conv_weight.scalar_type() == at::kFloat && conv_weight.device().is_cpu(),
               "recomputed convolution: a 4-D f32 CPU weight expected");
-  TORCH_CHECK(geometry[0] >= 1 && geometry[5] >= 1, "recomputed convolution: stride and groups from 1");
-  for (int i = 1; i <= 4; i++) TORCH_CHECK(geometry[i] >= 0, "recomputed convolution: negative padding");
 }
 
 }  // namespace
@@ -143,7 +140,9 @@ int orchard_bn_act_conv_train(at::Tensor** out, const at::Tensor* x, const at::T
                               const at::Tensor* running_var, double keep, int unbiased, double eps, int64_t act,
                               const at::Tensor* conv_weight, const int64_t* geometry, char* err, size_t len) {
   return orchard::guarded(err, len, [&] {
-    check(*x, *conv_weight, geometry);
+    check(*x, *conv_weight);
+    TORCH_CHECK(geometry[0] >= 1 && geometry[5] >= 1, "recomputed convolution: stride and groups from 1");
+    for (int i = 1; i <= 4; i++) TORCH_CHECK(geometry[i] >= 0, "recomputed convolution: negative padding");
     TORCH_CHECK(act >= 0 && act <= 3, "recomputed convolution: unknown activation ", act);
     at::Tensor w = weight == nullptr ? at::ones({x->size(1)}, x->options()) : *weight;
     std::vector<int64_t> geo(geometry, geometry + 6);
@@ -156,8 +155,7 @@ int orchard_bn_act_conv_train(at::Tensor** out, const at::Tensor* x, const at::T
 int orchard_scaled_conv_train(at::Tensor** out, const at::Tensor* x, const at::Tensor* s,
                               const at::Tensor* conv_weight, char* err, size_t len) {
   return orchard::guarded(err, len, [&] {
-    const int64_t none[6] = {1, 0, 0, 0, 0, 1};
-    check(*x, *conv_weight, none);
+    check(*x, *conv_weight);
     TORCH_CHECK(s->scalar_type() == at::kFloat && s->sizes() == at::IntArrayRef({x->size(0), x->size(1), 1, 1}),
                 "recomputed convolution: gates of shape N×C×1×1 expected");
     TORCH_CHECK(conv_weight->size(1) == x->size(1) && conv_weight->size(2) == 1 && conv_weight->size(3) == 1,
