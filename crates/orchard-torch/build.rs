@@ -28,6 +28,7 @@ fn main() {
             "csrc/recomputed_conv.cpp",
             "csrc/stem.cpp",
             "csrc/winograd.cpp",
+            "csrc/winograd_train.cpp",
         ])
         // Declarations of the gloo types libtorch's ProcessGroupGloo.hpp names (csrc/gloo/README.md).
         .include("csrc")

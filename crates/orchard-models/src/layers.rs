@@ -6,6 +6,7 @@
 //! `weight` (OIHW for convolutions, out×in for dense), `bias`, `running_mean`, `running_var`.
 
 use orchard_torch::recomputed_conv::ConvGeometry;
+use orchard_torch::winograd_train;
 use tch::{nn, Kind, Tensor};
 
 use crate::batch_norm::BatchNorm;
@@ -188,9 +189,22 @@ impl Conv2d {
             xs.conv2d(&self.weight, self.bias.as_ref(), [stride, stride], pad, [1, 1], self.groups)
         };
         match top == bottom && left == right {
+            true if self.trains_by_winograd(xs, [top, left]) => winograd_train::conv(xs, &self.weight, [top, left])
+                .unwrap_or_else(|e| panic!("the Winograd training convolution failed: {e}")),
             true => conv(xs, [top, left]),
             false => conv(&zero_pad(xs, pads), [0, 0]),
         }
+    }
+
+    /// Whether a training step runs this layer on `xs` padded by `padding` by Winograd's kernels
+    /// ([`winograd_train`]): a stride-1 layer without groups or bias whose weight autograd follows.
+    fn trains_by_winograd(&self, xs: &Tensor, padding: [i64; 2]) -> bool {
+        self.config.stride == 1
+            && self.groups == 1
+            && self.bias.is_none()
+            && self.weight.requires_grad()
+            && winograd_train::grad_enabled()
+            && winograd_train::applies(xs, &self.weight, padding)
     }
 
     /// # Shapes

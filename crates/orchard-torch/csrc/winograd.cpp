@@ -17,6 +17,8 @@
 // thread a term and a block of tiles at a time, reading U as it is: MKL's batched product packed all of U
 // again for every chunk and scaled its output first, a third of its time), and transformed back into the
 // output with the bias and activation applied in registers.
+#include "winograd.h"
+
 #include "shim.h"
 
 #include <ATen/Parallel.h>
@@ -279,6 +281,39 @@ at::Tensor output_like(const at::Tensor& x, int64_t outputs, int64_t out_h, int6
 
 }  // namespace
 
+namespace orchard {
+
+at::Tensor winograd_square(const at::Tensor& x, const at::Tensor& u, const at::Tensor& bias, int64_t outputs,
+                           int64_t top, int64_t left, int64_t out_h, int64_t out_w, bool relu) {
+  Square s{layout(x, u, bias, Square::terms, outputs, out_h, out_w), top, left, (out_h + kOut - 1) / kOut,
+           (out_w + kOut - 1) / kOut};
+  TORCH_CHECK(top >= 0 && left >= 0 && top <= 2 && left <= 2, "a 3×3 window is padded by 0 to 2");
+  at::Tensor y = output_like(x, outputs, out_h, out_w);
+  run(s, x.size(0) * s.tiles_h * s.tiles_w, x, u, bias, relu, y);
+  return y;
+}
+
+at::Tensor winograd_line(const at::Tensor& x, const at::Tensor& u, const at::Tensor& bias, const at::Tensor& bt,
+                         const at::Tensor& at, int64_t outputs, bool rows, int64_t before, int64_t out_h,
+                         int64_t out_w, bool relu) {
+  const int64_t alpha = u.size(0), m = at.size(0);
+  TORCH_CHECK(alpha >= 2 && alpha <= kMaxAlpha && m >= 1 && m < alpha, "a tile of 2 to 10 inputs, 1 to α − 1 outputs");
+  TORCH_CHECK(bt.numel() == alpha * alpha && at.numel() == m * alpha && bt.is_contiguous() && at.is_contiguous() &&
+                  bt.scalar_type() == at::kFloat && at.scalar_type() == at::kFloat,
+              "bt must be α × α and at m × α f32, contiguous");
+  const Layout l = layout(x, u, bias, alpha, outputs, out_h, out_w);
+  const int64_t r = alpha - m + 1;
+  TORCH_CHECK(before >= 0 && before < r, "the padding before the image is 0 to r − 1");
+  TORCH_CHECK(rows ? out_w == l.W : out_h == l.H, "the axis without a kernel keeps its size");
+  const int64_t along = ((rows ? out_h : out_w) + m - 1) / m;
+  Line s{l, before, alpha, m, along, rows, bt.data_ptr<float>(), at.data_ptr<float>(), static_cast<int>(alpha)};
+  at::Tensor y = output_like(x, outputs, out_h, out_w);
+  run(s, l.N * along * (rows ? out_w : out_h), x, u, bias, relu, y);
+  return y;
+}
+
+}  // namespace orchard
+
 extern "C" {
 
 // x: N×C×H×W f32 on the CPU, channels-last: dense, or a slice of the channels of a dense tensor (the
@@ -290,13 +325,8 @@ int orchard_winograd_conv(at::Tensor** out, const at::Tensor* x, const at::Tenso
                           int64_t outputs, int64_t top, int64_t left, int64_t out_h, int64_t out_w, int act, char* err,
                           size_t len) {
   return orchard::guarded(err, len, [&] {
-    Square s{layout(*x, *u, *bias, Square::terms, outputs, out_h, out_w), top, left, (out_h + kOut - 1) / kOut,
-             (out_w + kOut - 1) / kOut};
-    TORCH_CHECK(top >= 0 && left >= 0 && top <= 2 && left <= 2, "a 3×3 window is padded by 0 to 2");
     TORCH_CHECK(act == 0 || act == 1, "the activation is 0 (none) or 1 (ReLU)");
-    at::Tensor y = output_like(*x, outputs, out_h, out_w);
-    run(s, x->size(0) * s.tiles_h * s.tiles_w, *x, *u, *bias, act == 1, y);
-    *out = new at::Tensor(y);
+    *out = new at::Tensor(orchard::winograd_square(*x, *u, *bias, outputs, top, left, out_h, out_w, act == 1));
   });
 }
 
@@ -307,21 +337,9 @@ int orchard_winograd_line_conv(at::Tensor** out, const at::Tensor* x, const at::
                                const at::Tensor* bt, const at::Tensor* at, int64_t outputs, int rows, int64_t before,
                                int64_t out_h, int64_t out_w, int act, char* err, size_t len) {
   return orchard::guarded(err, len, [&] {
-    const int64_t alpha = u->size(0), m = at->size(0);
-    TORCH_CHECK(alpha >= 2 && alpha <= kMaxAlpha && m >= 1 && m < alpha, "a tile of 2 to 10 inputs, 1 to α − 1 outputs");
-    TORCH_CHECK(bt->numel() == alpha * alpha && at->numel() == m * alpha && bt->is_contiguous() &&
-                    at->is_contiguous() && bt->scalar_type() == at::kFloat && at->scalar_type() == at::kFloat,
-                "bt must be α × α and at m × α f32, contiguous");
     TORCH_CHECK(act == 0 || act == 1, "the activation is 0 (none) or 1 (ReLU)");
-    const Layout l = layout(*x, *u, *bias, alpha, outputs, out_h, out_w);
-    const int64_t r = alpha - m + 1;
-    TORCH_CHECK(before >= 0 && before < r, "the padding before the image is 0 to r − 1");
-    TORCH_CHECK(rows ? out_w == l.W : out_h == l.H, "the axis without a kernel keeps its size");
-    const int64_t along = ((rows ? out_h : out_w) + m - 1) / m;
-    Line s{l, before, alpha, m, along, rows != 0, bt->data_ptr<float>(), at->data_ptr<float>(), static_cast<int>(alpha)};
-    at::Tensor y = output_like(*x, outputs, out_h, out_w);
-    run(s, l.N * along * (rows ? out_w : out_h), *x, *u, *bias, act == 1, y);
-    *out = new at::Tensor(y);
+    *out = new at::Tensor(
+        orchard::winograd_line(*x, *u, *bias, *bt, *at, outputs, rows != 0, before, out_h, out_w, act == 1));
   });
 }
 }

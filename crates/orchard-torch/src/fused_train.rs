@@ -69,14 +69,7 @@ thread_local! {
 
 /// Runs `f` with the fused nodes off on this thread (libtorch's operations instead), to compare the two.
 pub fn unfused<T>(f: impl FnOnce() -> T) -> T {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            UNFUSED.with(|u| u.set(self.0));
-        }
-    }
-    let _restore = Restore(UNFUSED.with(|u| u.replace(true)));
-    f()
+    crate::with_flag(&UNFUSED, f)
 }
 
 /// The activation's code in the C++ file, if it fuses it.

@@ -21,6 +21,7 @@ pub mod recomputed_conv;
 pub mod scaled_pointwise;
 pub mod stem_conv;
 pub mod winograd;
+pub mod winograd_train;
 
 use orchard_data::loader::Batch;
 use tch::{Device, Kind, Tensor};
@@ -36,6 +37,19 @@ pub enum Layout {
     Contiguous,
     /// NHWC underneath an NCHW shape (`torch.channels_last`): faster convolutions on CPUs and tensor cores.
     ChannelsLast,
+}
+
+/// Runs `f` with the thread-local `flag` set, restoring its value afterwards (even when `f` panics): the
+/// switches tests use to compare Orchard's nodes with libtorch's operations.
+pub(crate) fn with_flag<T>(flag: &'static std::thread::LocalKey<std::cell::Cell<bool>>, f: impl FnOnce() -> T) -> T {
+    struct Restore(&'static std::thread::LocalKey<std::cell::Cell<bool>>, bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            self.0.with(|v| v.set(self.1));
+        }
+    }
+    let _restore = Restore(flag, flag.with(|v| v.replace(true)));
+    f()
 }
 
 /// The same values in NHWC memory order under the NCHW shape (PyTorch's `channels_last`).

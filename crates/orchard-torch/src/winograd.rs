@@ -109,6 +109,30 @@ fn line_scheme(r: i64) -> Option<(usize, &'static [f64])> {
     }
 }
 
+/// A kernel size's transforms in f64: G (α × r), Bᵀ (α × α), Aᵀ (m × α), for the training node
+/// ([`crate::winograd_train`]), which transforms the weights itself each step.
+pub(crate) struct Matrices {
+    pub g: Tensor,
+    pub bt: Tensor,
+    pub at: Tensor,
+}
+
+impl Matrices {
+    /// The scheme of a kh×kw `kernel`: F(4×4, 3×3) for 3×3 (whose Bᵀ and Aᵀ the kernel has written out), F(m,
+    /// r) for 1×r and r×1; `None` for another kernel.
+    pub(crate) fn of(kernel: [i64; 2]) -> Option<Matrices> {
+        let (at, g, bt) = match kernel {
+            [3, 3] => cook_toom(4, 3, &SQUARE_POINTS),
+            [1, r] | [r, 1] => {
+                let (m, points) = line_scheme(r)?;
+                cook_toom(m, r as usize, points)
+            }
+            _ => return None,
+        };
+        Some(Matrices { g, bt, at })
+    }
+}
+
 /// Which scheme a layer runs.
 #[derive(Debug)]
 enum Scheme {
