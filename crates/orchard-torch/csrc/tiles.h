@@ -46,23 +46,35 @@ inline void tile(const Tile& t) {
   }
 }
 
+// Kernel<rows, V>::run(t) for `rows` from 1 to rows_for(V): the one dispatch of a runtime row count to the
+// register tiles, here and in grad_tiles.h.
+template <template <int, int> class Kernel, int V, typename Args>
+void by_rows(int rows, const Args& t) {
+  switch (rows) {
+    case 12: return Kernel<12 <= rows_for(V) ? 12 : 1, V>::run(t);
+    case 11: return Kernel<11 <= rows_for(V) ? 11 : 1, V>::run(t);
+    case 10: return Kernel<10 <= rows_for(V) ? 10 : 1, V>::run(t);
+    case 9: return Kernel<9 <= rows_for(V) ? 9 : 1, V>::run(t);
+    case 8: return Kernel<8 <= rows_for(V) ? 8 : 1, V>::run(t);
+    case 7: return Kernel<7 <= rows_for(V) ? 7 : 1, V>::run(t);
+    case 6: return Kernel<6, V>::run(t);
+    case 5: return Kernel<5, V>::run(t);
+    case 4: return Kernel<4, V>::run(t);
+    case 3: return Kernel<3, V>::run(t);
+    case 2: return Kernel<2, V>::run(t);
+    default: return Kernel<1, V>::run(t);
+  }
+}
+
+template <int R, int V>
+struct TileKernel {
+  static void run(const Tile& t) { tile<R, V>(t); }
+};
+
 // `rows` (at most rows_for(V)) pixels of one tile.
 template <int V>
 void rows_tile(int rows, const Tile& t) {
-  switch (rows) {
-    case 12: return tile<12 <= rows_for(V) ? 12 : 1, V>(t);
-    case 11: return tile<11 <= rows_for(V) ? 11 : 1, V>(t);
-    case 10: return tile<10 <= rows_for(V) ? 10 : 1, V>(t);
-    case 9: return tile<9 <= rows_for(V) ? 9 : 1, V>(t);
-    case 8: return tile<8 <= rows_for(V) ? 8 : 1, V>(t);
-    case 7: return tile<7 <= rows_for(V) ? 7 : 1, V>(t);
-    case 6: return tile<6, V>(t);
-    case 5: return tile<5, V>(t);
-    case 4: return tile<4, V>(t);
-    case 3: return tile<3, V>(t);
-    case 2: return tile<2, V>(t);
-    default: return tile<1, V>(t);
-  }
+  by_rows<TileKernel, V>(rows, t);
 }
 
 using RowsFn = void (*)(int, const Tile&);

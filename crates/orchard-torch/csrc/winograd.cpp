@@ -51,6 +51,7 @@ inline __mmask16 lanes(int64_t remaining) {
 #pragma GCC target("avx512f")
 
 #include "tiles.h"
+#include "grad_tiles.h"
 
 // Bᵀ d over 6 values (d, at stride `s` in `in`), into out[0..6) at stride `t`.
 inline void input_1d(const __m512* in, int s, __m512* out, int t) {
@@ -74,6 +75,21 @@ inline void output_1d(const __m512* in, int s, __m512* out, int t) {
   out[t] = _mm512_fmadd_ps(_mm512_set1_ps(2.f), d, b);
   out[2 * t] = _mm512_fmadd_ps(_mm512_set1_ps(4.f), c, a);
   out[3 * t] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.f), d, b), m5);
+}
+
+// A g over 4 values (at stride `s`), into out[0..6) at stride `t`: the adjoint of output_1d, which takes
+// an output tile's gradient to its terms' (the weight gradient's transform of the output gradient).
+inline void output_grad_1d(const __m512* in, int s, __m512* out, int t) {
+  const __m512 g0 = in[0], g1 = in[s], g2 = in[2 * s], g3 = in[3 * s];
+  const __m512 a = _mm512_add_ps(g0, g2), b = _mm512_add_ps(g1, g3);
+  const __m512 c = _mm512_fmadd_ps(_mm512_set1_ps(4.f), g2, g0);
+  const __m512 d = _mm512_fmadd_ps(_mm512_set1_ps(8.f), g3, _mm512_add_ps(g1, g1));
+  out[0] = g0;
+  out[t] = _mm512_add_ps(a, b);
+  out[2 * t] = _mm512_sub_ps(a, b);
+  out[3 * t] = _mm512_add_ps(c, d);
+  out[4 * t] = _mm512_sub_ps(c, d);
+  out[5 * t] = g3;
 }
 
 inline __m512 activate(__m512 v, bool relu) { return relu ? _mm512_max_ps(v, _mm512_setzero_ps()) : v; }
@@ -125,6 +141,27 @@ struct Square {
         for (int j = 0; j < cols; j++)
           _mm512_mask_storeu_ps(image + ((y0 + i) * l.OW + x0 + j) * l.K + k, mask,
                                 activate(_mm512_add_ps(o[i * kOut + j], b), relu));
+    }
+  }
+
+  // dM[ξ][tile][·] of the chunk's tile `tile` from the output gradient dy (laid out as the output): the
+  // adjoint of `output`, outputs beyond the image counting as zero.
+  void output_grad(const float* dy, int64_t global, int64_t tile, float* mm) const {
+    const int64_t n = global / (tiles_h * tiles_w), rest = global % (tiles_h * tiles_w);
+    const int64_t y0 = rest / tiles_w * kOut, x0 = rest % tiles_w * kOut;
+    const int64_t rows = std::min<int64_t>(kOut, l.OH - y0), cols = std::min<int64_t>(kOut, l.OW - x0);
+    const float* image = dy + n * l.OH * l.OW * l.K;
+    __m512 g[kOut * kOut], s[kAlpha * kOut], d[terms];
+    for (int64_t k = 0; k < l.K; k += kLanes) {
+      const __mmask16 mask = lanes(l.K - k);
+      for (int i = 0; i < kOut; i++)
+        for (int j = 0; j < kOut; j++)
+          g[i * kOut + j] = i < rows && j < cols
+                                ? _mm512_maskz_loadu_ps(mask, image + ((y0 + i) * l.OW + x0 + j) * l.K + k)
+                                : _mm512_setzero_ps();
+      for (int j = 0; j < kOut; j++) output_grad_1d(g + j, kOut, s + j, kOut);          // columns: A g, 6 × 4
+      for (int i = 0; i < kAlpha; i++) output_grad_1d(s + i * kOut, 1, d + i * kAlpha, 1);  // rows: (A g) Aᵀ
+      for (int e = 0; e < terms; e++) _mm512_mask_storeu_ps(mm + (e * l.chunk + tile) * l.Kp + k, mask, d[e]);
     }
   }
 };
@@ -184,6 +221,27 @@ struct Line {
         for (int e = 0; e < alpha; e++)
           if (const float a = at[j * alpha + e]; a != 0.f) sum = _mm512_fmadd_ps(_mm512_set1_ps(a), in[e], sum);
         _mm512_mask_storeu_ps(line + (first + j) * step + k, mask, activate(sum, relu));
+      }
+    }
+  }
+
+  // dM[ξ][tile][·] from the output gradient: the adjoint of `output` (Σ_j Aᵀ[j][ξ] g_j over the tile's
+  // outputs inside the image).
+  void output_grad(const float* dy, int64_t global, int64_t tile, float* mm) const {
+    int64_t n, across, first;
+    place(global, n, across, first);
+    const int64_t length = rows ? l.OH : l.OW, step = (rows ? l.OW : 1) * l.K;
+    const float* line = dy + n * l.OH * l.OW * l.K + across * (rows ? 1 : l.OW) * l.K;
+    const int64_t count = std::min<int64_t>(m, length - first);
+    __m512 g[kMaxAlpha];
+    for (int64_t k = 0; k < l.K; k += kLanes) {
+      const __mmask16 mask = lanes(l.K - k);
+      for (int j = 0; j < count; j++) g[j] = _mm512_maskz_loadu_ps(mask, line + (first + j) * step + k);
+      for (int e = 0; e < alpha; e++) {
+        __m512 sum = _mm512_setzero_ps();
+        for (int j = 0; j < count; j++)
+          if (const float a = at[j * alpha + e]; a != 0.f) sum = _mm512_fmadd_ps(_mm512_set1_ps(a), g[j], sum);
+        _mm512_mask_storeu_ps(mm + (e * l.chunk + tile) * l.Kp + k, mask, sum);
       }
     }
   }
@@ -275,6 +333,58 @@ void run(Scheme& scheme, int64_t tiles, const at::Tensor& x, const at::Tensor& u
   }
 }
 
+// The weight gradient's terms, dU[ξ] = Σ_tiles dM[ξ]ᵀ · V[ξ] (terms × K × C), of the tiles of `scheme` in
+// chunks: the input's tiles transformed as in `run`, the output gradient's by the adjoint of the output
+// transform, and each term's product reduced over the chunk's tiles (grad_tiles.h), the threads taking
+// terms and blocks of K. Chunks hold at least 512 tiles: each adds to all of dU (9.4 MiB for 256 × 256
+// channels), which a few hundred tiles' products amortise.
+template <typename Scheme>
+at::Tensor run_weight_grad(Scheme& scheme, int64_t tiles, const at::Tensor& x, const at::Tensor& dy) {
+  Layout& l = scheme.l;
+  const int64_t terms = scheme.terms;
+  constexpr int64_t kRowsPerTask = 128;
+  l.chunk = std::min(tiles, std::max<int64_t>(512, chunk_tiles(terms, l.C, l.Kp, tiles)));
+  const auto dense = x.options().memory_format(at::MemoryFormat::Contiguous);
+  at::Tensor v = at::empty({terms, l.chunk, l.C}, dense);
+  at::Tensor m = at::empty({terms, l.chunk, l.Kp}, dense);
+  at::Tensor du = at::empty({terms, l.K, l.C}, dense);
+  const float *xp = x.data_ptr<float>(), *gp = dy.data_ptr<float>();
+  float *vp = v.data_ptr<float>(), *mp = m.data_ptr<float>(), *dup = du.data_ptr<float>();
+  const int64_t row_blocks = (l.K + kRowsPerTask - 1) / kRowsPerTask;
+  for (int64_t first = 0; first < tiles; first += l.chunk) {
+    const int64_t count = std::min(l.chunk, tiles - first);
+    at::parallel_for(0, count, 4, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; t++) {
+        scheme.input(xp, first + t, vp, t);
+        scheme.output_grad(gp, first + t, t, mp);
+      }
+    });
+    at::parallel_for(0, terms * row_blocks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t task = begin; task < end; task++) {
+        const int64_t e = task / row_blocks, r0 = task % row_blocks * kRowsPerTask;
+        grad_product(mp + e * l.chunk * l.Kp, l.Kp, vp + e * l.chunk * l.C, l.C, count, dup + e * l.K * l.C, l.C, r0,
+                     std::min(l.K, r0 + kRowsPerTask), l.C, first == 0);
+      }
+    });
+  }
+  return du;
+}
+
+// The layout of a weight gradient's input x (dense channels-last) and output gradient dy (N × K × OH × OW,
+// dense channels-last), checked.
+Layout grad_layout(const at::Tensor& x, const at::Tensor& dy) {
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat && x.device().is_cpu() &&
+                  x.is_contiguous(at::MemoryFormat::ChannelsLast),
+              "x must be a dense channels-last 4-D f32 CPU tensor");
+  TORCH_CHECK(dy.dim() == 4 && dy.scalar_type() == at::kFloat && dy.device().is_cpu() &&
+                  dy.is_contiguous(at::MemoryFormat::ChannelsLast) && dy.size(0) == x.size(0),
+              "dy must be a dense channels-last 4-D f32 CPU tensor over x's images");
+  const int64_t K = dy.size(1);
+  TORCH_CHECK(K > 0 && x.size(1) > 0 && dy.size(2) > 0 && dy.size(3) > 0, "empty channels or output");
+  return Layout{x.size(0), x.size(1), x.size(2), x.size(3), K, (K + kLanes - 1) / kLanes * kLanes,
+                dy.size(2), dy.size(3), x.size(1), 0};
+}
+
 at::Tensor output_like(const at::Tensor& x, int64_t outputs, int64_t out_h, int64_t out_w) {
   return at::empty({x.size(0), outputs, out_h, out_w}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
 }
@@ -310,6 +420,29 @@ at::Tensor winograd_line(const at::Tensor& x, const at::Tensor& u, const at::Ten
   at::Tensor y = output_like(x, outputs, out_h, out_w);
   run(s, l.N * along * (rows ? out_w : out_h), x, u, bias, relu, y);
   return y;
+}
+
+
+at::Tensor winograd_square_weight_grad(const at::Tensor& x, const at::Tensor& dy, int64_t top, int64_t left) {
+  TORCH_CHECK(top >= 0 && left >= 0 && top <= 2 && left <= 2, "a 3×3 window is padded by 0 to 2");
+  const Layout l = grad_layout(x, dy);
+  Square s{l, top, left, (l.OH + kOut - 1) / kOut, (l.OW + kOut - 1) / kOut};
+  return run_weight_grad(s, l.N * s.tiles_h * s.tiles_w, x, dy);
+}
+
+at::Tensor winograd_line_weight_grad(const at::Tensor& x, const at::Tensor& dy, const at::Tensor& bt,
+                                     const at::Tensor& at, bool rows, int64_t before) {
+  const int64_t alpha = bt.size(0), m = at.size(0);
+  TORCH_CHECK(alpha >= 2 && alpha <= kMaxAlpha && m >= 1 && m < alpha, "a tile of 2 to 10 inputs, 1 to α − 1 outputs");
+  TORCH_CHECK(bt.numel() == alpha * alpha && at.numel() == m * alpha && bt.is_contiguous() && at.is_contiguous() &&
+                  bt.scalar_type() == at::kFloat && at.scalar_type() == at::kFloat,
+              "bt must be α × α and at m × α f32, contiguous");
+  const Layout l = grad_layout(x, dy);
+  TORCH_CHECK(before >= 0 && before < alpha - m + 1, "the padding before the image is 0 to r − 1");
+  TORCH_CHECK(rows ? l.OW == l.W : l.OH == l.H, "the axis without a kernel keeps its size");
+  const int64_t along = ((rows ? l.OH : l.OW) + m - 1) / m;
+  Line s{l, before, alpha, m, along, rows, bt.data_ptr<float>(), at.data_ptr<float>(), static_cast<int>(alpha)};
+  return run_weight_grad(s, l.N * along * (rows ? l.OW : l.OH), x, dy);
 }
 
 }  // namespace orchard

@@ -16,4 +16,12 @@ at::Tensor winograd_line(const at::Tensor& x, const at::Tensor& u, const at::Ten
                          const at::Tensor& at, int64_t outputs, bool rows, int64_t before, int64_t out_h,
                          int64_t out_w, bool relu);
 
+// The weight gradient's terms dU (36 × K × C) of a 3×3 stride-1 convolution of x padded by `top`, `left`
+// whose output gradient is dy: the weight's gradient is Σ_ξ (G ⊗ G)[ξ] dU[ξ] (the caller's one product).
+at::Tensor winograd_square_weight_grad(const at::Tensor& x, const at::Tensor& dy, int64_t top, int64_t left);
+
+// The same for F(m, r) along the rows or columns: dU α × K × C, the weight's gradient Σ_ξ G[ξ] dU[ξ].
+at::Tensor winograd_line_weight_grad(const at::Tensor& x, const at::Tensor& dy, const at::Tensor& bt,
+                                     const at::Tensor& at, bool rows, int64_t before);
+
 }  // namespace orchard

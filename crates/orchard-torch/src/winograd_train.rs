@@ -1,8 +1,10 @@
 //! Training convolutions by Winograd's minimal filtering (`csrc/winograd_train.cpp`): one autograd node
 //! whose forward and input gradient run [`crate::winograd`]'s kernels (the input gradient of a stride-1
 //! convolution is a stride-1 convolution of the output gradient with the kernel flipped), and whose weight
-//! gradient is libtorch's. 3×3 kernels by F(4×4, 3×3), 1×r and r×1 (r of 3 and 7) by F(m, r) along their
-//! axis; the weights are transformed afresh in each pass, since they change every step.
+//! gradient is a sum over the tiles of the same transforms' products (the input's tiles' and the output
+//! gradient's, by the adjoint of the output transform). 3×3 kernels by F(4×4, 3×3), 1×r and r×1 (r of 3
+//! and 7) by F(m, r) along their axis; the weights are transformed afresh in each pass, since they change
+//! every step.
 //!
 //! Callers ask [`applies`] and run libtorch's convolution otherwise.
 
@@ -169,6 +171,9 @@ mod tests {
             let x = crate::channels_last(&Tensor::randn([8, c, side, side + 2], (Kind::Float, Device::Cpu)));
             let w = Tensor::randn([k, c, kernel[0], kernel[1]], (Kind::Float, Device::Cpu)) * 0.2;
             assert!(applies(&x, &w, padding), "{what}: applies");
+            // F(3, 7)'s points reach 3 and ½: its weight gradient, a sum over every tile of products of
+            // transforms, rounds to ~2e-5 here (1.3e-5 at IRv2's 17², batch 16).
+            let weight_tolerance = if kernel.contains(&7) { 5e-5 } else { 1e-5 };
             let (x1, w1) = (leaf(&x), leaf(&w));
             let y = conv(&x1, &w1, padding).unwrap();
             let (x2, w2) = (leaf(&x.to_kind(Kind::Double)), leaf(&w.to_kind(Kind::Double)));
@@ -179,7 +184,7 @@ mod tests {
             for (name, got, want, tolerance) in [
                 ("output", y.detach(), reference.detach(), 1e-5),
                 ("input gradient", x1.grad(), x2.grad(), 1e-5),
-                ("weight gradient", w1.grad(), w2.grad(), 1e-5),
+                ("weight gradient", w1.grad(), w2.grad(), weight_tolerance),
             ] {
                 let g = gap(&got.to_kind(Kind::Double), &want);
                 assert!(g < tolerance, "{what}: {name} off by {g:.2e}");
