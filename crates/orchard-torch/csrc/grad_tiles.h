@@ -1,10 +1,10 @@
 // Register tiles of a weight gradient's matrix product on AVX-512, reduced over pixels (or tiles):
 //   w[R rows × 16·V columns] (+)= Σ_p g[p, rows] · x[p, columns]
-// with R × V accumulators of the 32 registers: a 1×1 convolution's weight gradient (g the output gradient,
-// x the input), or one term of a Winograd weight gradient (winograd.cpp). Include inside a
-// `#pragma GCC target("avx512f")` region, after tiles.h (its kTileLanes, rows_for, by_rows and column_chunks), in the including
-// file's namespace. The loops carry `unroll` pragmas: without them GCC keeps the accumulators in memory and
-// stores every one of them each step (a third of the speed).
+// with R × V accumulators of the 32 registers: one term of a Winograd weight gradient (winograd.cpp; g the
+// output gradient's tile transforms, x the input's). Include inside a `#pragma GCC target("avx512f")`
+// region, after tiles.h (its kTileLanes, rows_for, by_rows and column_chunks), in the including file's
+// namespace. The loops carry `unroll` pragmas: without them GCC keeps the accumulators in memory and stores
+// every one of them each step (a third of the speed).
 
 struct GradTile {
   const float* g;  // the row-side operand at the first pixel and row; pixels `ldg` floats apart

@@ -422,7 +422,6 @@ at::Tensor winograd_line(const at::Tensor& x, const at::Tensor& u, const at::Ten
   return y;
 }
 
-
 at::Tensor winograd_square_weight_grad(const at::Tensor& x, const at::Tensor& dy, int64_t top, int64_t left) {
   TORCH_CHECK(top >= 0 && left >= 0 && top <= 2 && left <= 2, "a 3×3 window is padded by 0 to 2");
   const Layout l = grad_layout(x, dy);
