@@ -26,6 +26,7 @@ fn main() {
             "csrc/parallel.cpp",
             "csrc/pointwise.cpp",
             "csrc/recomputed_conv.cpp",
+            "csrc/residual.cpp",
             "csrc/stem.cpp",
             "csrc/winograd.cpp",
             "csrc/winograd_train.cpp",

@@ -268,6 +268,50 @@ impl BatchNorm {
         }
     }
 
+    /// Whether [`Self::side_by_side_act_t`] runs `bns` on a tensor laid out as `xs`: the fused node takes it
+    /// and the layers agree in kind, epsilon and momentum.
+    pub(crate) fn side_by_side_runs(bns: &[&BatchNorm], xs: &Tensor, act: Activation) -> bool {
+        let Some(first) = bns.first() else { return false };
+        let alike = |b: &&BatchNorm| {
+            b.epsilon == first.epsilon
+                && b.momentum() == first.momentum()
+                && b.running_variance == first.running_variance
+                && b.weight.is_some() == first.weight.is_some()
+        };
+        bns.iter().all(alike) && first.fused_running(xs, true, act).is_some()
+    }
+
+    /// `act` of the batch norms `bns` side by side in training, over `xs`'s channels in their order (the
+    /// output of convolutions merged into one): one fused node over their concatenated variables, each
+    /// layer's running statistics moved as its own would. `None` where [`Self::side_by_side_runs`] says no or
+    /// `xs` has another width (the caller runs the layers one by one).
+    pub(crate) fn side_by_side_act_t(bns: &[&BatchNorm], xs: &Tensor, act: Activation) -> Option<Tensor> {
+        let channels: i64 = bns.iter().map(|b| b.bias.size()[0]).sum();
+        if !Self::side_by_side_runs(bns, xs, act) || xs.size().get(1) != Some(&channels) {
+            return None;
+        }
+        let first = bns[0];
+        let running = first.fused_running(xs, true, act)?;
+        let cat =
+            |pick: &dyn Fn(&BatchNorm) -> &Tensor| Tensor::cat(&bns.iter().map(|b| pick(b)).collect::<Vec<_>>(), 0);
+        let weight = first.weight.as_ref().map(|_| cat(&|b| b.weight.as_ref().expect("alike layers")));
+        let bias = cat(&|b| &b.bias);
+        let (mean, var) = tch::no_grad(|| (cat(&|b| &b.running_mean), cat(&|b| &b.running_var)));
+        let running = Running { mean: &mean, var: &var, ..running };
+        let out = fused_train::bn_act(xs, weight.as_ref(), &bias, running, first.epsilon, act)
+            .unwrap_or_else(|e| panic!("{e}"));
+        tch::no_grad(|| {
+            let mut start = 0;
+            for b in bns {
+                let n = b.bias.size()[0];
+                b.running_mean.shallow_clone().copy_(&mean.narrow(0, start, n));
+                b.running_var.shallow_clone().copy_(&var.narrow(0, start, n));
+                start += n;
+            }
+        });
+        Some(out)
+    }
+
     /// The running statistics for the fused training node, where it runs: training on a tensor it takes
     /// (channels-last f32 on a CPU with its kernels), without replicas to pool over.
     fn fused_running(&self, xs: &Tensor, train: bool, act: Activation) -> Option<Running<'_>> {

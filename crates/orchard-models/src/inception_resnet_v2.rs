@@ -26,6 +26,7 @@
 //! same order under the same names (files from other sessions or Keras 2 number them from another start;
 //! [`crate::weights::keras::load`] renumbers by order). Kernels are `glorot_uniform`, biases and offsets zero.
 
+use orchard_torch::fused_train;
 use tch::{nn, Tensor};
 
 use crate::backbone::{Backbone, Built, HeadSpec, LayerGroup, Layers, ModelSpec, Variants};
@@ -207,6 +208,48 @@ fn chain(layers: &[ConvBn], xs: &Tensor, train: bool) -> Tensor {
     layers.iter().fold(xs.shallow_clone(), |x, layer| layer.forward_t(&x, train))
 }
 
+/// Runs `xs` through branches of `conv2d_bn`s side by side: each branch's output, in order. In training, as
+/// [`merged_openings`] where it runs.
+fn branches_t(branches: &[Vec<ConvBn>], xs: &Tensor, train: bool) -> Vec<Tensor> {
+    let merged = train.then(|| merged_openings(branches, xs)).flatten();
+    merged.unwrap_or_else(|| branches.iter().map(|b| chain(b, xs, train)).collect())
+}
+
+/// The branches' training outputs with the opening 1×1 convolutions of two or more of them run as one
+/// convolution over their concatenated kernels and one fused batch norm ([`BatchNorm::side_by_side_act_t`]):
+/// one pass over `xs`, one input gradient instead of one per branch and their sum, and wider products for
+/// oneDNN (block35's three 320 → 32 become one 320 → 96). `None` where the fused batch norm does not run.
+fn merged_openings(branches: &[Vec<ConvBn>], xs: &Tensor) -> Option<Vec<Tensor>> {
+    let opens = |b: &Vec<ConvBn>| {
+        b.first().is_some_and(|l| {
+            let conv = &l.conv;
+            conv.config.kernel == [1, 1] && conv.config.stride == 1 && conv.bias.is_none() && conv.groups == 1
+        })
+    };
+    let openings: Vec<&ConvBn> = branches.iter().filter(|b| opens(b)).map(|b| &b[0]).collect();
+    let bns: Vec<&BatchNorm> = openings.iter().map(|l| &l.bn).collect();
+    if openings.len() < 2 || !BatchNorm::side_by_side_runs(&bns, xs, Activation::Relu) {
+        return None;
+    }
+    let weight = Tensor::cat(&openings.iter().map(|l| &l.conv.weight).collect::<Vec<_>>(), 0);
+    let opened = xs.conv2d(&weight, None::<&Tensor>, [1, 1], [0, 0], [1, 1], 1);
+    let opened = BatchNorm::side_by_side_act_t(&bns, &opened, Activation::Relu)?;
+    let widths: Vec<i64> = openings.iter().map(|l| l.conv.weight.size()[0]).collect();
+    let mut parts = opened.split_with_sizes(widths.as_slice(), 1).into_iter();
+    let outputs = branches.iter().map(|b| match opens(b) {
+        true => {
+            let part = parts.next().expect("one part per merged branch");
+            match b.len() {
+                1 => part,
+                // The next convolutions (Winograd's among them) read a dense channels-last input.
+                _ => chain(&b[1..], &orchard_torch::channels_last(&part), true),
+            }
+        }
+        false => chain(b, xs, true),
+    });
+    Some(outputs.collect())
+}
+
 /// Runs `xs` through the inference form of a sequence of `conv2d_bn`s.
 fn fused_chain(layers: &[FusedConv], xs: &Tensor) -> Tensor {
     layers.iter().fold(xs.shallow_clone(), |x, layer| layer.forward(&x))
@@ -310,7 +353,7 @@ impl Module {
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut outputs: Vec<Tensor> = self.branches.iter().map(|b| chain(b, xs, train)).collect();
+        let mut outputs = branches_t(&self.branches, xs, train);
         outputs.push(match &self.pool {
             Pool::Average(conv) => conv.forward_t(&avg_pool_same(xs, 3), train),
             Pool::Max => max_pool(xs, 3, 2),
@@ -339,8 +382,12 @@ impl ResidualBlock {
     /// # Shapes
     /// N×C×H×W → N×C×H×W.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mixed: Vec<Tensor> = self.branches.iter().map(|b| chain(b, xs, train)).collect();
-        let x = xs + self.up.forward(&Tensor::cat(&mixed, 1)) * self.scale;
+        let mixed = branches_t(&self.branches, xs, train);
+        let up = self.up.forward(&Tensor::cat(&mixed, 1));
+        if fused_train::residual_applies(xs, &up) {
+            return fused_train::residual(xs, &up, self.scale, self.relu).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let x = xs + up * self.scale;
         if self.relu {
             x.relu()
         } else {
@@ -508,6 +555,59 @@ mod tests {
         assert_eq!(c, 1088);
         let (_, c) = Module::new(&mut names, c, &MIXED_7A);
         assert_eq!(c, 2080);
+    }
+
+    /// Merged opening convolutions train as the branches one by one: the same outputs, gradients of the input
+    /// and of every variable, and running statistics (block35's three openings, block17's two, and mixed_7a's
+    /// three, whose branches go on after them).
+    #[test]
+    fn merged_openings_train_as_the_branches_one_by_one() {
+        if !orchard_torch::fused_train::available() {
+            eprintln!("skipped: this CPU lacks AVX2 or FMA");
+            return;
+        }
+        let cpu = (tch::Kind::Float, Device::Cpu);
+        for (branches, channels) in [(BLOCK35, 320), (BLOCK17, 1088), (MIXED_7A.branches, 1088)] {
+            let xs = orchard_torch::channels_last(&Tensor::randn([2, channels, 7, 5], cpu));
+            // Both runs start from the same variables, whatever other tests draw from the generator meanwhile.
+            let start = nn::VarStore::new(Device::Cpu);
+            Namer::new(&start.root()).branches(channels, branches);
+            let run = |merged: bool| {
+                let mut vs = nn::VarStore::new(Device::Cpu);
+                let root = vs.root();
+                let (layers, _) = Namer::new(&root).branches(channels, branches);
+                vs.copy(&start).unwrap();
+                let mut variables: Vec<Tensor> = vs.variables().into_values().collect();
+                orchard_torch::convolutions_to_channels_last(variables.iter_mut());
+                let x = xs.detach().set_requires_grad(true);
+                let outputs = match merged {
+                    true => merged_openings(&layers, &x).expect("the merge runs on f32 channels-last"),
+                    false => layers.iter().map(|b| chain(b, &x, true)).collect(),
+                };
+                let weighted = |i: usize, out: &Tensor| {
+                    let w = Tensor::linspace(-1.0, 1.0 + i as f64, out.numel() as i64, cpu).view_as(out);
+                    (out * w).sum(tch::Kind::Float)
+                };
+                let loss = outputs.iter().enumerate().fold(Tensor::zeros([], cpu), |sum, (i, o)| sum + weighted(i, o));
+                loss.backward();
+                let mut state: Vec<(String, Tensor)> = vs
+                    .variables()
+                    .into_iter()
+                    .map(|(n, t)| if n.contains("running_") { (n, t.detach()) } else { (n, t.grad()) })
+                    .collect();
+                state.sort_by(|a, b| a.0.cmp(&b.0));
+                state.push(("input gradient".into(), x.grad()));
+                state.extend(outputs.into_iter().enumerate().map(|(i, o)| (format!("output {i}"), o.detach())));
+                state
+            };
+            let (merged, separate) = (run(true), run(false));
+            assert_eq!(merged.len(), separate.len());
+            for ((name, a), (_, b)) in merged.iter().zip(&separate) {
+                let scale = b.abs().max().double_value(&[]).max(1e-6);
+                let gap = (a - b).abs().max().double_value(&[]);
+                assert!(gap <= 1e-5 * scale, "{channels} channels, {name}: largest gap {gap} of {scale}");
+            }
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! step through libtorch's batch norm and activation, both measured against the step in f64: the fused step's
 //! logits, parameter gradients and moved running statistics are as close to f64's as libtorch's own f32 step
 //! is. One model per activation and batch-norm family: Keras' SiLU (biased running variance), torchvision's
-//! ReLU6 and ReLU (unbiased), ResNet v2's pre-activations and Inception-ResNet-v2's scale-less batch norms.
+//! ReLU6 and ReLU (unbiased), ResNet v2's pre-activations and Inception-ResNet-v2's scale-less batch norms
+//! (with its merged opening convolutions and its residual sums as one node, `fused_train::residual`).
 //!
 //! Winograd's training convolutions (`orchard_torch::winograd_train`) are off in those cases and on in one of
 //! their own (ResNet50V2, whose first stage they run). Their transforms round more than a direct convolution

@@ -5,8 +5,10 @@
 //!   activation's backward; the fused node makes two passes forward and two backward and keeps only its input.
 //! - [`channel_scale`]: `x · s` with one gate per sample and channel (squeeze-excitation,
 //!   `csrc/channel_scale.cpp`), whose backward is one pass instead of three.
+//! - [`residual`]: `act(x + s · y)` with a constant `s` (Inception-ResNet's residual sum,
+//!   `csrc/residual.cpp`): one pass forward instead of three, one backward instead of two.
 //!
-//! Callers ask [`bn_act_applies`] / [`channel_scale_applies`] and fall back to libtorch's operations
+//! Callers ask [`bn_act_applies`] / [`channel_scale_applies`] / [`residual_applies`] and fall back to libtorch's operations
 //! otherwise; both compute the same values within f32 rounding.
 
 use std::cell::Cell;
@@ -33,6 +35,15 @@ extern "C" {
         out: *mut *mut C_tensor,
         x: *const C_tensor,
         s: *const C_tensor,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
+    fn orchard_residual(
+        out: *mut *mut C_tensor,
+        x: *const C_tensor,
+        y: *const C_tensor,
+        scale: f64,
+        relu: c_int,
         err: *mut c_char,
         len: usize,
     ) -> c_int;
@@ -122,6 +133,18 @@ pub fn channel_scale_applies(x: &Tensor, s: &Tensor) -> bool {
 pub fn channel_scale(x: &Tensor, s: &Tensor) -> Result<Tensor, String> {
     // SAFETY: both handles are live for the call.
     call(|out, err, len| unsafe { orchard_channel_scale(out, x.as_ptr(), s.as_ptr(), err, len) })
+}
+
+/// Whether [`residual`] takes `x` and `y`: tensors it takes of one shape.
+pub fn residual_applies(x: &Tensor, y: &Tensor) -> bool {
+    takes(x) && takes(y) && x.size() == y.size()
+}
+
+/// `relu(x + scale · y)` (`relu`), or `x + scale · y`, differentiable in `x` and `y`; both must pass
+/// [`residual_applies`].
+pub fn residual(x: &Tensor, y: &Tensor, scale: f64, relu: bool) -> Result<Tensor, String> {
+    // SAFETY: both handles are live for the call.
+    call(|out, err, len| unsafe { orchard_residual(out, x.as_ptr(), y.as_ptr(), scale, c_int::from(relu), err, len) })
 }
 
 /// Whether `x` (N×C×H×W) is laid out as a dense N×H×W×C array (strides of dimensions of size one aside).
@@ -251,6 +274,49 @@ mod tests {
             assert_eq!(fused.1.stride(), x.stride(), "the gradient of x is channels-last");
         }
         assert!(!channel_scale_applies(&Tensor::zeros([2, 3, 4, 4], options), &Tensor::zeros([2, 3, 1, 1], options)));
+    }
+
+    #[test]
+    fn the_residual_node_computes_libtorchs_sum_and_gradients() {
+        if !available() {
+            eprintln!("skipped: this CPU lacks AVX2 or FMA");
+            return;
+        }
+        tch::manual_seed(9);
+        let options = (Kind::Float, Device::Cpu);
+        // 13 channels over 5×7: 455 values a sample, a tail of the eight lanes; 1088 over 17×17: many tasks.
+        for ((channels, side), relu) in [((13, 5), true), ((13, 5), false), ((1088, 17), true)] {
+            let shape = [2, channels, side, side + 2];
+            let x = crate::channels_last(&Tensor::randn(shape, options));
+            let y = crate::channels_last(&Tensor::randn(shape, options));
+            let upstream = Tensor::randn(shape, options);
+            let run = |fused: bool| {
+                let (x, y) = (x.detach().set_requires_grad(true), y.detach().set_requires_grad(true));
+                let out = match fused {
+                    true => {
+                        assert!(residual_applies(&x, &y));
+                        residual(&x, &y, 0.17, relu).unwrap()
+                    }
+                    false if relu => (&x + &y * 0.17).relu(),
+                    false => &x + &y * 0.17,
+                };
+                (&out * &upstream).sum(Kind::Float).backward();
+                (out.detach(), x.grad(), y.grad())
+            };
+            let (fused, reference) = (run(true), run(false));
+            let what = format!("{channels} channels, relu {relu}");
+            close(&fused.0, &reference.0, &format!("{what}: sum"));
+            close(&fused.1, &reference.1, &format!("{what}: gradient of x"));
+            close(&fused.2, &reference.2, &format!("{what}: gradient of y"));
+            assert!(crate::is_channels_last_dense(&fused.0), "{what}: the sum is channels-last");
+            if relu {
+                assert!(fused.0.min().double_value(&[]) == 0.0, "{what}: the ReLU clipped nothing");
+            }
+        }
+        let plain = Tensor::zeros([2, 3, 4, 4], options);
+        assert!(!residual_applies(&plain, &plain), "a tensor in NCHW order would be read as channels-last");
+        let cl = crate::channels_last(&plain);
+        assert!(!residual_applies(&cl, &crate::channels_last(&Tensor::zeros([2, 3, 4, 5], options))));
     }
 
     /// libtorch's batch norm in training and the activation, as the models run them without the fused node.
