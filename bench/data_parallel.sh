@@ -6,7 +6,8 @@
 # Usage: bench/data_parallel.sh [ROUNDS]   (default 3)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/setup.sh" test
-export OMP_WAIT_POLICY=PASSIVE
+# Orchard's own OpenMP setting (crates/orchard-cli/src/main.rs), for every process: sleep after a short spin.
+export OMP_WAIT_POLICY=PASSIVE GOMP_SPINCOUNT=30000
 rounds=${1:-3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -6,7 +6,8 @@
 # Usage: bench/model.sh [ARCH...]   (default: efficientnet_b0 resnet50_v2)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/setup.sh" test
-export OMP_WAIT_POLICY=PASSIVE
+# Orchard's own OpenMP setting (crates/orchard-cli/src/main.rs), for every process: sleep after a short spin.
+export OMP_WAIT_POLICY=PASSIVE GOMP_SPINCOUNT=30000
 ARCHS=("${@:-efficientnet_b0 resnet50_v2}")
 rate() { grep -o '[0-9.]* images/s' <<<"$1" | head -1 | cut -d' ' -f1; }
 for arch in ${ARCHS[@]}; do
