@@ -20,6 +20,7 @@ fn main() {
             "csrc/channel_scale.cpp",
             "csrc/depthwise.cpp",
             "csrc/foreach.cpp",
+            "csrc/max_pool.cpp",
             "csrc/fused_conv.cpp",
             "csrc/distributed.cpp",
             "csrc/memory.cpp",

@@ -7,8 +7,11 @@
 //!   `csrc/channel_scale.cpp`), whose backward is one pass instead of three.
 //! - [`residual`]: `act(x + s · y)` with a constant `s` (Inception-ResNet's residual sum,
 //!   `csrc/residual.cpp`): one pass forward instead of three, one backward instead of two.
+//! - [`max_pool`]: max pooling that keeps its input and output instead of an int64 index per output value
+//!   (`csrc/max_pool.cpp`), its backward finding each window's maximum again.
 //!
-//! Callers ask [`bn_act_applies`] / [`channel_scale_applies`] / [`residual_applies`] and fall back to libtorch's operations
+//! Callers ask [`bn_act_applies`] / [`channel_scale_applies`] / [`residual_applies`] / [`max_pool_applies`]
+//! and fall back to libtorch's operations
 //! otherwise; both compute the same values within f32 rounding.
 
 use std::cell::Cell;
@@ -44,6 +47,14 @@ extern "C" {
         y: *const C_tensor,
         scale: f64,
         relu: c_int,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
+    fn orchard_max_pool_train(
+        out: *mut *mut C_tensor,
+        x: *const C_tensor,
+        kernel: i64,
+        stride: i64,
         err: *mut c_char,
         len: usize,
     ) -> c_int;
@@ -145,6 +156,19 @@ pub fn residual_applies(x: &Tensor, y: &Tensor) -> bool {
 pub fn residual(x: &Tensor, y: &Tensor, scale: f64, relu: bool) -> Result<Tensor, String> {
     // SAFETY: both handles are live for the call.
     call(|out, err, len| unsafe { orchard_residual(out, x.as_ptr(), y.as_ptr(), scale, c_int::from(relu), err, len) })
+}
+
+/// Whether [`max_pool`] takes `x` with a `kernel`×`kernel` window: a tensor it takes that the window fits.
+pub fn max_pool_applies(x: &Tensor, kernel: i64) -> bool {
+    takes(x) && kernel >= 1 && x.size()[2] >= kernel && x.size()[3] >= kernel
+}
+
+/// Max pooling of `x` over `kernel`×`kernel` windows at `stride`, without padding: libtorch's values and
+/// gradient (each window's gradient to the first position of its maximum in row-major order), keeping `x`
+/// and the output rather than an index per output. `x` must pass [`max_pool_applies`].
+pub fn max_pool(x: &Tensor, kernel: i64, stride: i64) -> Result<Tensor, String> {
+    // SAFETY: the handle is live for the call.
+    call(|out, err, len| unsafe { orchard_max_pool_train(out, x.as_ptr(), kernel, stride, err, len) })
 }
 
 /// Whether `x` (N×C×H×W) is laid out as a dense N×H×W×C array (strides of dimensions of size one aside).
@@ -317,6 +341,44 @@ mod tests {
         assert!(!residual_applies(&plain, &plain), "a tensor in NCHW order would be read as channels-last");
         let cl = crate::channels_last(&plain);
         assert!(!residual_applies(&cl, &crate::channels_last(&Tensor::zeros([2, 3, 4, 5], options))));
+    }
+
+    #[test]
+    fn the_max_pool_node_computes_libtorchs_pooling_and_gradient() {
+        if !available() {
+            eprintln!("skipped: this CPU lacks AVX2 or FMA");
+            return;
+        }
+        tch::manual_seed(10);
+        let options = (Kind::Float, Device::Cpu);
+        // 13 channels: a vector and a tail; 64 over two channel blocks; the 1×1 window at stride 2 (ResNet
+        // v2's subsampling); odd sides, as IRv2's stem (147 → 73).
+        for (channels, side, kernel, stride) in [(13, 9, 3, 2), (136, 11, 3, 2), (64, 8, 1, 2), (8, 7, 3, 1)] {
+            // Values from a few levels: ties within windows, where the first position must take the gradient.
+            let x = crate::channels_last(&(Tensor::randint(5, [2, channels, side, side + 2], options) - 2.0));
+            let run = |fused: bool| {
+                let x = x.detach().set_requires_grad(true);
+                let y = match fused {
+                    true => {
+                        assert!(max_pool_applies(&x, kernel));
+                        max_pool(&x, kernel, stride).unwrap()
+                    }
+                    false => x.max_pool2d([kernel, kernel], [stride, stride], [0, 0], [1, 1], false),
+                };
+                let upstream = Tensor::linspace(0.5, 2.0, y.numel() as i64, options).view_as(&y);
+                (&y * upstream).sum(Kind::Float).backward();
+                (y.detach(), x.grad())
+            };
+            let (fused, reference) = (run(true), run(false));
+            let what = format!("{channels} channels, {kernel}×{kernel} at {stride}");
+            assert_eq!(fused.0.size(), reference.0.size(), "{what}");
+            assert!(fused.0.equal(&reference.0), "{what}: the pooled values differ");
+            close(&fused.1, &reference.1, &format!("{what}: gradient"));
+            assert!(crate::is_channels_last_dense(&fused.1), "{what}: the gradient is channels-last");
+        }
+        let plain = Tensor::zeros([2, 3, 4, 4], options);
+        assert!(!max_pool_applies(&plain, 3), "a tensor in NCHW order would be read as channels-last");
+        assert!(!max_pool_applies(&crate::channels_last(&plain), 5), "the window does not fit");
     }
 
     /// libtorch's batch norm in training and the activation, as the models run them without the fused node.
