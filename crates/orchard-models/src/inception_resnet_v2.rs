@@ -223,7 +223,13 @@ fn merged_openings(branches: &[Vec<ConvBn>], xs: &Tensor) -> Option<Vec<Tensor>>
     let opens = |b: &Vec<ConvBn>| {
         b.first().is_some_and(|l| {
             let conv = &l.conv;
-            conv.config.kernel == [1, 1] && conv.config.stride == 1 && conv.bias.is_none() && conv.groups == 1
+            let (h, w) = (xs.size()[2], xs.size()[3]);
+            let unpadded = conv.pads(h, w) == [0; 4];
+            conv.config.kernel == [1, 1]
+                && conv.config.stride == 1
+                && unpadded
+                && conv.bias.is_none()
+                && conv.groups == 1
         })
     };
     let openings: Vec<&ConvBn> = branches.iter().filter(|b| opens(b)).map(|b| &b[0]).collect();

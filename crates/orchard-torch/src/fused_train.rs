@@ -11,8 +11,7 @@
 //!   (`csrc/max_pool.cpp`), its backward finding each window's maximum again.
 //!
 //! Callers ask [`bn_act_applies`] / [`channel_scale_applies`] / [`residual_applies`] / [`max_pool_applies`]
-//! and fall back to libtorch's operations
-//! otherwise; both compute the same values within f32 rounding.
+//! and fall back to libtorch's operations otherwise; each computes the same values within f32 rounding.
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_int};
