@@ -3,7 +3,9 @@
 // backward: at Inception-ResNet-v2's stem at 299, batch 16, 94 MB of indices alive through the step. Here the
 // backward finds each window's maximum again from the input, 9 reads of the input's row per output for a
 // 3×3 window, and gives its gradient to the first position that holds it in the window's row-major order,
-// the one libtorch's index names.
+// the one libtorch's index names. A NaN pools as libtorch's does: a window holding one pools to NaN, and its
+// gradient goes to the window's last NaN (libtorch's comparison `value > max || isnan(value)` moves the index
+// to every NaN it meets).
 //
 // The kernels are compiled for AVX2 + FMA (`#pragma GCC target`) and used only where the CPU has both
 // (`orchard_fused_train_available`, bn_act.cpp).
@@ -15,6 +17,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <cmath>
 
 namespace {
 
@@ -39,20 +42,37 @@ void __attribute__((noinline)) pool_rows(const float* x, float* out, const Geome
       for (int64_t c = 0; c < v; c += 8) {
         __m256 m = _mm256_loadu_ps(corner + c);
         for (int64_t i = 0; i < g.k; i++)
-          for (int64_t j = 0; j < g.k; j++) m = _mm256_max_ps(m, _mm256_loadu_ps(corner + (i * g.W + j) * C + c));
+          for (int64_t j = 0; j < g.k; j++) {
+            // max_ps(v, m) keeps m where either is NaN; the blend then takes v where v is NaN.
+            __m256 v = _mm256_loadu_ps(corner + (i * g.W + j) * C + c);
+            m = _mm256_blendv_ps(_mm256_max_ps(v, m), v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+          }
         _mm256_storeu_ps(o + c, m);
       }
       for (int64_t c = v; c < C; c++) {
         float m = corner[c];
         for (int64_t i = 0; i < g.k; i++)
-          for (int64_t j = 0; j < g.k; j++) m = std::max(m, corner[(i * g.W + j) * C + c]);
+          for (int64_t j = 0; j < g.k; j++) {
+            float v = corner[(i * g.W + j) * C + c];
+            if (v > m || std::isnan(v)) m = v;
+          }
         o[c] = m;
       }
     }
   }
 }
 
-// Channels [c0, c1) of image n: gx[first position of the window's maximum] += gy, for every window.
+// gx[the window's last NaN] += gy: the position libtorch's index names where the window pooled to NaN.
+void place_at_last_nan(const float* x, float gy, float* gx, const Geometry& g, int64_t corner) {
+  int64_t last = corner;
+  for (int64_t i = 0; i < g.k; i++)
+    for (int64_t j = 0; j < g.k; j++)
+      if (std::isnan(x[corner + (i * g.W + j) * g.C])) last = corner + (i * g.W + j) * g.C;
+  gx[last] += gy;
+}
+
+// Channels [c0, c1) of image n: gx[first position of the window's maximum] += gy, for every window (a NaN
+// maximum: its last NaN).
 void __attribute__((noinline)) pool_grad(const float* x, const float* out, const float* gy, float* gx,
                                          const Geometry& g, int64_t n, int64_t c0, int64_t c1) {
   const int64_t C = g.C;
@@ -71,8 +91,16 @@ void __attribute__((noinline)) pool_grad(const float* x, const float* out, const
             open = _mm256_andnot_ps(here, open);
             _mm256_storeu_ps(gx + at, _mm256_add_ps(_mm256_loadu_ps(gx + at), _mm256_and_ps(here, grad)));
           }
+        // A NaN maximum equals nothing above, so its lanes received no gradient.
+        int nan_lanes = _mm256_movemask_ps(_mm256_cmp_ps(m, m, _CMP_UNORD_Q));
+        for (int lane = 0; nan_lanes != 0; lane++, nan_lanes >>= 1)
+          if (nan_lanes & 1) place_at_last_nan(x, gy[o + c + lane], gx, g, corner + c + lane);
       }
       for (int64_t c = v; c < c1; c++) {
+        if (std::isnan(out[o + c])) {
+          place_at_last_nan(x, gy[o + c], gx, g, corner + c);
+          continue;
+        }
         bool placed = false;
         for (int64_t i = 0; i < g.k && !placed; i++)
           for (int64_t j = 0; j < g.k && !placed; j++) {

@@ -380,6 +380,43 @@ mod tests {
         assert!(!max_pool_applies(&crate::channels_last(&plain), 5), "the window does not fit");
     }
 
+    #[test]
+    fn the_max_pool_node_pools_nan_as_libtorch_does() {
+        if !available() {
+            eprintln!("skipped: this CPU lacks AVX2 or FMA");
+            return;
+        }
+        tch::manual_seed(11);
+        let options = (Kind::Float, Device::Cpu);
+        // One value in six NaN: windows with none, one and several, in the vectors (136) and the tail (13).
+        for channels in [13, 136] {
+            let levels = Tensor::randint(5, [2, channels, 9, 11], options);
+            let nan = Tensor::rand([2, channels, 9, 11], options).lt(1.0 / 6.0);
+            let x = crate::channels_last(&levels.masked_fill(&nan, f64::NAN));
+            let run = |fused: bool| {
+                let x = x.detach().set_requires_grad(true);
+                let y = match fused {
+                    true => max_pool(&x, 3, 2).unwrap(),
+                    false => x.max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], false),
+                };
+                let upstream = Tensor::linspace(0.5, 2.0, y.numel() as i64, options).view_as(&y);
+                // The sum is NaN, its gradient with respect to y is the upstream, finite everywhere.
+                (&y * upstream).sum(Kind::Float).backward();
+                (y.detach(), x.grad())
+            };
+            let (fused, reference) = (run(true), run(false));
+            let pooled_nan = reference.0.isnan();
+            let windows_with_nan = pooled_nan.sum(Kind::Int64).int64_value(&[]);
+            assert!(windows_with_nan > 0 && windows_with_nan < reference.0.numel() as i64, "{channels}: a mix");
+            assert!(fused.0.isnan().equal(&pooled_nan), "{channels} channels: NaN pooled in other windows");
+            let numbers = |t: &Tensor| t.nan_to_num(0.0, None, None);
+            assert!(numbers(&fused.0).equal(&numbers(&reference.0)), "{channels} channels: pooled values");
+            let at_nan = reference.1.masked_select(&nan).abs().sum(Kind::Float).double_value(&[]);
+            assert!(at_nan > 0.0, "{channels} channels: libtorch gives NaN positions a gradient");
+            close(&fused.1, &reference.1, &format!("{channels} channels with NaN: gradient"));
+        }
+    }
+
     /// libtorch's batch norm in training and the activation, as the models run them without the fused node.
     fn reference(
         x: &Tensor,

@@ -12,10 +12,14 @@ use tch::{Kind, Tensor};
 use super::{cpu_f32_outside_autocast, Activation, FusedConv, Held};
 use crate::layers::spatial;
 
-/// The fewest output pixels a call must have for Winograd (32 tiles of 4×4): each tile uses the whole
-/// transformed weight once, and below this oneDNN's direct kernel was as fast or faster (ResNet's 512→512 at
-/// 7×7: batch 4, 16 tiles, 3.7–5.2 ms against 3.8–4.1; batch 16, 64 tiles, 8.3 against 13.7).
-const MIN_PIXELS: i64 = 512;
+/// The fewest output pixels a call must have for Winograd (64 tiles of 4×4, the training node's floor too):
+/// each tile uses the whole transformed weight once, and the transform holds 4× the weight. Below 512 pixels
+/// oneDNN's direct kernel was as fast or faster (ResNet's 512→512 at 7×7: batch 4, 16 tiles, 3.7–5.2 ms
+/// against 3.8–4.1). Between 512 and 1024 Winograd still saved time (batch 16, 784 pixels: 8.3 ms against
+/// 13.7) but not enough to pay for its memory: ResNet50V2's three such layers hold 85 MB more as transforms,
+/// and taking them back to oneDNN took its inference at batch 16 from 662 to 572 MiB at the peak for 3% of
+/// the step (5 alternated rounds, medians 0.545 → 0.562 s), below ONNX Runtime's 633 MiB.
+const MIN_PIXELS: i64 = 1024;
 
 thread_local! {
     /// [`MIN_PIXELS`] unless a test runs every layer it can by Winograd (the small images tests use).
@@ -99,6 +103,31 @@ mod tests {
         FLOOR.with(|f| f.set(MIN_PIXELS));
     }
 
+    /// The floor counts a call's output pixels over the batch: ResNet's 7×7 maps at batch 16 (784) stay with
+    /// oneDNN and keep no transform, 8×8 ones (1024, Inception's block8 at batch 16) run by Winograd.
+    #[test]
+    fn calls_below_the_floor_keep_their_weights_with_onednn() {
+        if !winograd::available() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        tch::manual_seed(9);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = Conv2d::new(&vs.root().sub("floor"), 16, 16, ConvConfig::new(3).bias(true));
+        let layer = FusedConv::fold(&conv, None, Activation::Relu).with_padding(Padding::Same);
+        let cpu = (Kind::Float, Device::Cpu);
+        let runs = |side: i64| {
+            let before = RUNS.with(Cell::get);
+            let xs = orchard_torch::channels_last(&Tensor::randn([16, 16, side, side], cpu));
+            let _ = tch::no_grad(|| layer.forward(&xs));
+            RUNS.with(Cell::get) - before
+        };
+        assert_eq!(runs(7), 0, "784 pixels ran by Winograd");
+        assert!(!matches!(*layer.held(), Held::Winograd), "a layer below the floor holds a transform");
+        assert_eq!(runs(8), 1, "1024 pixels did not run by Winograd");
+        assert!(matches!(*layer.held(), Held::Winograd));
+    }
+
     /// The layer's output by Winograd is the eager convolution's within f32 rounding, for "same" and "valid"
     /// padding, sizes that fill whole tiles and that do not, channels that fill the 16 lanes and that do not,
     /// with and without ReLU; once the transform holds the weight, the weight read back is the folded one, a
@@ -139,7 +168,7 @@ mod tests {
                 super::super::apply_(&mut out, act);
                 out
             };
-            let xs = orchard_torch::channels_last(&Tensor::randn([8, c_in, h, w], cpu));
+            let xs = orchard_torch::channels_last(&Tensor::randn([16, c_in, h, w], cpu));
             let out = tch::no_grad(|| layer.forward(&xs));
             let eager = tch::no_grad(|| expected(&xs));
             assert_eq!(out.size(), eager.size(), "case {i}");
@@ -149,7 +178,7 @@ mod tests {
             let error = (layer.weight() - &folded).abs().max().double_value(&[]);
             assert!(error < 1e-6, "case {i}: the weight read back differs by {error:e}");
             // A slice of a wider tensor's channels, as an Inception branch reads its input.
-            let wide = orchard_torch::channels_last(&Tensor::randn([8, c_in + 9, h, w], cpu));
+            let wide = orchard_torch::channels_last(&Tensor::randn([16, c_in + 9, h, w], cpu));
             let slice = wide.narrow(1, 4, c_in);
             assert!(winograd::reads(&slice) && !winograd::reads(&xs.contiguous()), "a slice is read, NCHW is not");
             let out = tch::no_grad(|| layer.forward(&slice));
