@@ -258,7 +258,10 @@ impl FusedBlock {
             FusedShortcut::Identity => xs,
             FusedShortcut::Subsample(stride) => max_pool(&xs, 1, *stride),
         };
-        let x = self.conv2.forward(&self.conv1.forward(&preact));
+        // The pre-activation goes once conv1 has read it, before conv2 and conv3 make theirs.
+        let x = self.conv1.forward(&preact);
+        drop(preact);
+        let x = self.conv2.forward(&x);
         self.conv3.forward_add(&x, shortcut)
     }
 }
