@@ -342,6 +342,20 @@ mod tests {
         assert!(!residual_applies(&cl, &crate::channels_last(&Tensor::zeros([2, 3, 4, 5], options))));
     }
 
+    /// The pooled values and `x`'s gradient under an upstream gradient from 0.5 to 2.0, by the node (`fused`)
+    /// or by libtorch. With NaN in `x` the loss is NaN, but its gradient with respect to the output is still
+    /// the upstream, finite everywhere.
+    fn pooled(x: &Tensor, kernel: i64, stride: i64, fused: bool) -> (Tensor, Tensor) {
+        let x = x.detach().set_requires_grad(true);
+        let y = match fused {
+            true => max_pool(&x, kernel, stride).unwrap(),
+            false => x.max_pool2d([kernel, kernel], [stride, stride], [0, 0], [1, 1], false),
+        };
+        let upstream = Tensor::linspace(0.5, 2.0, y.numel() as i64, (Kind::Float, Device::Cpu)).view_as(&y);
+        (&y * upstream).sum(Kind::Float).backward();
+        (y.detach(), x.grad())
+    }
+
     #[test]
     fn the_max_pool_node_computes_libtorchs_pooling_and_gradient() {
         if !available() {
@@ -355,20 +369,8 @@ mod tests {
         for (channels, side, kernel, stride) in [(13, 9, 3, 2), (136, 11, 3, 2), (64, 8, 1, 2), (8, 7, 3, 1)] {
             // Values from a few levels: ties within windows, where the first position must take the gradient.
             let x = crate::channels_last(&(Tensor::randint(5, [2, channels, side, side + 2], options) - 2.0));
-            let run = |fused: bool| {
-                let x = x.detach().set_requires_grad(true);
-                let y = match fused {
-                    true => {
-                        assert!(max_pool_applies(&x, kernel));
-                        max_pool(&x, kernel, stride).unwrap()
-                    }
-                    false => x.max_pool2d([kernel, kernel], [stride, stride], [0, 0], [1, 1], false),
-                };
-                let upstream = Tensor::linspace(0.5, 2.0, y.numel() as i64, options).view_as(&y);
-                (&y * upstream).sum(Kind::Float).backward();
-                (y.detach(), x.grad())
-            };
-            let (fused, reference) = (run(true), run(false));
+            assert!(max_pool_applies(&x, kernel));
+            let (fused, reference) = (pooled(&x, kernel, stride, true), pooled(&x, kernel, stride, false));
             let what = format!("{channels} channels, {kernel}×{kernel} at {stride}");
             assert_eq!(fused.0.size(), reference.0.size(), "{what}");
             assert!(fused.0.equal(&reference.0), "{what}: the pooled values differ");
@@ -393,18 +395,7 @@ mod tests {
             let levels = Tensor::randint(5, [2, channels, 9, 11], options);
             let nan = Tensor::rand([2, channels, 9, 11], options).lt(1.0 / 6.0);
             let x = crate::channels_last(&levels.masked_fill(&nan, f64::NAN));
-            let run = |fused: bool| {
-                let x = x.detach().set_requires_grad(true);
-                let y = match fused {
-                    true => max_pool(&x, 3, 2).unwrap(),
-                    false => x.max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], false),
-                };
-                let upstream = Tensor::linspace(0.5, 2.0, y.numel() as i64, options).view_as(&y);
-                // The sum is NaN, its gradient with respect to y is the upstream, finite everywhere.
-                (&y * upstream).sum(Kind::Float).backward();
-                (y.detach(), x.grad())
-            };
-            let (fused, reference) = (run(true), run(false));
+            let (fused, reference) = (pooled(&x, 3, 2, true), pooled(&x, 3, 2, false));
             let pooled_nan = reference.0.isnan();
             let windows_with_nan = pooled_nan.sum(Kind::Int64).int64_value(&[]);
             assert!(windows_with_nan > 0 && windows_with_nan < reference.0.numel() as i64, "{channels}: a mix");
