@@ -75,10 +75,15 @@ pub fn run(args: ClassifyArgs) -> Result<()> {
     };
     let device = args.device.torch();
     let kind = inference_kind(args.precision.into(), device).map_err(UsageError)?;
-    let vs = nn::VarStore::new(device);
-    let model = orchard_models::build(spec.name, &vs.root(), Some(classes))?;
-    weights::load_into(&vs, "", &spec, &file, weights::LoadOptions::default())?;
-    let model = model.inference_in(kind);
+    // Only the inference form stays: the file's tensors and the eager model's variables (each as many bytes
+    // as the weights) go before the first image.
+    let model = {
+        let vs = nn::VarStore::new(device);
+        let model = orchard_models::build(spec.name, &vs.root(), Some(classes))?;
+        weights::load_into(&vs, "", &spec, &file, weights::LoadOptions::default())?;
+        drop(file);
+        model.inference_in(kind)
+    };
 
     let mut outputs = Vec::new();
     for path in &args.images {

@@ -252,16 +252,25 @@ struct FusedBlock {
 
 impl FusedBlock {
     fn forward(&self, xs: Tensor) -> Tensor {
+        // Each tensor goes as soon as its last reader has run: the block's input once the shortcut is made,
+        // the pre-activation once conv1 has read it, conv1's output once conv2 has.
         let preact = self.preact.forward(&xs, Activation::Relu);
         let shortcut = match &self.shortcut {
-            FusedShortcut::Conv(conv) => conv.forward(&preact),
             FusedShortcut::Identity => xs,
-            FusedShortcut::Subsample(stride) => max_pool(&xs, 1, *stride),
+            FusedShortcut::Conv(conv) => {
+                drop(xs);
+                conv.forward(&preact)
+            }
+            FusedShortcut::Subsample(stride) => {
+                let subsampled = max_pool(&xs, 1, *stride);
+                drop(xs);
+                subsampled
+            }
         };
-        // The pre-activation goes once conv1 has read it, before conv2 and conv3 make theirs.
-        let x = self.conv1.forward(&preact);
+        let bottleneck = self.conv1.forward(&preact);
         drop(preact);
-        let x = self.conv2.forward(&x);
+        let x = self.conv2.forward(&bottleneck);
+        drop(bottleneck);
         self.conv3.forward_add(&x, shortcut)
     }
 }

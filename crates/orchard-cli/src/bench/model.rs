@@ -60,11 +60,15 @@ pub fn run(args: BenchModelArgs) -> Result<()> {
     let half = orchard_torch::autocast::half_type(args.precision.into());
     tch::manual_seed(0);
     let network = Network::new(&args.arch, args.classes, device, layout).map_err(|e| UsageError(e.to_string()))?;
-    // Inference keeps only the inference form, as `predict` does, so that peak memory holds one model.
+    // Inference keeps only the inference form, as `predict` does, so that peak memory holds one model: the
+    // eager network (its variables, as many bytes as the form's weights) goes once the form is made.
     let (network, inference) = if args.train {
         (Some(network), None)
     } else {
-        (None, Some(network.model.inference_in(inference_kind(args.precision.into(), device).map_err(UsageError)?)))
+        let kind = inference_kind(args.precision.into(), device).map_err(UsageError)?;
+        let inference = network.model.inference_in(kind);
+        drop(network);
+        (None, Some(inference))
     };
     let mut optimizer = network.as_ref().map(|n| Optimizer::new(OptimizerConfig::default(), n.params(|_| 1.0)));
     let shape = [args.batch as i64, h as i64, w as i64, 3];
