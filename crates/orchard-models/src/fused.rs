@@ -28,9 +28,11 @@ use crate::batch_norm::BatchNorm;
 use crate::layers::{same_pads, spatial, zero_pad, Conv2d, Padding, Pads};
 
 mod mbconv;
+mod preactivated;
 mod stem;
 mod winograd;
 pub(crate) use mbconv::{DenseExcitation, ExpandInPass, GatedProjection, PooledDepthwise};
+pub(crate) use preactivated::PreactivatedPointwise;
 pub(crate) use stem::InputStem;
 
 thread_local! {

@@ -317,17 +317,22 @@ pub(crate) fn drop_path(xs: &Tensor, rate: f64, train: bool) -> Tensor {
 /// # Shapes
 /// N×C×H×W → N×C×H'×W', `H' = (H - kernel) / stride + 1`.
 pub(crate) fn max_pool(xs: &Tensor, kernel: i64, stride: i64) -> Tensor {
-    if xs.requires_grad() && fused_train::max_pool_applies(xs, kernel) {
+    if xs.requires_grad() && fused_train::max_pool_applies(xs, kernel, 0) {
         return fused_train::max_pool(xs, kernel, stride).unwrap_or_else(|e| panic!("{e}"));
     }
-    xs.max_pool2d([kernel, kernel], [stride, stride], [0, 0], [1, 1], false)
+    max_pool_zero_padded(xs, kernel, stride, 0)
 }
 
 /// [`max_pool`] of `xs` zero-padded by `pad` on every side (Keras' `ZeroPadding2D` then `MaxPooling2D`)
-/// without the padded copy: libtorch's padded pooling leaves the padding out, and a window that covers some
-/// of it then takes max(its values, 0), what the zeros would have given: the same values, bit for bit.
-/// `pad` at most half the kernel (libtorch's bound).
+/// without the padded copy. Outside autograd, on a tensor it takes, Orchard's pooling
+/// ([`fused_train::max_pool_padded`]): libtorch's writes an int64 index per output even there. Else
+/// libtorch's padded pooling leaves the padding out, and a window that covers some of it then takes max(its
+/// values, 0), what the zeros would have given: the same values, bit for bit. `pad` at most half the kernel
+/// (libtorch's bound).
 pub(crate) fn max_pool_zero_padded(xs: &Tensor, kernel: i64, stride: i64, pad: i64) -> Tensor {
+    if !xs.requires_grad() && fused_train::max_pool_applies(xs, kernel, pad) {
+        return fused_train::max_pool_padded(xs, kernel, stride, pad).unwrap_or_else(|e| panic!("{e}"));
+    }
     let out = xs.max_pool2d([kernel, kernel], [stride, stride], [pad, pad], [1, 1], false);
     for dim in [2i64, 3] {
         let (size, positions) = (xs.size()[dim as usize], out.size()[dim as usize]);

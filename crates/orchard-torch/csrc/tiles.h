@@ -1,4 +1,4 @@
-// Register tiles of a matrix product on AVX-512: c[R pixels × 16·V outputs] = bias + a · b, with R × V
+// Register tiles of a matrix product on AVX-512: c[R pixels × 16·V outputs] = bias + a · b (ReLU'd where asked), with R × V
 // accumulators of the 32 registers, for Orchard's 1×1 convolutions (pointwise.cpp, and the expand
 // convolution inside depthwise.cpp's pass). Include inside a `#pragma GCC target("avx512f")` region, in the
 // including file's namespace (as cephes_exp.h).
@@ -19,6 +19,7 @@ struct Tile {
   const float* bias;  // or null (a later block of k)
   bool accumulate;    // start from c (a later block of k, or a residual)
   __mmask16 last;     // the outputs of the last vector that exist
+  bool relu = false;  // max(c, 0) as it is stored (the last block of k of a layer with ReLU)
 };
 
 template <int R, int V>
@@ -40,6 +41,9 @@ inline void tile(const Tile& t) {
       for (int v = 0; v < V; v++) acc[i][v] = _mm512_fmadd_ps(x, w[v], acc[i][v]);
     }
   }
+  if (t.relu)
+    for (int v = 0; v < V; v++)
+      for (int i = 0; i < R; i++) acc[i][v] = _mm512_max_ps(acc[i][v], _mm512_setzero_ps());
   for (int v = 0; v < V; v++) {
     const __mmask16 m = v + 1 == V ? t.last : 0xFFFF;
     for (int i = 0; i < R; i++) _mm512_mask_storeu_ps(t.c + i * t.ldc + v * kTileLanes, m, acc[i][v]);

@@ -8,7 +8,8 @@
 //! - [`residual`]: `act(x + s · y)` with a constant `s` (Inception-ResNet's residual sum,
 //!   `csrc/residual.cpp`): one pass forward instead of three, one backward instead of two.
 //! - [`max_pool`]: max pooling that keeps its input and output instead of an int64 index per output value
-//!   (`csrc/max_pool.cpp`), its backward finding each window's maximum again.
+//!   (`csrc/max_pool.cpp`), its backward finding each window's maximum again; [`max_pool_padded`] its
+//!   forward alone for inference, with zero padding.
 //!
 //! Callers ask [`bn_act_applies`] / [`channel_scale_applies`] / [`residual_applies`] / [`max_pool_applies`]
 //! and fall back to libtorch's operations otherwise; each computes the same values within f32 rounding.
@@ -54,6 +55,15 @@ extern "C" {
         x: *const C_tensor,
         kernel: i64,
         stride: i64,
+        err: *mut c_char,
+        len: usize,
+    ) -> c_int;
+    fn orchard_max_pool(
+        out: *mut *mut C_tensor,
+        x: *const C_tensor,
+        kernel: i64,
+        stride: i64,
+        pad: i64,
         err: *mut c_char,
         len: usize,
     ) -> c_int;
@@ -157,9 +167,11 @@ pub fn residual(x: &Tensor, y: &Tensor, scale: f64, relu: bool) -> Result<Tensor
     call(|out, err, len| unsafe { orchard_residual(out, x.as_ptr(), y.as_ptr(), scale, c_int::from(relu), err, len) })
 }
 
-/// Whether [`max_pool`] takes `x` with a `kernel`×`kernel` window: a tensor it takes that the window fits.
-pub fn max_pool_applies(x: &Tensor, kernel: i64) -> bool {
-    takes(x) && kernel >= 1 && x.size()[2] >= kernel && x.size()[3] >= kernel
+/// Whether [`max_pool`] (`pad` 0) and [`max_pool_padded`] take `x` with a `kernel`×`kernel` window: a tensor
+/// they take that the window fits, padded by `pad` (less than the window).
+pub fn max_pool_applies(x: &Tensor, kernel: i64, pad: i64) -> bool {
+    let fits = |side: i64| side + 2 * pad >= kernel;
+    takes(x) && kernel >= 1 && (0..kernel).contains(&pad) && fits(x.size()[2]) && fits(x.size()[3])
 }
 
 /// Max pooling of `x` over `kernel`×`kernel` windows at `stride`, without padding: libtorch's values and
@@ -168,6 +180,14 @@ pub fn max_pool_applies(x: &Tensor, kernel: i64) -> bool {
 pub fn max_pool(x: &Tensor, kernel: i64, stride: i64) -> Result<Tensor, String> {
     // SAFETY: the handle is live for the call.
     call(|out, err, len| unsafe { orchard_max_pool_train(out, x.as_ptr(), kernel, stride, err, len) })
+}
+
+/// Max pooling of `x` zero-padded by `pad` on every side, for inference (no autograd node): libtorch's values,
+/// without the int64 index per output that libtorch's pooling writes even then. `x` must pass
+/// [`max_pool_applies`].
+pub fn max_pool_padded(x: &Tensor, kernel: i64, stride: i64, pad: i64) -> Result<Tensor, String> {
+    // SAFETY: the handle is live for the call.
+    call(|out, err, len| unsafe { orchard_max_pool(out, x.as_ptr(), kernel, stride, pad, err, len) })
 }
 
 /// Whether `x` (N×C×H×W) is laid out as a dense N×H×W×C array (strides of dimensions of size one aside).
@@ -369,7 +389,7 @@ mod tests {
         for (channels, side, kernel, stride) in [(13, 9, 3, 2), (136, 11, 3, 2), (64, 8, 1, 2), (8, 7, 3, 1)] {
             // Values from a few levels: ties within windows, where the first position must take the gradient.
             let x = crate::channels_last(&(Tensor::randint(5, [2, channels, side, side + 2], options) - 2.0));
-            assert!(max_pool_applies(&x, kernel));
+            assert!(max_pool_applies(&x, kernel, 0));
             let (fused, reference) = (pooled(&x, kernel, stride, true), pooled(&x, kernel, stride, false));
             let what = format!("{channels} channels, {kernel}×{kernel} at {stride}");
             assert_eq!(fused.0.size(), reference.0.size(), "{what}");
@@ -378,8 +398,10 @@ mod tests {
             assert!(crate::is_channels_last_dense(&fused.1), "{what}: the gradient is channels-last");
         }
         let plain = Tensor::zeros([2, 3, 4, 4], options);
-        assert!(!max_pool_applies(&plain, 3), "a tensor in NCHW order would be read as channels-last");
-        assert!(!max_pool_applies(&crate::channels_last(&plain), 5), "the window does not fit");
+        assert!(!max_pool_applies(&plain, 3, 0), "a tensor in NCHW order would be read as channels-last");
+        assert!(!max_pool_applies(&crate::channels_last(&plain), 5, 0), "the window does not fit");
+        assert!(max_pool_applies(&crate::channels_last(&plain), 5, 1), "the window fits the padded tensor");
+        assert!(!max_pool_applies(&crate::channels_last(&plain), 3, 3), "padding as wide as the window");
     }
 
     #[test]
@@ -405,6 +427,40 @@ mod tests {
             let at_nan = reference.1.masked_select(&nan).abs().sum(Kind::Float).double_value(&[]);
             assert!(at_nan > 0.0, "{channels} channels: libtorch gives NaN positions a gradient");
             close(&fused.1, &reference.1, &format!("{channels} channels with NaN: gradient"));
+        }
+    }
+
+    /// The inference pooling equals libtorch's pooling of the zero-padded input, NaN where libtorch's is:
+    /// windows over the padding at the start only (even sides at stride 2) and at both ends (odd sides,
+    /// stride 1) where every value is negative and the padding's zero wins, unpadded windows, ResNet v2's 1×1
+    /// subsampling; channels in the vectors and the tail.
+    #[test]
+    fn inference_max_pooling_equals_libtorchs_pooling_of_the_zero_padded_input() {
+        if !available() {
+            eprintln!("skipped: this CPU lacks AVX2 or FMA");
+            return;
+        }
+        tch::manual_seed(14);
+        let options = (Kind::Float, Device::Cpu);
+        for (channels, side, kernel, stride, pad) in
+            [(13, 12, 3, 2, 1), (136, 11, 3, 2, 1), (24, 9, 3, 1, 1), (16, 10, 3, 2, 0), (64, 8, 1, 2, 0)]
+        {
+            let levels = Tensor::randint(5, [2, channels, side, side + 1], options) - 3.0;
+            let nan = Tensor::rand([2, channels, side, side + 1], options).lt(0.05);
+            let x = crate::channels_last(&levels.masked_fill(&nan, f64::NAN));
+            let _ = x.narrow(1, 0, 1).fill_(-1.0);
+            assert!(max_pool_applies(&x, kernel, pad));
+            let padded = x.constant_pad_nd([pad, pad, pad, pad]);
+            let expected = padded.max_pool2d([kernel, kernel], [stride, stride], [0, 0], [1, 1], false);
+            let out = max_pool_padded(&x, kernel, stride, pad).unwrap();
+            let what = format!("{channels} channels, {side}², {kernel}×{kernel} at {stride}, pad {pad}");
+            assert_eq!(out.size(), expected.size(), "{what}");
+            assert!(crate::is_channels_last_dense(&out), "{what}: channels-last");
+            assert!(out.isnan().equal(&expected.isnan()), "{what}: NaN pooled in other windows");
+            let numbers = |t: &Tensor| t.nan_to_num(0.0, None, None);
+            assert!(numbers(&out).equal(&numbers(&expected)), "{what}: the pooled values differ");
+            let zeros = out.narrow(1, 0, 1).eq(0.0).sum(Kind::Int64).int64_value(&[]);
+            assert_eq!(zeros > 0, pad > 0, "{what}: windows took the padding's zero");
         }
     }
 

@@ -21,6 +21,19 @@ extern "C" {
         err: *mut c_char,
         len: usize,
     ) -> std::ffi::c_int;
+    #[allow(clippy::too_many_arguments)]
+    fn orchard_preactivated_pointwise(
+        out: *mut *mut C_tensor,
+        x: *const C_tensor,
+        scale: *const C_tensor,
+        shift: *const C_tensor,
+        weight: *const C_tensor,
+        bias: *const C_tensor,
+        outputs: i64,
+        relu: std::ffi::c_int,
+        err: *mut c_char,
+        len: usize,
+    ) -> std::ffi::c_int;
 }
 
 /// Whether this CPU runs the kernel (AVX-512F, as the depthwise kernel).
@@ -84,6 +97,34 @@ impl PackedPointwise {
             )
         })
     }
+
+    /// `conv1x1(relu(x · scale + shift)) + bias`, ReLU'd where `relu`: a pre-activation (a frozen batch norm
+    /// and ReLU, `scale` and `shift` K f32) applied to each block of x as the kernel copies it, so that it is
+    /// never a tensor of its own. x N×K×H×W f32 channels-last dense on the CPU; a new channels-last tensor.
+    pub fn forward_preactivated(
+        &self,
+        x: &Tensor,
+        scale: &Tensor,
+        shift: &Tensor,
+        relu: bool,
+    ) -> Result<Tensor, String> {
+        let (scale, shift) = (scale.contiguous(), shift.contiguous());
+        // SAFETY: every pointer is live for the call; `call` takes over the tensor the shim makes.
+        crate::fused_conv::call(|out, err, len| unsafe {
+            orchard_preactivated_pointwise(
+                out,
+                x.as_ptr(),
+                scale.as_ptr(),
+                shift.as_ptr(),
+                self.weight.as_ptr(),
+                self.bias.as_ptr(),
+                self.outputs,
+                relu.into(),
+                err,
+                len,
+            )
+        })
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +169,40 @@ mod tests {
             assert!(crate::is_channels_last_dense(&y));
             let error = ((&y - &expected).abs() / (expected.abs() + 1.0)).max().double_value(&[]);
             assert!(error < 1e-5, "{k}→{n} at {h}×{w}, batch {batch}: differs by {error:e}");
+        }
+    }
+
+    /// libtorch's `relu(conv1x1(relu(x · scale + shift)) + bias)`, and without the outer ReLU: channel counts
+    /// that fill the vectors and that leave a masked tail, K over one and several blocks of the kernel's
+    /// depth (its ReLU only after the last), outputs over one and several column chunks, partial tiles.
+    #[test]
+    fn the_preactivated_pointwise_kernel_computes_relu_of_the_convolution_of_the_preactivation() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        tch::manual_seed(13);
+        let cpu = (Kind::Float, Device::Cpu);
+        let cases =
+            [(1, 37, 16, 5, 7, true), (2, 256, 64, 9, 9, true), (3, 600, 200, 4, 5, false), (2, 520, 72, 6, 3, true)];
+        for (batch, k, n, h, w, relu) in cases {
+            let x = crate::channels_last(&Tensor::randn([batch, k, h, w], cpu));
+            let scale = Tensor::rand([k], cpu) + 0.5;
+            let shift = Tensor::randn([k], cpu);
+            let weight = Tensor::randn([n, k, 1, 1], cpu) * 0.1;
+            let bias = Tensor::randn([n], cpu);
+            let preact = (&x * scale.view([1, k, 1, 1]) + shift.view([1, k, 1, 1])).relu();
+            let mut expected = preact.conv2d(&weight, Some(&bias), [1, 1], [0, 0], [1, 1], 1);
+            if relu {
+                expected = expected.relu();
+            }
+            let y = PackedPointwise::new(&weight, &bias).forward_preactivated(&x, &scale, &shift, relu).unwrap();
+            assert_eq!(y.size(), expected.size());
+            assert!(crate::is_channels_last_dense(&y));
+            let error = ((&y - &expected).abs() / (expected.abs() + 1.0)).max().double_value(&[]);
+            assert!(error < 1e-5, "{k}→{n} at {h}×{w}, batch {batch}, relu {relu}: differs by {error:e}");
+            let negative = y.lt(0.0).any().int64_value(&[]) != 0;
+            assert_eq!(negative, !relu, "{k}→{n}: negative outputs {negative} with relu {relu}");
         }
     }
 
